@@ -1,6 +1,8 @@
 """The `tilebatch` command: one subcommand per verb, errors as one log line and an exit code.
 
 Exit codes: 0 done; 1 failed, a retry may help; 2 bad input or configuration.
+Each command module adds its own subcommands (`add_commands`), each bound to a
+function `(args, cfg) -> exit code`.
 """
 
 import argparse
@@ -10,6 +12,9 @@ import yaml
 
 from . import config, log
 from .errors import TilebatchError
+
+# Modules that add subcommands, in the order `--help` lists them.
+COMMAND_MODULES = ("tilebatch.cli",)
 
 
 def _config_show(args, cfg) -> int:
@@ -27,24 +32,33 @@ def _config_get(args, cfg) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tilebatch", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None, help="config.yaml to read (default: built-in defaults)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    cfg_cmd = sub.add_parser("config", help="print the effective configuration")
+def add_commands(sub, common) -> None:
+    cfg_cmd = sub.add_parser("config", parents=[common], help="print the effective configuration")
     cfg_sub = cfg_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    cfg_sub.add_parser("show", help="the whole configuration, secrets masked").set_defaults(func=_config_show)
-    get = cfg_sub.add_parser("get", help="one value by dotted key, e.g. postgresql.port")
+    cfg_sub.add_parser("show", parents=[common], help="the whole configuration, secrets masked") \
+        .set_defaults(func=_config_show)
+    get = cfg_sub.add_parser("get", parents=[common], help="one value by dotted key, e.g. postgresql.port")
     get.add_argument("key")
     get.set_defaults(func=_config_get)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="config.yaml to read (default: built-in defaults)")
+    parser = argparse.ArgumentParser(prog="tilebatch", description=__doc__.splitlines()[0], parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(sub, common)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = config.load(args.config)
+        cfg = config.load(getattr(args, "config", None))
         return args.func(args, cfg)
     except TilebatchError as e:
         log.error(str(e), exit_code=e.exit_code)

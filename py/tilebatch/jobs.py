@@ -1,0 +1,84 @@
+"""What every job shares: its arguments, its tile, its run id, and its completion record.
+
+A job is one command line (`tilebatch rawr-tile --tile 7/73/37 --run_id R`),
+the same on this machine and on Batch. `--tile @KEY` names a tile list in the
+store (one `z/x/y` a line): a Batch array child takes the line at
+AWS_BATCH_JOB_ARRAY_INDEX, so one submission covers thousands of tiles.
+"""
+
+import os
+import re
+import resource
+import time
+
+from . import log, records
+from .errors import BadInput
+from .store import metatile_store
+from .tiles import Tile, format_tile, parse_tile
+
+# Batch job names allow 128 letters, digits, '-' and '_'; the run id goes into
+# them beside a prefix and a tile, so it keeps to 64.
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def add_job_arguments(parser) -> None:
+    parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
+    parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
+                        help="the run this job belongs to (default: batch.run_id)")
+
+
+def check_run_id(run_id: str | None) -> str:
+    """The run id, if it can name Batch jobs; BadInput otherwise."""
+    if not run_id:
+        raise BadInput("no run id: give --run_id or set batch.run_id")
+    if not RUN_ID_RE.match(run_id):
+        raise BadInput(f"bad run id {run_id!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+    return run_id
+
+
+def job_run_id(args, cfg) -> str:
+    return check_run_id(args.run_id or cfg["batch"]["run_id"])
+
+
+def resolve_tile(text: str, cfg: dict, environ=os.environ) -> Tile:
+    """The job's tile: `z/x/y` itself, or line AWS_BATCH_JOB_ARRAY_INDEX of the list at `@KEY`."""
+    if not text.startswith("@"):
+        return parse_tile(text)
+    index_text = environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    if index_text is None or not index_text.isdigit():
+        raise BadInput(f"tile list {text!r} needs AWS_BATCH_JOB_ARRAY_INDEX set to a number")
+    data = metatile_store(cfg).read(text[1:])
+    if data is None:
+        raise BadInput(f"tile list {text[1:]!r} is not in the store")
+    lines = data.decode().split()
+    index = int(index_text)
+    if index >= len(lines):
+        raise BadInput(f"tile list {text[1:]!r} has {len(lines)} tiles, no index {index}")
+    return parse_tile(lines[index])
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_job(kind: str, args, cfg, work) -> int:
+    """Run `work(tile, run_id) -> counts` as job `kind`, then write its completion record.
+
+    The record goes last: a job killed half-way leaves none, so it counts as missing.
+    """
+    run_id = job_run_id(args, cfg)
+    log.bind(run_id=run_id, job=kind)
+    tile = resolve_tile(args.tile, cfg)
+    log.bind(tile=format_tile(tile))
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    log.info("job started")
+    counts = work(tile, run_id)
+    info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "counts": counts,
+            "seconds": round(time.monotonic() - started, 3),
+            "cpu_seconds": round(time.process_time() - cpu_started, 3),
+            "peak_memory_mb": peak_memory_mb()}
+    records.write_record(metatile_store(cfg), run_id, kind, tile, info)
+    log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id")})
+    return 0

@@ -1,0 +1,30 @@
+"""Completion records: `runs/{run_id}/{job}/{z}/{x}/{y}.json`, written last by every job.
+
+A run's missing work is its expected jobs minus these records, found by listing
+one prefix per job kind rather than by looking at tiles.
+"""
+
+import json
+
+from .tiles import Tile, parse_tile
+
+JOB_KINDS = ("rawr", "meta-high", "meta-low")
+
+
+def record_key(run_id: str, job: str, tile: Tile) -> str:
+    return f"runs/{run_id}/{job}/{tile.z}/{tile.x}/{tile.y}.json"
+
+
+def write_record(store, run_id: str, job: str, tile: Tile, info: dict) -> None:
+    store.write(record_key(run_id, job, tile), json.dumps(info, sort_keys=True).encode())
+
+
+def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
+    data = store.read(record_key(run_id, job, tile))
+    return json.loads(data) if data else None
+
+
+def done_tiles(store, run_id: str, job: str) -> set[Tile]:
+    """The tiles of every job of this kind in this run that has finished."""
+    prefix = f"runs/{run_id}/{job}/"
+    return {parse_tile(k[len(prefix):-len(".json")]) for k in store.list(prefix) if k.endswith(".json")}
