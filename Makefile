@@ -32,3 +32,14 @@ test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
 clean: ## remove built tiles and the local database (keeps the .venv)
 	-@bin/localdb stop
 	rm -rf out .tilebatch
+
+# bin/batch-setup reads its settings from the environment.
+export BATCH_STACK BATCH_SPOT BATCH_MAX_VCPUS BATCH_INSTANCE_TYPES BATCH_SUBNETS BATCH_SECURITY_GROUPS
+export TILES_BUCKET TILES_PREFIX RAWR_BUCKET RAWR_PREFIX DB_PASSWORD_SECRET_ARN
+.PHONY: batch-setup batch-teardown
+
+batch-setup: setup ## create or update the AWS Batch compute environment, queue and IAM roles (prints KEY=value)
+	@bin/batch-setup setup
+
+batch-teardown: setup ## delete the AWS Batch stack and wait until it is gone
+	@bin/batch-setup teardown
