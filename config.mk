@@ -39,3 +39,58 @@ RAWR_BUCKET    ?=
 RAWR_PREFIX    ?=
 # ARN of the Secrets Manager secret with the database password; empty when there is none
 DB_PASSWORD_SECRET_ARN ?=
+
+# Job images (make image / push; docker/image.mk). REGISTRY is required for push
+# and jobdefs: the account's ECR registry, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com
+REGISTRY       ?=
+# the AWS region of the registry, the job queue and the buckets
+REGION         ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+# image tag: the checked-out commit ("-dirty" with uncommitted changes), so a job
+# definition names the exact code it runs
+TAG            ?= $(shell git describe --always --dirty 2>/dev/null || echo latest)
+# ECR repository names of the three job images; IMAGE_PREFIX-base is the local shared base
+IMAGE_PREFIX   ?= tilebatch
+RAWR_IMAGE     ?= $(IMAGE_PREFIX)-rawr
+META_HIGH_IMAGE ?= $(IMAGE_PREFIX)-meta-high
+META_LOW_IMAGE ?= $(IMAGE_PREFIX)-meta-low
+
+# Job definitions (make jobdefs: jobdefs/*.json rendered by bin/render-jobdef and
+# registered as JOB_NAME_PREFIX-rawr, -meta-high, -meta-low)
+JOB_NAME_PREFIX ?= tilebatch
+# MiB of memory and vCPUs a job gets (the runbook's starting points)
+RAWR_MEMORY    ?= 8192
+META_HIGH_MEMORY ?= 4096
+META_LOW_MEMORY ?= 2048
+VCPUS          ?= 1
+# seconds one attempt of a job may run before Batch stops it (at least 60)
+JOB_TIMEOUT    ?= 14400
+# required: the role the jobs run as (make batch-setup prints JOB_ROLE_ARN)
+JOB_ROLE_ARN   ?=
+# the role Batch reads the password secret with; required with DB_PASSWORD_SECRET_ARN
+EXECUTION_ROLE_ARN ?=
+# the database of the rawr and meta-low jobs; DB_HOST may be a YAML list of read replicas: [a, b]
+DB_HOST        ?=
+DB_PORT        ?= 5432
+DB_NAME        ?= gis
+DB_USER        ?= postgres
+# 1 puts DB_PASSWORD in the job definitions in clear, for when there is no
+# DB_PASSWORD_SECRET_ARN; without either, make jobdefs refuses
+DB_PASSWORD_PLAIN ?=
+DB_PASSWORD    ?=
+# the metatile store's date prefix (store.date-prefix), e.g. 20261124; empty for none
+DATE_PREFIX    ?=
+
+# Enqueue (make enqueue; bin/enqueue): the job queue (make batch-setup names it
+# after BATCH_STACK), the job kind, what to enqueue. RUN_ID is above.
+JOB_QUEUE      ?= $(BATCH_STACK)
+# rawr | meta-high | meta-low
+JOB            ?=
+# 1 adds zooms 0..6 (meta-low needs them)
+PYRAMID        ?=
+# one tile z/x/y, or a file of tiles (one z/x/y a line), instead of the planet or BBOX
+TILE           ?=
+FILE           ?=
+# job ids to wait for, space-separated (meta-high after rawr: child by child when the tiles match)
+DEPENDS_ON     ?=
+# 1 prints what would be submitted and submits nothing
+DRY_RUN        ?=
