@@ -14,7 +14,14 @@ from . import config, log
 from .errors import TilebatchError
 
 # Modules that add subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("tilebatch.cli",)
+COMMAND_MODULES = (
+    "tilebatch.cli",
+    "tilebatch.rawr",
+    "tilebatch.meta_high",
+    "tilebatch.meta_low",
+    "tilebatch.local",
+    "tilebatch.decode",
+)
 
 
 def _config_show(args, cfg) -> int:

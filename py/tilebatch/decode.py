@@ -1,0 +1,51 @@
+"""`tilebatch tile z/x/y`: one built tile, decoded to GeoJSON, to look at what a build made."""
+
+import json
+import sys
+
+import mapbox_vector_tile
+import mercantile
+import numpy as np
+import shapely
+
+from . import metatile
+from .errors import BadInput
+from .render import EXTENT
+from .store import metatile_store
+from .tiles import parse_tile
+
+
+def tile_geojson(data: bytes, tile) -> dict:
+    """A FeatureCollection of an MVT tile's features in WGS84, each with its `layer` as a property."""
+    bounds = mercantile.xy_bounds(tile)
+    scale = (bounds.right - bounds.left) / EXTENT
+
+    def to_lnglat(coords: np.ndarray) -> np.ndarray:
+        x = bounds.left + coords[:, 0] * scale
+        y = bounds.top - coords[:, 1] * scale
+        lng, lat = mercantile.lnglat(x, y)
+        return np.column_stack((np.round(lng, 7), np.round(lat, 7)))
+
+    features = []
+    decoded = mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
+    for layer, content in decoded.items():
+        for f in content["features"]:
+            geom = shapely.transform(shapely.geometry.shape(f["geometry"]), to_lnglat)
+            features.append({"type": "Feature", "id": f.get("id"), "geometry": shapely.geometry.mapping(geom),
+                             "properties": {"layer": layer, **f["properties"]}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def show_tile(args, cfg) -> int:
+    tile = parse_tile(args.tile)
+    if tile.z > cfg["metatile"]["max-zoom"]:
+        raise BadInput(f"tile {args.tile}: builds stop at zoom {cfg['metatile']['max-zoom']}")
+    json.dump(tile_geojson(metatile.read_tile(metatile_store(cfg), tile), tile), sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("tile", parents=[common], help="print one built tile as GeoJSON")
+    p.add_argument("tile", help="z/x/y")
+    p.set_defaults(func=show_tile)

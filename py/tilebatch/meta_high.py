@@ -1,0 +1,46 @@
+"""The meta-high job: metatiles z10..z13 (tiles z13..z16) from RAWR tiles alone.
+
+No database connection at all. It works through its z10 RAWR tiles one at a
+time and lets each go before reading the next, so its memory is that of one
+RAWR tile whatever the size of the job.
+"""
+
+from . import layers, rawr, render
+from .errors import BadInput
+from .jobs import add_job_arguments, run_job
+from .store import metatile_store, rawr_source
+from .tiles import METATILE_ZOOMS, Tile, children
+
+
+def meta_high_job(tile: Tile, cfg: dict) -> dict:
+    group_zoom = cfg["rawr"]["group-zoom"]
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    if not queue_zoom <= tile.z <= group_zoom:
+        raise BadInput(f"meta-high jobs cover zooms {queue_zoom}..{group_zoom}, not z{tile.z}")
+    schema = layers.load()
+    table_keys = {t.name: t.key for t in schema.tables.values()}
+    source, out = rawr_source(cfg), metatile_store(cfg)
+    last_meta_zoom = cfg["metatile"]["max-zoom"] - METATILE_ZOOMS
+    counts = {"rawr_tiles": 0, "metatiles": 0, "tiles": 0, "features": 0}
+    for group in children(tile, group_zoom):
+        data = source.read(source.tile_key(group, rawr.EXT))
+        if data is None:
+            continue
+        features = render.collect(schema, ((table_keys[name], records)
+                                           for name, records in rawr.unpack(data) if name in table_keys))
+        counts["rawr_tiles"] += 1
+        for zoom in range(group_zoom, last_meta_zoom + 1):
+            for meta in children(group, zoom):
+                members, n = render.render_metatile(schema, features, meta)
+                if render.write_metatile(out, meta, members):
+                    counts["metatiles"] += 1
+                    counts["tiles"] += len(members)
+                    counts["features"] += n
+    return counts
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("meta-tile", parents=[common],
+                       help="meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile")
+    add_job_arguments(p)
+    p.set_defaults(func=lambda args, cfg: run_job("meta-high", args, cfg, lambda t, r: meta_high_job(t, cfg)))

@@ -1,0 +1,127 @@
+"""Rows from the osm2pgsql PostGIS database, as `(id, WKB, tags)` for both paths.
+
+One connection per job. A row's tags are the hstore `tags` merged with the
+tag columns osm2pgsql keeps apart under `--hstore`, plus `way_area` for
+polygons, so a rule sees every tag whichever way the database was loaded.
+"""
+
+import random
+from typing import Iterator
+
+import psycopg2
+
+from . import layers, log
+from .errors import BadInput, JobFailed
+from .layers import Schema, Table
+
+# Columns osm2pgsql adds that are not OSM tags.
+NOT_TAGS = ("osm_id", "way", "tags", "z_order", "way_area")
+
+
+def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
+    """Every (host, database) to try, in the order to try them.
+
+    The hosts are shuffled so that jobs spread over read replicas. The rawr job
+    reads `rawr.postgresql`, each unset key falling back to `postgresql`.
+    """
+    base = cfg["postgresql"]
+    own = cfg["rawr"]["postgresql"] if section == "rawr" else {}
+    pick = lambda key, fallback: own.get(key) if own.get(key) is not None else fallback  # noqa: E731
+    hosts = pick("host", base["host"])
+    hosts = list(hosts) if isinstance(hosts, list) else [hosts]
+    random.shuffle(hosts)
+    dbnames = [own["dbname"]] if own.get("dbname") else base["dbnames"]
+    return [{"host": h, "port": pick("port", base["port"]), "dbname": d, "user": pick("user", base["user"]),
+             "password": pick("password", base["password"]), "connect_timeout": base["connect-timeout"]}
+            for h in hosts for d in dbnames]
+
+
+def connect(cfg: dict, section: str = "postgresql"):
+    """A connection to the first host that answers; BadInput when none does."""
+    problems = []
+    for params in connection_params(cfg, section):
+        try:
+            conn = psycopg2.connect(**params, application_name="tilebatch")
+            conn.set_session(readonly=True, autocommit=True)
+            return conn
+        except psycopg2.OperationalError as e:
+            where = f"{params['host']}:{params['port']}/{params['dbname']}"
+            problems.append(f"{where}: {str(e).strip().splitlines()[0]}")
+            log.warning("database unreachable, trying the next", database=where)
+    raise BadInput("cannot connect to the database: " + "; ".join(problems))
+
+
+class Source:
+    """The schema's tables in one database: which exist, and their rows by box."""
+
+    def __init__(self, conn, schema: Schema):
+        self.conn, self.schema = conn, schema
+        self.tables: dict[str, Table] = {}
+        self._tags_sql: dict[str, str] = {}
+        with conn.cursor() as cur:
+            for table in schema.tables.values():
+                cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table.name,))
+                if not cur.fetchone()[0]:
+                    if table.optional:
+                        log.warning("optional table missing, skipped", table=table.name)
+                        continue
+                    raise BadInput(f"table {table.name} is missing from the database "
+                                   f"(load it with osm2pgsql --slim --hstore)")
+                self.tables[table.key] = table
+                self._tags_sql[table.key] = self._tags_expression(cur, table)
+
+    @staticmethod
+    def _tags_expression(cur, table: Table) -> str:
+        if not table.tags:
+            return "''::hstore"
+        cur.execute("SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_name = %s AND table_schema = current_schema() ORDER BY ordinal_position",
+                    (table.name,))
+        columns = cur.fetchall()
+        text_columns = [c for c, t in columns if t == "text" and c not in NOT_TAGS]
+        parts = ["coalesce(tags, ''::hstore)"]
+        if text_columns:
+            keys = ", ".join(psycopg2.extensions.QuotedString(c).getquoted().decode() for c in text_columns)
+            values = ", ".join('"' + c.replace('"', '""') + '"' for c in text_columns)
+            parts.append(f"hstore(ARRAY[{keys}], ARRAY[{values}])")
+        if any(c == "way_area" for c, _ in columns):
+            parts.append("hstore('way_area', way_area::text)")
+        return " || ".join(parts)
+
+    def rows(self, table_key: str, box: tuple, zoom: int | None = None,
+             simplify: float = 0.0) -> Iterator[tuple[int, bytes, dict]]:
+        """The rows of a table touching `box` (EPSG:3857), clipped to it, in id order.
+
+        With a zoom, only rows some layer shows at that zoom (layers.sql_filter),
+        simplified in the database by `simplify` metres; without, every row (RAWR).
+        """
+        table = self.tables.get(table_key)
+        if table is None:
+            return
+        where = "TRUE"
+        if zoom is not None:
+            where = layers.sql_filter(self.schema, table_key, zoom)
+            if where is None:
+                return
+        envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
+        geom = f"ST_ClipByBox2D(geom, {envelope})"
+        if simplify > 0:
+            geom = f"ST_SimplifyPreserveTopology({geom}, {float(simplify)!r})"
+        # MATERIALIZED: the merged tags are built once a row, not once for every
+        # reference the filter makes to them.
+        sql = (f"WITH r AS MATERIALIZED ("
+               f" SELECT {table.id_column} AS id, {table.geometry_column} AS geom,"
+               f" {self._tags_sql[table_key]} AS tags"
+               f" FROM {table.name} WHERE {table.geometry_column} && {envelope})"
+               f" SELECT id, ST_AsBinary({geom}), hstore_to_array(tags) FROM r WHERE {where} ORDER BY id")
+        params = dict(zip(("minx", "miny", "maxx", "maxy"), box))
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, params)
+                for row_id, wkb, flat in cur:
+                    if wkb is None:
+                        continue
+                    it = iter(flat)
+                    yield row_id, bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
+        except psycopg2.OperationalError as e:
+            raise JobFailed(f"database query on {table.name} failed: {str(e).strip().splitlines()[0]}") from None
