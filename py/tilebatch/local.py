@@ -20,7 +20,7 @@ from . import log, records, source
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
 from .store import metatile_store
-from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox
+from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox, tile_at
 
 COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
 
@@ -120,10 +120,10 @@ class Runner:
         log.error("job failed", failed_job=job.kind, failed_tile=format_tile(job.tile), exit_code=code,
                   reason=message)
 
-    def totals(self) -> dict:
-        """What the jobs run here wrote, from their completion records."""
+    def totals(self, jobs: list[Job]) -> dict:
+        """What the run's jobs wrote, from their completion records."""
         totals = {"metatiles": 0, "tiles": 0, "rawr_tiles": 0, "features": 0}
-        for job in self.ran:
+        for job in jobs:
             record = records.read_record(self.store, self.run_id, job.kind, job.tile) or {}
             for k, v in record.get("counts", {}).items():
                 if k in totals:
@@ -146,7 +146,7 @@ def build(args, cfg) -> int:
         if runner.failed:
             break
     seconds = round(time.monotonic() - started, 1)
-    totals = runner.totals()
+    totals = runner.totals(jobs)
     summary = {"run_id": run_id, "bbox": ",".join(f"{v:.6f}" for v in bbox), "jobs_run": len(runner.ran),
                "jobs_skipped": runner.skipped, "jobs_failed": len(runner.failed), "seconds": seconds, **totals,
                "store": runner.store.url}
@@ -155,6 +155,8 @@ def build(args, cfg) -> int:
           f"{len(runner.failed)} failed, in {seconds} s")
     print(f"  {totals['rawr_tiles']} RAWR tiles, {totals['metatiles']} metatiles holding {totals['tiles']} tiles "
           f"({totals['features']} features), in {runner.store.url}")
+    center = tile_at((bbox.west + bbox.east) / 2, (bbox.south + bbox.north) / 2, 15)
+    print(f"  look at one: {os.path.relpath(sys.argv[0])} tile {format_tile(center)}{' --config ' + args.config if getattr(args, 'config', None) else ''}")
     if runner.failed:
         kinds = sorted({j.kind for j, _ in runner.failed})
         code = 2 if all(c == 2 for _, c in runner.failed) else 1

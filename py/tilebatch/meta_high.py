@@ -21,14 +21,14 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
     table_keys = {t.name: t.key for t in schema.tables.values()}
     source, out = rawr_source(cfg), metatile_store(cfg)
     last_meta_zoom = cfg["metatile"]["max-zoom"] - METATILE_ZOOMS
-    counts = {"rawr_tiles": 0, "metatiles": 0, "tiles": 0, "features": 0}
+    counts = {"rawr_tiles_read": 0, "metatiles": 0, "tiles": 0, "features": 0}
     for group in children(tile, group_zoom):
         data = source.read(source.tile_key(group, rawr.EXT))
         if data is None:
             continue
         features = render.collect(schema, ((table_keys[name], records)
                                            for name, records in rawr.unpack(data) if name in table_keys))
-        counts["rawr_tiles"] += 1
+        counts["rawr_tiles_read"] += 1
         for zoom in range(group_zoom, last_meta_zoom + 1):
             for meta in children(group, zoom):
                 members, n = render.render_metatile(schema, features, meta)

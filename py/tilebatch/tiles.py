@@ -101,6 +101,11 @@ def bbox_tiles(bbox: Bbox, zoom: int) -> list[Tile]:
     return sorted(mercantile.tiles(bbox.west, south, bbox.east, north, [zoom]), key=lambda t: (t.x, t.y))
 
 
+def tile_at(lng: float, lat: float, zoom: int) -> Tile:
+    """The tile at `zoom` that holds the point."""
+    return mercantile.tile(lng, lat, zoom)
+
+
 def ancestor(tile: Tile, zoom: int = QUEUE_ZOOM) -> Tile:
     """The tile at `zoom` that contains `tile`; a tile at or above `zoom` is its own."""
     return tile if tile.z <= zoom else mercantile.parent(tile, zoom=zoom)

@@ -95,3 +95,18 @@ def db_url():
     if status.returncode != 0:
         pytest.fail("the local database is not running: run the tests with 'make test'")
     return url
+
+
+def build_env(root) -> dict:
+    """Overrides that send a build's metatiles and RAWR tiles under `root`."""
+    return {"TILEQUEUE__store__url": f"file://{root}/out", "TILEQUEUE__rawr__sink__url": f"file://{root}/rawr"}
+
+
+@pytest.fixture(scope="session")
+def built_store(db_url, tmp_path_factory):
+    """A whole build of the demo data, once a session: (root dir, env overrides pointing at it)."""
+    root = tmp_path_factory.mktemp("build")
+    env = build_env(root)
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, env
