@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo demo-data db-start db-stop clean
+.PHONY: help setup test demo demo-data db-start db-stop preview export clean
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,6 +28,12 @@ demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
 
 test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
 	@tests/run
+
+preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PORT/
+	@tilebatch serve --config $(CONFIG) --port $(PORT)
+
+export: setup ## write the build into one file: make export FORMAT=pmtiles|mbtiles OUT=file
+	@tilebatch export --config $(CONFIG) --format $(FORMAT) $(OUT)
 
 clean: ## remove built tiles and the local database (keeps the .venv)
 	-@bin/localdb stop

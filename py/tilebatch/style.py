@@ -1,0 +1,91 @@
+"""The preview map's MapLibre style: every layer drawn, whatever kinds it holds.
+
+The style knows layers and geometry types, not the kinds in them: each layer
+has one colour, polygons are filled, lines stroked, points drawn as dots, and
+names written beside points and along roads. A new kind in layers.yaml shows up
+on the map without a change here. No `glyphs` URL: MapLibre then draws the
+letters with a local font, so the page needs nothing from outside.
+"""
+
+SOURCE = "tilebatch"
+BACKGROUND = "#f3efe6"
+FONT = ["sans-serif"]
+
+# Layer: its colour. Order within a geometry type is drawing order (last on top).
+COLOURS = {
+    "earth": "#ece6d8",
+    "landuse": "#c9dfb4",
+    "water": "#9fc6e7",
+    "buildings": "#d2c7b8",
+    "boundaries": "#9a6bb0",
+    "roads": "#ffffff",
+    "transit": "#5b5f86",
+    "pois": "#c8553d",
+    "places": "#333333",
+}
+FILL_OPACITY = {"landuse": 0.6, "buildings": 0.9}
+ROAD_CASING = "#bcb2a3"
+# How much wider than a minor road each road kind is drawn; kinds not listed get 1.
+ROAD_WIDTH = {"highway": 2.2, "major_road": 1.6, "path": 0.5}
+LABELLED_POINTS = ("pois", "places", "transit")
+
+
+def _geometry(kind: str) -> list:
+    return ["==", ["geometry-type"], kind]
+
+
+def _zoom_width(base: float) -> list:
+    """A line width of `base` pixels at zoom 14, thinner out and wider in."""
+    return ["interpolate", ["exponential", 1.6], ["zoom"], 8, base / 6, 14, base, 18, base * 6]
+
+
+def _layer(id_: str, type_: str, source_layer: str, geometry: str, paint: dict, **extra) -> dict:
+    return {"id": id_, "type": type_, "source": SOURCE, "source-layer": source_layer,
+            "filter": _geometry(geometry), "paint": paint, **extra}
+
+
+def _road_width() -> list:
+    factor = ["match", ["get", "kind"], *[v for kind, w in ROAD_WIDTH.items() for v in (kind, w)], 1]
+    return ["*", factor, _zoom_width(2.5)]
+
+
+def layers() -> list[dict]:
+    """Every style layer, bottom to top: fills, lines, dots, then names."""
+    out = [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND}}]
+    for name, colour in COLOURS.items():
+        out.append(_layer(f"{name}-fill", "fill", name, "Polygon",
+                          {"fill-color": colour, "fill-opacity": FILL_OPACITY.get(name, 1)}))
+    for name, colour in COLOURS.items():
+        if name == "roads":
+            out.append(_layer("roads-casing", "line", name, "LineString",
+                              {"line-color": ROAD_CASING, "line-width": ["+", _road_width(), 1.5]},
+                              layout={"line-cap": "round", "line-join": "round"}))
+            paint = {"line-color": colour, "line-width": _road_width()}
+        elif name == "boundaries":
+            paint = {"line-color": colour, "line-width": 1.5, "line-dasharray": [3, 2]}
+        else:
+            paint = {"line-color": colour, "line-width": _zoom_width(1.5)}
+        out.append(_layer(f"{name}-line", "line", name, "LineString", paint,
+                          layout={"line-cap": "round", "line-join": "round"}))
+    for name, colour in COLOURS.items():
+        out.append(_layer(f"{name}-point", "circle", name, "Point",
+                          {"circle-color": colour, "circle-radius": 3,
+                           "circle-stroke-color": "#ffffff", "circle-stroke-width": 1}))
+    out.append(_layer("roads-name", "symbol", "roads", "LineString",
+                      {"text-color": "#555555", "text-halo-color": "#ffffff", "text-halo-width": 1.5},
+                      layout={"symbol-placement": "line", "text-field": ["get", "name"],
+                              "text-font": FONT, "text-size": 11}, minzoom=14))
+    for name in LABELLED_POINTS:
+        out.append(_layer(f"{name}-name", "symbol", name, "Point",
+                          {"text-color": COLOURS[name], "text-halo-color": "#ffffff", "text-halo-width": 1.5},
+                          layout={"text-field": ["get", "name"], "text-font": FONT,
+                                  "text-size": 14 if name == "places" else 11,
+                                  "text-anchor": "top", "text-offset": [0, 0.6]}))
+    return out
+
+
+def style(tilejson_url: str) -> dict:
+    """The whole MapLibre style (spec version 8), its one source read from `tilejson_url`."""
+    return {"version": 8, "name": "tilebatch preview",
+            "sources": {SOURCE: {"type": "vector", "url": tilejson_url}},
+            "layers": layers()}

@@ -1,0 +1,97 @@
+"""What a store holds, seen from outside: its metatiles, their tiles, and the description a map needs.
+
+`serve` and `export` publish the same description (TileJSON's bounds, center,
+zooms and `vector_layers`), worked out once here from the metatile keys: the
+deepest metatiles give the bounds, their zooms give the zoom range. Tiles come
+out in PMTiles tile-id order (zoom, then Hilbert curve), which is also a good
+order for any other consumer.
+"""
+
+import math
+import re
+from typing import Iterator, NamedTuple
+
+import mercantile
+from pmtiles.tile import zxy_to_tileid
+
+from . import layers, metatile
+from .errors import BadInput
+from .tiles import METATILE_ZOOMS, Tile, metatile_members
+
+ATTRIBUTION = "© OpenStreetMap contributors"
+_META_KEY_RE = re.compile(r"(?:^|/)(\d+)/(\d+)/(\d+)\." + re.escape(metatile.EXT) + r"$")
+# TileJSON field types for the layer schema's property types.
+_FIELD_TYPES = {"str": "String", "int": "Number", "float": "Number"}
+
+
+class Description(NamedTuple):
+    bounds: tuple[float, float, float, float]   # west, south, east, north
+    center: tuple[float, float, int]           # lon, lat, zoom
+    minzoom: int
+    maxzoom: int
+
+
+def metatiles(store) -> list[Tile]:
+    """Every metatile in the store, in tile-id order.
+
+    A key counts only if it is exactly where the store would put that
+    metatile, so RAWR tiles or exports kept under the same root are not taken
+    for metatiles.
+    """
+    found = []
+    for key in store.list():
+        m = _META_KEY_RE.search(key)
+        if m:
+            z, x, y = (int(v) for v in m.groups())
+            if x < (1 << z) and y < (1 << z) and metatile.key(store, Tile(x, y, z)) == key:
+                found.append(Tile(x, y, z))
+    return sorted(found, key=_tile_id)
+
+
+def _tile_id(tile: Tile) -> int:
+    return zxy_to_tileid(tile.z, tile.x, tile.y)
+
+
+def describe(metas: list[Tile]) -> Description:
+    """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none."""
+    if not metas:
+        raise BadInput("the store holds no metatiles: build some tiles first (make demo, or tilebatch build)")
+    deepest = max(m.z for m in metas)
+    boxes = [mercantile.bounds(m) for m in metas if m.z == deepest]
+    west, south = min(b.west for b in boxes), min(b.south for b in boxes)
+    east, north = max(b.east for b in boxes), max(b.north for b in boxes)
+    minzoom = min(0 if m.z == 0 else m.z + METATILE_ZOOMS for m in metas)
+    maxzoom = deepest + METATILE_ZOOMS
+    # The zoom at which the bounds span about two tiles: the whole build in view.
+    span = max(east - west, 1e-9)
+    zoom = min(max(int(math.log2(720 / span)), minzoom), maxzoom)
+    return Description((west, south, east, north), ((west + east) / 2, (south + north) / 2, zoom), minzoom, maxzoom)
+
+
+def vector_layers(desc: Description, schema: layers.Schema | None = None) -> list[dict]:
+    """TileJSON `vector_layers`: one entry per layer of the schema, with its fields."""
+    schema = schema or layers.load()
+    out = []
+    for layer in schema.layers:
+        fields = {"kind": "String", "name": "String"}
+        fields.update({p.name: _FIELD_TYPES[p.type] for p in layer.props})
+        out.append({"id": layer.name, "fields": fields, "minzoom": desc.minzoom, "maxzoom": desc.maxzoom})
+    return out
+
+
+def tiles(store, metas) -> Iterator[tuple[Tile, bytes]]:
+    """(tile, MVT bytes) for every non-empty tile of these metatiles, given in tile-id order as `metatiles` lists them.
+
+    Tile ids run zoom by zoom along a Hilbert curve, and the tiles under one
+    metatile are a contiguous stretch of it; so metatiles taken in tile-id
+    order, each one's tiles sorted, give every tile in order with only one
+    metatile in memory.
+    """
+    for meta in metas:
+        data = store.read(metatile.key(store, meta))
+        if data is None:
+            continue
+        members = metatile.unpack(data)
+        for tile, name in sorted(metatile_members(meta), key=lambda tn: _tile_id(tn[0])):
+            if members.get(name):
+                yield tile, members[name]
