@@ -85,6 +85,8 @@ SCHEMA: dict = {
         "job-name-prefix": Key(STR, "tilebatch"),
         "run_id": Key(OPT_STR, None),
         "queue-zoom": Key(INT, 7),
+        # The region batch-enqueue submits in; unset: AWS_DEFAULT_REGION as boto3 finds it.
+        "region": Key(OPT_STR, None),
     },
 }
 
