@@ -23,7 +23,9 @@ def tile_geojson(data: bytes, tile) -> dict:
     def to_lnglat(coords: np.ndarray) -> np.ndarray:
         x = bounds.left + coords[:, 0] * scale
         y = bounds.top - coords[:, 1] * scale
-        lng, lat = mercantile.lnglat(x, y)
+        # mercantile.lnglat, for whole arrays at once
+        lng = np.degrees(x / mercantile.RE)
+        lat = np.degrees(np.pi / 2 - 2 * np.arctan(np.exp(-y / mercantile.RE)))
         return np.column_stack((np.round(lng, 7), np.round(lat, 7)))
 
     features = []

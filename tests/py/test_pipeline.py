@@ -1,0 +1,211 @@
+"""The tile pipeline against the real local PostGIS with the Helsinki extract."""
+
+import json
+import os
+
+import mapbox_vector_tile
+import psycopg2
+import pytest
+
+from tilebatch import config, layers, metatile, rawr, render, source
+from tilebatch.meta_low import features_at
+from tilebatch.store import open_store
+from tilebatch.tiles import Tile, ancestor, metatile_of, tile_at, tile_bounds_3857
+
+from conftest import build_env, free_port, last_error, run_cli
+
+CENTRAL = (24.945, 60.170)
+ROAD_HIGHWAYS = ("motorway", "trunk", "motorway_link", "trunk_link", "primary", "secondary", "tertiary",
+                 "primary_link", "secondary_link", "tertiary_link", "residential", "unclassified", "road",
+                 "living_street", "service", "pedestrian", "footway", "cycleway", "path", "steps", "track",
+                 "bridleway", "corridor", "trail", "platform")
+
+
+def decode(data: bytes) -> dict:
+    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
+
+
+def built_tile(root, tile) -> dict:
+    return decode(metatile.read_tile(open_store(f"file://{root}/out"), tile))
+
+
+def clip_box(tile):
+    minx, miny, maxx, maxy = tile_bounds_3857(tile)
+    pad = (maxx - minx) * render.BUFFER / render.EXTENT
+    return minx - pad, miny - pad, maxx + pad, maxy + pad
+
+
+def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
+    root, _ = built_store
+    tile = tile_at(*CENTRAL, 15)
+    got = built_tile(root, tile)
+    assert {"buildings", "roads", "pois", "places"} <= set(got)
+    # Buildings smaller than the schema's minimum area (in square pixels of a 256-pixel tile) are left out.
+    building_px = {layer.name: layer for layer in layers.load().layers}["buildings"].min_area_px
+    smallest = building_px * (40075016.686 / 2 ** 15 / 256) ** 2
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 3857)"
+        cur.execute(f"SELECT count(*) FROM planet_osm_polygon WHERE ST_Intersects(way, {envelope}) AND "
+                    "((building IS NOT NULL AND building <> 'no') OR "
+                    " (tags->'building:part' IS NOT NULL AND tags->'building:part' <> 'no')) AND way_area >= %s",
+                    (*clip_box(tile), smallest))
+        buildings = cur.fetchone()[0]
+        cur.execute(f"SELECT count(*) FROM planet_osm_line WHERE ST_Intersects(way, {envelope}) AND "
+                    "(highway IN %s OR aeroway IN ('runway', 'taxiway'))", (*clip_box(tile), ROAD_HIGHWAYS))
+        roads = cur.fetchone()[0]
+    assert buildings > 50 and roads > 50
+    assert len(got["buildings"]["features"]) == buildings
+    assert len(got["roads"]["features"]) == roads
+    for feature in got["roads"]["features"] + got["buildings"]["features"]:
+        assert feature["properties"]["kind"]
+
+
+def canonical(tile_layers: dict) -> dict:
+    """A tile's features per layer, comparable across paths: properties and geometry, sorted."""
+    return {name: sorted((json.dumps(f["properties"], sort_keys=True), json.dumps(f["geometry"], sort_keys=True))
+                         for f in layer["features"])
+            for name, layer in tile_layers.items()}
+
+
+@pytest.mark.parametrize("zoom", [13, 16])
+def test_rawr_and_postgis_paths_agree(db_url, zoom):
+    cfg = config.load("config.yaml", environ={})
+    schema = layers.load()
+    src = source.Source(source.connect(cfg), schema)
+    tile = tile_at(*CENTRAL, zoom)
+    group = ancestor(tile, 10)
+    rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, group)))
+    keys = {t.name: t.key for t in schema.tables.values()}
+    from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
+    from_db = features_at(src, schema, ancestor(tile, 7), zoom)
+    a, _ = render.render_tile(schema, from_rawr, tile)
+    b, _ = render.render_tile(schema, from_db, tile)
+    assert a, "the central tile is not empty"
+    assert canonical(decode(a)) == canonical(decode(b))
+
+
+def test_two_builds_are_byte_identical(built_store, tmp_path):
+    root, _ = built_store
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "again", env=build_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def metatiles(base):
+        out = {}
+        for folder, _, files in os.walk(base):
+            for name in files:
+                if name.endswith(".zip") and "/runs/" not in folder:
+                    path = os.path.join(folder, name)
+                    out[os.path.relpath(path, base)] = open(path, "rb").read()
+        return out
+
+    first, second = metatiles(root / "out"), metatiles(tmp_path / "out")
+    assert len(first) > 10
+    assert first == second
+
+
+def test_every_metatile_zoom_is_built(built_store):
+    root, _ = built_store
+    store = open_store(f"file://{root}/out")
+    zooms = {int(k.split("/")[0]) for k in store.list() if k.endswith(".zip")}
+    assert zooms == set(range(0, 14)) - {0}  # 0/0/0 is empty: no feature of Helsinki shows at z0..z3
+    for z in (4, 10, 13):
+        meta = metatile_of(tile_at(*CENTRAL, z + 3))[0]
+        members = metatile.unpack(store.read(metatile.key(store, meta)))
+        assert all(name.startswith("3/") and name.endswith(".mvt") for name in members)
+
+
+def test_completion_records(built_store):
+    root, _ = built_store
+    store = open_store(f"file://{root}/out")
+    kinds = {k.split("/")[2] for k in store.list("runs/test-build/")}
+    assert kinds == {"rawr", "meta-high", "meta-low"}
+    z7 = tile_at(*CENTRAL, 7)
+    rec = json.loads(store.read(f"runs/test-build/meta-high/7/{z7.x}/{z7.y}.json"))
+    assert rec["counts"]["metatiles"] > 0 and rec["counts"]["tiles"] >= rec["counts"]["metatiles"]
+    assert rec["seconds"] > 0 and rec["peak_memory_mb"] > 10 and rec["run_id"] == "test-build"
+
+
+def test_rerun_skips_done_jobs_and_force_redoes_them(built_store):
+    root, env = built_store
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    assert proc.returncode == 0
+    assert "0 jobs run, 10 already done" in proc.stdout
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", "--force", "--jobs", "2",
+                   "--bbox", "24.94,60.16,24.95,60.17", env=env)
+    assert proc.returncode == 0
+    assert "10 jobs run, 0 already done" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["rawr-tile", "meta-tile", "meta-tile-low-zoom"])
+def test_a_job_over_no_data_writes_only_its_record(tmp_path, db_url, command):
+    env = build_env(tmp_path)
+    proc = run_cli(command, "--config", "config.yaml", "--tile", "7/0/0", "--run_id", "empty", env=env)
+    assert proc.returncode == 0, proc.stderr
+    written = [os.path.relpath(os.path.join(d, f), tmp_path) for d, _, fs in os.walk(tmp_path) for f in fs]
+    kind = {"rawr-tile": "rawr", "meta-tile": "meta-high", "meta-tile-low-zoom": "meta-low"}[command]
+    assert written == [f"out/runs/empty/{kind}/7/0/0.json"]
+
+
+def test_meta_high_needs_no_database(built_store, tmp_path):
+    root, _ = built_store
+    z7 = tile_at(*CENTRAL, 7)
+    env = {"TILEQUEUE__store__url": f"file://{tmp_path}", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr",
+           "TILEQUEUE__postgresql__port": str(free_port())}
+    proc = run_cli("meta-tile", "--config", "config.yaml", "--tile", f"7/{z7.x}/{z7.y}", "--run_id", "nodb", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert any(f.endswith(".zip") for _, _, fs in os.walk(tmp_path) for f in fs)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["rawr-tile", "--tile", "7/999/0"], {}, "bad tile '7/999/0'"),
+    (["rawr-tile", "--tile", "8/0/0"], {}, "rawr jobs run at the queue zoom 7, not at z8"),
+    (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs cover zooms 7..10, not z11"),
+    (["meta-tile-low-zoom", "--tile", "8/0/0"], {}, "meta-low jobs run at zooms 0..7, not z8"),
+    (["rawr-tile", "--tile", "7/0/0", "--run_id", "bad id!"], {}, "bad run id 'bad id!'"),
+    (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
+    (["rawr-tile", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__dbnames": "[postgres]"},
+     "table planet_osm_point is missing"),
+    (["meta-tile-low-zoom", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__port": "1"},
+     "cannot connect to the database"),
+    (["build", "--bbox", "1,2,3"], {}, "bad bbox '1,2,3'"),
+])
+def test_bad_job_input_exits_2_and_writes_nothing(tmp_path, db_url, args, env, message):
+    full = ["--run_id", "r1"] if "--run_id" not in args else []
+    proc = run_cli(*args, *full, "--config", "config.yaml", env={**build_env(tmp_path), **env})
+    assert proc.returncode == 2, proc.stderr
+    assert message in last_error(proc)
+    assert not any(files for _, _, files in os.walk(tmp_path))
+
+
+def test_missing_run_id_is_bad_input(tmp_path):
+    proc = run_cli("rawr-tile", "--tile", "7/0/0", env=build_env(tmp_path))
+    assert proc.returncode == 2
+    assert "no run id" in last_error(proc)
+
+
+def test_tile_command_prints_geojson(built_store):
+    _, env = built_store
+    tile = tile_at(*CENTRAL, 15)
+    proc = run_cli("tile", f"15/{tile.x}/{tile.y}", "--config", "config.yaml", env=env)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["type"] == "FeatureCollection"
+    layers_seen = {f["properties"]["layer"] for f in doc["features"]}
+    assert {"buildings", "roads"} <= layers_seen
+    lng, lat = doc["features"][0]["geometry"]["coordinates"][0][0][:2] if doc["features"][0]["geometry"]["type"] == \
+        "Polygon" else (CENTRAL[0], CENTRAL[1])
+    assert abs(lng - CENTRAL[0]) < 0.05 and abs(lat - CENTRAL[1]) < 0.05
+    assert run_cli("tile", "17/0/0", "--config", "config.yaml", env=env).returncode == 2
+
+
+def test_rawr_tile_format(db_url):
+    cfg = config.load("config.yaml", environ={})
+    src = source.Source(source.connect(cfg), layers.load())
+    tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
+    unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables))}
+    assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon"}
+    row_id, wkb, tags = unpacked["planet_osm_line"][0]
+    assert isinstance(row_id, int) and isinstance(wkb, bytes) and isinstance(tags, dict)
+    ids = [r[0] for r in unpacked["planet_osm_polygon"]]
+    assert ids == sorted(ids)
+    assert all("way_area" in r[2] for r in unpacked["planet_osm_polygon"])
