@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tilebatch.decode",
     "tilebatch.serve",
     "tilebatch.export",
+    "tilebatch.batch",
 )
 
 

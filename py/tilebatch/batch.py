@@ -1,0 +1,169 @@
+"""`tilebatch batch-enqueue`: a run's tiles submitted to AWS Batch in a few calls.
+
+Many tiles go as array jobs: the tile list is written to the metatile store
+and each child reads its line (jobs.resolve_tile), so a planet (16,384 z7
+tiles, 21,845 with the pyramid) takes three submissions, not one a tile.
+boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
+"""
+
+import json
+import sys
+
+from . import log
+from .enqueue import Dependency, depends_on, list_text, parse_tile_lines, plan, select_tiles
+from .errors import BadInput, JobFailed
+from .jobs import check_run_id
+from .records import JOB_KINDS
+from .store import FileStore, metatile_store
+from .tiles import parse_bbox, parse_tile
+
+
+def batch_client(cfg: dict):
+    """A Batch client with adaptive retries: a planet's submissions should not trip throttling."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return boto3.client("batch", region_name=cfg["batch"]["region"],
+                            config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+    except NoRegionError:
+        raise BadInput("no AWS region: set batch.region or AWS_DEFAULT_REGION") from None
+
+
+def _call(what: str, fn, **kwargs):
+    """One Batch call; its errors said in one line (a refused request is bad input)."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as e:
+        err = e.response.get("Error", {})
+        cls = JobFailed if err.get("Code") == "ServerException" else BadInput
+        raise cls(f"{what}: {err.get('Code')}: {err.get('Message')}") from None
+    except NoCredentialsError:
+        raise BadInput(f"{what}: no AWS credentials") from None
+    except BotoCoreError as e:
+        raise JobFailed(f"{what}: {e}") from None
+
+
+def check_queue(client, queue: str) -> None:
+    """BadInput unless the job queue exists and takes jobs."""
+    found = _call(f"job queue {queue}", client.describe_job_queues, jobQueues=[queue])["jobQueues"]
+    if not found:
+        raise BadInput(f"job queue {queue!r} does not exist")
+    if found[0].get("state") != "ENABLED":
+        raise BadInput(f"job queue {queue!r} is {found[0].get('state')}, not ENABLED")
+
+
+def check_definition(client, definition: str) -> None:
+    """BadInput unless the job definition (name, name:revision or ARN) is registered and active."""
+    by = {"jobDefinitions": [definition]} if ":" in definition else {"jobDefinitionName": definition}
+    found = _call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
+    if not found["jobDefinitions"]:
+        raise BadInput(f"job definition {definition!r} is not registered (make jobdefs)")
+
+
+def dependencies(client, store, job_ids: list[str], sizes: set[int]) -> list[Dependency]:
+    """The jobs to wait for, each with its tile list when it may pair with one of ours."""
+    if not job_ids:
+        return []
+    found = {j["jobId"]: j for j in _call("depends-on", client.describe_jobs, jobs=job_ids)["jobs"]}
+    out = []
+    for job_id in job_ids:
+        if job_id not in found:
+            raise BadInput(f"depends-on: no job {job_id!r}")
+        job = found[job_id]
+        tile = job.get("parameters", {}).get("tile", "")
+        size = job.get("arrayProperties", {}).get("size")
+        data = store.read(tile[1:]) if tile.startswith("@") and size in sizes else None
+        out.append(Dependency(job_id, data.decode() if data is not None else None))
+    return out
+
+
+def _tiles(args, cfg) -> list:
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    listed = None
+    if args.file is not None:
+        listed = parse_tile_lines(_read_file(args.file), args.file)
+    return select_tiles(queue_zoom, tile=parse_tile(args.tile) if args.tile else None,
+                        bbox=parse_bbox(args.bbox) if args.bbox else None,
+                        listed=listed, with_pyramid=args.pyramid)
+
+
+def _read_file(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise BadInput(f"tile file {path}: {e.strerror}") from None
+
+
+def enqueue(args, cfg) -> int:
+    """Plan, check everything, then write the tile lists and submit; print one JSON line a job."""
+    run_id = check_run_id(args.run_id or cfg["batch"]["run_id"])
+    log.bind(run_id=run_id, job=args.job)
+    b = cfg["batch"]
+    if not b["job-queue"]:
+        raise BadInput("no job queue: set batch.job-queue")
+    definition = b["job-definition"] or f"{b['job-name-prefix']}-{args.job}"
+    subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
+    store = metatile_store(cfg)
+    arrays = [s for s in subs if s.list_key]
+    if arrays and isinstance(store, FileStore) and not args.dry_run:
+        raise BadInput(f"the tile lists would go to {store.url}, which Batch jobs cannot read: "
+                       "set the store to S3 (store.name or store.url s3://…), as the job definitions do")
+
+    client = batch_client(cfg)
+    check_queue(client, b["job-queue"])
+    check_definition(client, definition)
+    deps = dependencies(client, store, args.depends_on, {len(s.tiles) for s in arrays})
+    needs = depends_on(subs, deps)
+    # A list already there from an earlier enqueue of this run may feed running
+    # children: it is reused when it holds the same tiles and never overwritten.
+    for sub in arrays:
+        old = store.read(sub.list_key)
+        if old is not None and old.decode() != list_text(sub.tiles):
+            raise BadInput(f"tile list {sub.list_key} already holds other tiles: use a new run id")
+
+    log.info("enqueue planned", jobs=len(subs), tiles=sum(len(s.tiles) for s in subs),
+             job_definition=definition, job_queue=b["job-queue"], dry_run=args.dry_run)
+    for sub, need in zip(subs, needs):
+        request = {"jobName": sub.name, "jobQueue": b["job-queue"], "jobDefinition": definition,
+                   "parameters": {"tile": sub.tile_parameter, "run_id": run_id}}
+        if sub.list_key:
+            request["arrayProperties"] = {"size": len(sub.tiles)}
+        if need:
+            request["dependsOn"] = need
+        line = {**request, "tiles": len(sub.tiles)}
+        if not args.dry_run:
+            if sub.list_key:
+                store.write(sub.list_key, list_text(sub.tiles).encode())
+            line["jobId"] = _call(f"submit {sub.name}", client.submit_job, **request)["jobId"]
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("batch-enqueue", parents=[common],
+                       help="submit a run's jobs to AWS Batch (array jobs over tile lists)")
+    p.add_argument("--job", choices=JOB_KINDS, default="rawr",
+                   help="the job kind (default rawr); the job definition is batch.job-definition, "
+                        "else {job-name-prefix}-{job}")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--tile", help="one tile z/x/y (default: every tile of the queue zoom, the planet)")
+    which.add_argument("--file", help="a file of tiles, one z/x/y a line; - reads stdin. "
+                                      "Tiles below the queue zoom stand for their ancestor there")
+    which.add_argument("--bbox", help="the queue-zoom tiles touching west,south,east,north")
+    p.add_argument("--pyramid", action="store_true",
+                   help="also every ancestor above the queue zoom (zooms 0..6; meta-low needs them)")
+    p.add_argument("--depends-on", dest="depends_on", action="append", default=[], metavar="JOB_ID",
+                   help="wait for this job; an array job over the same tiles pairs child by child "
+                        "(N_TO_N). Repeat for several")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="print what would be submitted; submit and write nothing")
+    p.add_argument("--run_id", "--run-id", dest="run_id", default=None,
+                   help="the run (default: batch.run_id); names the jobs and the tile lists")
+    p.set_defaults(func=enqueue)

@@ -1,0 +1,136 @@
+"""What a run enqueues: its tiles at the queue zoom, cut into Batch submissions.
+
+Pure planning, no AWS (batch.py sends the plan). Tiles come out sorted by
+(z, x, y), so the same selection always gives the same tile lists in the same
+order: that is what lets meta-high wait for rawr child by child (N_TO_N).
+"""
+
+import re
+from typing import Iterable, NamedTuple
+
+from .errors import BadInput
+from .tiles import Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
+
+# An array job has 2..10,000 children; a single tile goes as a plain job.
+MAX_ARRAY_SIZE = 10_000
+# Batch allows 20 jobs in one dependsOn.
+MAX_DEPENDENCIES = 20
+JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+class Submission(NamedTuple):
+    """One job to submit: a plain job for one tile, or an array job over a tile list."""
+
+    name: str
+    tiles: list
+    list_key: str | None  # where the array job's tile list goes in the store; None for a plain job
+
+    @property
+    def tile_parameter(self) -> str:
+        """The job's `tile` parameter: `z/x/y`, or `@KEY` naming its tile list (jobs.resolve_tile)."""
+        return f"@{self.list_key}" if self.list_key else format_tile(self.tiles[0])
+
+
+def sort_tiles(tiles: Iterable[Tile]) -> list[Tile]:
+    """Each tile once, in (z, x, y) order."""
+    return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
+
+
+def parse_tile_lines(text: str, where: str) -> list[Tile]:
+    """The tiles of a list, one `z/x/y` a line (an osm2pgsql expire list as it is).
+
+    Blank lines and `#` comments are skipped; a bad line is an error naming it.
+    """
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            try:
+                out.append(parse_tile(line))
+            except BadInput as e:
+                raise BadInput(f"{where} line {number}: {e}") from None
+    return out
+
+
+def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = None,
+                 listed: list[Tile] | None = None, with_pyramid: bool = False) -> list[Tile]:
+    """The job tiles of an enqueue, sorted: one tile, a list, a box's, or all of the queue zoom.
+
+    A tile deeper than the queue zoom stands for its ancestor there. With
+    `with_pyramid`, every ancestor of those tiles above the queue zoom is added
+    (the whole pyramid of zooms 0..queue_zoom-1 for the planet).
+    """
+    if tile is not None:
+        chosen = [tile]
+    elif listed is not None:
+        chosen = listed
+    elif bbox is not None:
+        chosen = bbox_tiles(bbox, queue_zoom)
+    else:
+        chosen = pyramid(queue_zoom, queue_zoom)
+    chosen = {ancestor(t, queue_zoom) for t in chosen}
+    if with_pyramid:
+        level = chosen
+        while level:
+            level = {ancestor(t, t.z - 1) for t in level if t.z > 0}
+            chosen |= level
+    if not chosen:
+        raise BadInput("no tiles to enqueue")
+    return sort_tiles(chosen)
+
+
+def list_key(run_id: str, job: str, index: int) -> str:
+    """Where an array job's tile list goes in the metatile store."""
+    return f"runs/{run_id}/{job}/tiles-{index:04d}.txt"
+
+
+def list_text(tiles: list[Tile]) -> str:
+    """A tile list as stored: one `z/x/y` a line, in array index order."""
+    return "".join(format_tile(t) + "\n" for t in tiles)
+
+
+def plan(job: str, run_id: str, prefix: str, tiles: list[Tile]) -> list[Submission]:
+    """The submissions for `tiles`: an array job per 10,000 of them, a plain job for a lone tile.
+
+    Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job, `{prefix}-{run_id}-{NNNN}`
+    for array job NNNN (whose list is `runs/{run_id}/{job}/tiles-NNNN.txt`).
+    """
+    subs = []
+    for index, start in enumerate(range(0, len(tiles), MAX_ARRAY_SIZE)):
+        chunk = tiles[start:start + MAX_ARRAY_SIZE]
+        if len(chunk) == 1:
+            t = chunk[0]
+            subs.append(Submission(f"{prefix}-{run_id}-{t.z}-{t.x}-{t.y}", chunk, None))
+        else:
+            subs.append(Submission(f"{prefix}-{run_id}-{index:04d}", chunk, list_key(run_id, job, index)))
+    for sub in subs:
+        if not JOB_NAME_RE.match(sub.name):
+            raise BadInput(f"bad job name {sub.name!r}: Batch allows 128 letters, digits, '-' or '_'; "
+                           "shorten batch.job-name-prefix or the run id")
+    return subs
+
+
+class Dependency(NamedTuple):
+    """A job to wait for; `tile_list` is its tile list when it is an array job over one."""
+
+    job_id: str
+    tile_list: str | None
+
+
+def depends_on(subs: list[Submission], deps: list[Dependency]) -> list[list[dict]]:
+    """The dependsOn of each submission.
+
+    An array job over exactly the same tile list as one of ours pairs with it
+    child by child (N_TO_N: child i waits only for child i); any other job is
+    waited for as a whole by every submission.
+    """
+    texts = [list_text(s.tiles) if s.list_key else None for s in subs]
+    paired = {d.job_id: texts.index(d.tile_list) for d in deps if d.tile_list and d.tile_list in texts}
+    out = []
+    for i, _ in enumerate(subs):
+        mine = [{"jobId": d.job_id, "type": "N_TO_N"} for d in deps if paired.get(d.job_id) == i]
+        mine += [{"jobId": d.job_id} for d in deps if d.job_id not in paired]
+        if len(mine) > MAX_DEPENDENCIES:
+            raise BadInput(f"{len(mine)} dependencies for one job: Batch allows {MAX_DEPENDENCIES}")
+        out.append(mine)
+    return out

@@ -1,0 +1,77 @@
+"""Planning an enqueue: which tiles, cut into which submissions, waiting for what (no AWS)."""
+
+import pytest
+
+from tilebatch.enqueue import (Dependency, depends_on, list_text, parse_tile_lines, plan,
+                               select_tiles)
+from tilebatch.errors import BadInput
+from tilebatch.tiles import Tile, make_bbox
+
+
+def test_the_planet_is_every_z7_tile_and_the_pyramid_adds_zooms_0_to_6():
+    planet = select_tiles(7)
+    assert len(planet) == 16_384 and {t.z for t in planet} == {7}
+    full = select_tiles(7, with_pyramid=True)
+    assert len(full) == 16_384 + 5_461
+    assert full[0] == Tile(0, 0, 0) and full[-1] == Tile(127, 127, 7)
+    assert full == sorted(full, key=lambda t: (t.z, t.x, t.y))
+
+
+def test_a_bbox_gives_the_z7_tiles_touching_it_and_their_ancestors():
+    box = make_bbox(24.0, 59.0, 27.0, 61.0)  # around Helsinki
+    tiles = select_tiles(7, bbox=box)
+    assert tiles == [Tile(72, 36, 7), Tile(72, 37, 7), Tile(73, 36, 7), Tile(73, 37, 7)]
+    with_up = select_tiles(7, bbox=box, with_pyramid=True)
+    assert with_up[:7] == [Tile(0, 0, 0), Tile(1, 0, 1), Tile(2, 1, 2), Tile(4, 2, 3),
+                           Tile(9, 4, 4), Tile(18, 9, 5), Tile(36, 18, 6)]
+    assert with_up[7:] == tiles
+
+
+def test_listed_tiles_below_the_queue_zoom_stand_for_their_ancestor_once():
+    text = "# expired by osm2pgsql\n14/9326/4741\n14/9327/4742\n\n10/582/296\n3/4/2  \n7/73/37\n"
+    tiles = select_tiles(7, listed=parse_tile_lines(text, "expire.txt"))
+    assert tiles == [Tile(4, 2, 3), Tile(72, 37, 7), Tile(73, 37, 7)]
+    # One tile is its own list; a deep one still goes at the queue zoom.
+    assert select_tiles(7, tile=Tile(9326, 4741, 14)) == [Tile(72, 37, 7)]
+
+
+def test_a_bad_line_is_named_and_an_empty_list_refused():
+    with pytest.raises(BadInput, match=r"expire.txt line 2: bad tile '7/73'"):
+        parse_tile_lines("7/73/37\n7/73\n", "expire.txt")
+    with pytest.raises(BadInput, match="no tiles to enqueue"):
+        select_tiles(7, listed=parse_tile_lines("# nothing\n", "empty.txt"))
+
+
+def test_plan_cuts_arrays_of_at_most_10000_and_sends_a_lone_tile_plain():
+    subs = plan("meta-low", "r1", "tb", select_tiles(7, with_pyramid=True))
+    assert [(s.name, len(s.tiles), s.list_key) for s in subs] == [
+        ("tb-r1-0000", 10_000, "runs/r1/meta-low/tiles-0000.txt"),
+        ("tb-r1-0001", 10_000, "runs/r1/meta-low/tiles-0001.txt"),
+        ("tb-r1-0002", 1_845, "runs/r1/meta-low/tiles-0002.txt"),
+    ]
+    assert subs[1].tile_parameter == "@runs/r1/meta-low/tiles-0001.txt"
+
+    # 10,001 tiles: the last one alone cannot be an array job (size 2..10,000).
+    tiles = select_tiles(7)[:10_001]
+    last = plan("rawr", "r1", "tb", tiles)[-1]
+    assert (last.name, last.list_key, last.tile_parameter) == ("tb-r1-7-78-16", None, "7/78/16")
+
+
+def test_plan_refuses_a_name_batch_would_refuse():
+    with pytest.raises(BadInput, match="shorten batch.job-name-prefix"):
+        plan("rawr", "r" * 64, "p" * 60, [Tile(73, 37, 7)])
+
+
+def test_an_array_over_the_same_tiles_pairs_child_by_child_anything_else_waits_whole():
+    tiles = select_tiles(7, with_pyramid=True)
+    subs = plan("meta-high", "r1", "tb", tiles)
+    same = [Dependency(f"rawr-{i}", list_text(s.tiles)) for i, s in enumerate(subs)]
+    other = Dependency("other", list_text(tiles[:3]))
+    plain = Dependency("plain", None)
+    needs = depends_on(subs, same + [other, plain])
+    assert needs[1] == [{"jobId": "rawr-1", "type": "N_TO_N"}, {"jobId": "other"}, {"jobId": "plain"}]
+    assert needs[2] == [{"jobId": "rawr-2", "type": "N_TO_N"}, {"jobId": "other"}, {"jobId": "plain"}]
+    # Without a dependency over the same tiles, every one is waited for whole.
+    assert depends_on(subs, [other])[0] == [{"jobId": "other"}]
+    with pytest.raises(BadInput, match="21 dependencies for one job"):
+        depends_on(subs[:1], [Dependency(f"j{i}", None) for i in range(21)])
