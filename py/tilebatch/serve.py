@@ -18,9 +18,8 @@ import sys
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from zipfile import BadZipFile
 
-from . import layers, log, metatile, style, tileset
+from . import layers, log, style, tileset
 from .errors import BadInput, TilebatchError
 from .store import metatile_store
 from .tiles import Tile, metatile_of
@@ -107,8 +106,7 @@ class MetatileCache:
             found = self._cached(meta)
             if found is not None:
                 return found
-            data = self.store.read(metatile.key(self.store, meta))
-            members = metatile.unpack(data) if data else {}
+            members = tileset.read_members(self.store, meta)
             with self._lock:
                 self._entries[meta] = members
                 while len(self._entries) > self.size:
@@ -175,7 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, content_type, body = self.server.preview.respond(self.path, self._base())
         except HTTPError as e:
             status, content_type, body = e.status, JSON_TYPE, json.dumps({"error": str(e)}).encode()
-        except (TilebatchError, BadZipFile, OSError) as e:
+        except (TilebatchError, OSError) as e:
             log.error("cannot serve", path=self.path[:200], error=str(e))
             status, content_type, body = 502, JSON_TYPE, json.dumps({"error": f"cannot read the store: {e}"}).encode()
         except Exception as e:  # a bug must cost one request, not the server, and show no traceback
