@@ -49,3 +49,38 @@ batch-setup: setup ## create or update the AWS Batch compute environment, queue 
 
 batch-teardown: setup ## delete the AWS Batch stack and wait until it is gone
 	@bin/batch-setup teardown
+
+# AWS Batch jobs: images (docker/), job definitions (jobdefs/), enqueueing (bin/enqueue).
+JOB_KINDS := rawr meta-high meta-low
+# bin/render-jobdef reads the job definitions' values from the environment.
+export REGISTRY TAG REGION JOB_NAME_PREFIX RAWR_IMAGE META_HIGH_IMAGE META_LOW_IMAGE VCPUS
+export RAWR_MEMORY META_HIGH_MEMORY META_LOW_MEMORY JOB_TIMEOUT JOB_ROLE_ARN EXECUTION_ROLE_ARN
+export DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD_PLAIN DB_PASSWORD DATE_PREFIX
+.PHONY: image push jobdefs enqueue
+
+image: ## build the three job images (docker/*/Makefile; TAG=…)
+	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job image || exit; done
+
+push: ## build the job images and push them to ECR (REGISTRY=…, TAG=…)
+	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job push || exit; done
+
+# All three are rendered (and so checked) before the first is registered.
+jobdefs: setup ## render jobdefs/*.json from config.mk and register them with AWS Batch
+	@mkdir -p build/jobdefs
+	@for job in $(JOB_KINDS); do bin/render-jobdef jobdefs/$$job.json >build/jobdefs/$$job.json || exit; done
+	@for job in $(JOB_KINDS); do \
+	  aws batch register-job-definition --region $(REGION) --cli-input-json file://build/jobdefs/$$job.json \
+	    --query '[jobDefinitionName, revision]' --output text || exit; \
+	done
+
+# The queue, job definitions and store the jobs were given by make jobdefs.
+ENQUEUE_ENV = TILEQUEUE__batch__job_queue=$(JOB_QUEUE) TILEQUEUE__batch__job_name_prefix=$(JOB_NAME_PREFIX) \
+  TILEQUEUE__batch__region=$(REGION) \
+  $(if $(TILES_BUCKET),TILEQUEUE__store__name=$(TILES_BUCKET) TILEQUEUE__store__region=$(REGION)) \
+  $(if $(TILES_PREFIX),TILEQUEUE__store__path=$(TILES_PREFIX)) \
+  $(if $(DATE_PREFIX),TILEQUEUE__store__date_prefix=$(DATE_PREFIX))
+
+enqueue: setup ## submit a stage to AWS Batch: RUN_ID=… JOB=… [PYRAMID=1] [TILE=…|FILE=…|BBOX=…] [DEPENDS_ON=…] [DRY_RUN=1]
+	@env $(ENQUEUE_ENV) bin/enqueue --config '$(CONFIG)' $(if $(filter 1,$(PYRAMID)),--pyramid) \
+	  $(if $(TILE),--tile '$(TILE)') $(if $(FILE),--file '$(FILE)') $(if $(BBOX),--bbox '$(BBOX)') \
+	  $(foreach id,$(DEPENDS_ON),--depends-on '$(id)') $(if $(filter 1,$(DRY_RUN)),--dry-run) '$(RUN_ID)' '$(JOB)'
