@@ -172,6 +172,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             status, content_type, body = self.server.preview.respond(self.path, self._base())
         except HTTPError as e:
+            log.warning("request refused", path=self.path[:200], status=e.status, error=str(e))
             status, content_type, body = e.status, JSON_TYPE, json.dumps({"error": str(e)}).encode()
         except (TilebatchError, OSError) as e:
             log.error("cannot serve", path=self.path[:200], error=str(e))
@@ -200,10 +201,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return f"http://{host}"
 
     def log_request(self, code="-", size="-"):
-        if isinstance(code, int) and code >= 400:
-            log.warning("request refused", path=self.path[:200], status=int(code))
+        """Quiet: a map asks for hundreds of tiles. Refusals are logged where they are made."""
 
     def log_message(self, format, *args):
+        # Only http.server's own refusals (a malformed request line, a path too long) get here.
         log.warning(format % args)
 
 

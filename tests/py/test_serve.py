@@ -1,0 +1,220 @@
+"""tilebatch serve: tiles, TileJSON, style and page over HTTP; bad requests refused, never a traceback."""
+
+import json
+import threading
+
+import mercantile
+import pytest
+from conftest import last_error, run_cli
+from tilebatch import metatile, serve
+from tilebatch.store import open_store
+from tilebatch.tiles import Tile, metatile_members
+
+import smallstore
+from previewserver import serving
+
+LAYERS = {"water", "earth", "landuse", "roads", "buildings", "pois", "places", "boundaries", "transit"}
+MVT = "application/vnd.mapbox-vector-tile"
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    store = open_store(f"file://{tmp_path_factory.mktemp('serve')}/out")
+    return {"TILEQUEUE__store__url": store.url}, smallstore.fill(store)
+
+
+@pytest.fixture(scope="module")
+def server(small):
+    with serving(small[0]) as s:
+        yield s
+    # Whatever was asked, the log is JSON lines only: no traceback, ever.
+    assert "Traceback" not in s.stderr
+    assert all(line.startswith("{") for line in s.stderr.splitlines()), s.stderr
+
+
+def test_tiles_are_served_with_their_bytes_and_type(server, small):
+    for tile, data in list(small[1].items())[::7]:
+        status, headers, body = server.get(f"/{tile.z}/{tile.x}/{tile.y}.mvt")
+        assert (status, headers["content-type"], body) == (200, MVT, data)
+
+
+def test_empty_tiles_are_204(server):
+    empty = smallstore.empty_tile()
+    outside = Tile(0, 0, 16)  # its metatile was never built
+    for t in (empty, outside):
+        status, headers, body = server.get(f"/{t.z}/{t.x}/{t.y}.mvt")
+        assert (status, body) == (204, b"")
+        assert "content-length" not in headers
+
+
+def test_head_answers_without_a_body(server, small):
+    tile = next(iter(small[1]))
+    status, headers, body = server.get(f"/{tile.z}/{tile.x}/{tile.y}.mvt", method="HEAD")
+    assert (status, body) == (200, b"") and int(headers["content-length"]) == len(small[1][tile])
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/17/0/0.mvt", 404),                 # above metatile.max-zoom
+    ("/99999999999999999999/0/0.mvt", 404),
+    ("/" + "9" * 5000 + "/0/0.mvt", 404),  # past Python's int() digit limit
+    ("/3/8/0.mvt", 404),                  # x beyond the zoom's 8 columns
+    ("/3/0/99999999999.mvt", 404),
+    ("/a/0/0.mvt", 400),
+    ("/1/0/x.mvt", 400),
+    ("/1/-1/0.mvt", 400),
+    ("/1/0/1.5.mvt", 400),
+    ("/1/0.mvt", 400),
+    ("/1/0/0/0.mvt", 400),
+    ("/../config.yaml", 400),
+    ("/maplibre/../../../../etc/passwd", 400),
+    ("/maplibre/..%2f..%2fpackage.json", 400),
+    ("/%2e%2e/%2e%2e/etc/passwd", 400),
+    ("/./tilejson.json", 400),
+    ("//etc/passwd", 404),                # http.server folds the leading slashes: /etc/passwd
+    ("/maplibre/..\\..\\package.json", 400),
+    ("/maplibre/maplibre-gl.d.ts", 404),  # only the files a browser needs
+    ("/maplibre/", 404),
+    ("/config.yaml", 404),
+    ("/etc/passwd", 404),
+])
+def test_bad_requests_are_refused(server, path, status):
+    got, headers, body = server.get(path)
+    assert got == status
+    assert headers["content-type"] == "application/json" and "error" in json.loads(body)
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /0/0/0.mvt HTTP/1.1 extra\r\n\r\n",
+    b"GET /1/\xd9\xa3/0.mvt HTTP/1.1\r\n\r\n",  # a non-ASCII digit
+    b"GET /1/0/0.mvt\x00 HTTP/1.1\r\n\r\n",
+    b"GET " + b"/1" * 40000 + b".mvt HTTP/1.1\r\n\r\n",
+    b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",  # TLS spoken to plain HTTP
+])
+def test_malformed_requests_are_refused(server, request_line):
+    assert server.raw(request_line) in (400, 414)
+
+
+def test_tilejson_describes_what_was_built(server):
+    tj = server.json("/tilejson.json")
+    assert tj["tilejson"] == "3.0.0"
+    assert tj["tiles"] == [f"{server.url}/{{z}}/{{x}}/{{y}}.mvt"]
+    assert (tj["minzoom"], tj["maxzoom"]) == (0, 16)
+    box = mercantile.bounds(Tile(4663, 2370, 13)), mercantile.bounds(Tile(4663, 2371, 13))
+    assert tj["bounds"] == pytest.approx([box[0].west, box[1].south, box[0].east, box[0].north])
+    lon, lat, zoom = tj["center"]
+    assert box[0].west < lon < box[0].east and box[1].south < lat < box[0].north and 0 <= zoom <= 16
+    assert {layer["id"] for layer in tj["vector_layers"]} == LAYERS
+    assert all(layer["fields"]["kind"] == "String" for layer in tj["vector_layers"])
+    assert "OpenStreetMap" in tj["attribution"]
+
+
+def test_style_draws_every_layer_from_the_tilejson(server):
+    style = server.json("/style.json")
+    assert style["version"] == 8
+    assert style["sources"]["tilebatch"] == {"type": "vector", "url": f"{server.url}/tilejson.json"}
+    drawn = {layer.get("source-layer") for layer in style["layers"]} - {None}
+    assert drawn == LAYERS
+    assert not [layer for layer in style["layers"] if layer["type"] == "symbol" and "glyphs" in style]
+
+
+def test_the_page_and_maplibre_come_from_the_server(server):
+    status, headers, body = server.get("/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b"/maplibre/maplibre-gl.mjs" in body and b"/style.json" in body and b"https://" not in body
+    status, headers, body = server.get("/maplibre/maplibre-gl.mjs")
+    assert status == 200 and headers["content-type"] == "text/javascript" and len(body) > 100_000
+    status, headers, _ = server.get("/maplibre/maplibre-gl-worker.mjs?v=6")  # as MapLibre asks for it
+    assert status == 200 and headers["content-type"] == "text/javascript"
+    status, headers, _ = server.get("/maplibre/maplibre-gl.css")
+    assert status == 200 and headers["content-type"] == "text/css"
+
+
+def test_a_forwarded_host_names_the_tile_urls(server):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/tilejson.json", headers={"Host": "localhost:9000"})
+    assert json.loads(conn.getresponse().read())["tiles"] == ["http://localhost:9000/{z}/{x}/{y}.mvt"]
+    conn.request("GET", "/tilejson.json", headers={"Host": "evil\"host/<x>"})
+    assert json.loads(conn.getresponse().read())["tiles"] == [f"{server.url}/{{z}}/{{x}}/{{y}}.mvt"]
+    conn.close()
+
+
+def test_an_s3_store_is_served(bucket):
+    store = open_store(f"s3://{bucket}/tiles")
+    expected = smallstore.fill(store)
+    with serving({"TILEQUEUE__store__url": store.url}) as s:
+        tile = list(expected)[-1]
+        assert s.get(f"/{tile.z}/{tile.x}/{tile.y}.mvt")[2] == expected[tile]
+
+
+class CountingStore:
+    """A real store that counts its reads."""
+
+    def __init__(self, store):
+        self.store, self.reads = store, 0
+        self.url = store.url
+
+    def tile_key(self, tile, ext):
+        return self.store.tile_key(tile, ext)
+
+    def read(self, key):
+        self.reads += 1
+        return self.store.read(key)
+
+
+def test_one_read_serves_every_tile_of_a_metatile(small):
+    store = CountingStore(open_store(small[0]["TILEQUEUE__store__url"]))
+    cache = serve.MetatileCache(store)
+    meta = smallstore.METATILES[2]
+    members = metatile_members(meta)
+    results = {}
+    threads = [threading.Thread(target=lambda t=t: results.__setitem__(t, cache.tile(t))) for t, _ in members]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert store.reads == 1
+    assert {t: d for t, d in results.items() if d} == {t: small[1][t] for t, _ in members if t in small[1]}
+
+
+def test_the_cache_forgets_the_least_recently_used(small):
+    store = CountingStore(open_store(small[0]["TILEQUEUE__store__url"]))
+    cache = serve.MetatileCache(store, size=2)
+    a, b, c = smallstore.METATILES[1:]
+    for meta in (a, b, a, c, a, b):
+        cache.members(meta)
+    assert store.reads == 4  # a, b, c, then b again: a stayed, being used
+
+
+def test_a_corrupt_metatile_is_an_error_response_not_a_crash(tmp_path):
+    store = open_store(f"file://{tmp_path}/out")
+    smallstore.fill(store)
+    meta = smallstore.METATILES[3]
+    store.write(metatile.key(store, meta), b"not a zip")
+    with serving({"TILEQUEUE__store__url": store.url}) as s:
+        tile = metatile_members(meta)[0][0]
+        status, _, body = s.get(f"/{tile.z}/{tile.x}/{tile.y}.mvt")
+        assert status == 502 and "not a valid zip" in json.loads(body)["error"]
+        assert s.get("/tilejson.json")[0] == 200  # and the server goes on
+    assert "Traceback" not in s.stderr
+
+
+def test_an_empty_store_is_refused_at_start(tmp_path):
+    proc = run_cli("serve", "--config", "config.yaml", "--port", "0",
+                   env={"TILEQUEUE__store__url": f"file://{tmp_path}/empty"})
+    assert proc.returncode == 2
+    assert "holds no metatiles" in last_error(proc)
+
+
+def test_a_taken_port_is_refused(server, small):
+    proc = run_cli("serve", "--config", "config.yaml", "--port", server.port, env=small[0])
+    assert proc.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{server.port}" in last_error(proc)
+
+
+def test_without_maplibre_it_says_to_run_setup(small, tmp_path):
+    proc = run_cli("serve", "--config", "config.yaml", "--port", "0", "--maplibre", tmp_path, env=small[0])
+    assert proc.returncode == 2
+    assert "make setup" in last_error(proc)
+
