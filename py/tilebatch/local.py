@@ -2,40 +2,38 @@
 
 `tilebatch build` runs every rawr job, then every meta-high job, then every
 meta-low job covering a box, each as the very command line a Batch job runs, in
-a pool of processes. Jobs with a completion record in this run are skipped, so
-running the same run again picks up where it stopped.
+a pool of processes. It records what the run expects first (runs.py), so
+`tilebatch status` and `missing` see local runs as they see Batch runs. Jobs
+with a completion record are skipped, so running the same run again picks up
+where it stopped; `--attempts N` does that by itself up to N times.
 """
 
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import NamedTuple
 
 from tqdm import tqdm
 
-from . import log, records, source
+from . import log, records, runs, source
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
 from .store import metatile_store
 from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox, tile_at
 
 COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
+OUT_OF_MEMORY_CODES = (-9, 137)  # killed: on this machine, most likely by the kernel's OOM killer
 
 
-class Job(NamedTuple):
-    kind: str
-    tile: Tile
-
-
-def plan(bbox: Bbox, queue_zoom: int) -> list[Job]:
-    """Every job of a build over `bbox`, in the order they must run."""
+def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
+    """The tiles of every job kind of a build over `bbox`: rawr and meta-high at the
+    queue zoom, meta-low over the pyramid from z0 down to it."""
     queue_tiles = bbox_tiles(bbox, queue_zoom)
-    pyramid = [t for z in range(queue_zoom + 1) for t in bbox_tiles(bbox, z)]
-    return ([Job("rawr", t) for t in queue_tiles] + [Job("meta-high", t) for t in queue_tiles]
-            + [Job("meta-low", t) for t in pyramid])
+    return {"rawr": queue_tiles, "meta-high": queue_tiles,
+            "meta-low": [t for z in range(queue_zoom + 1) for t in bbox_tiles(bbox, z)]}
 
 
 def data_extent(cfg: dict) -> Bbox:
@@ -57,78 +55,127 @@ def data_extent(cfg: dict) -> Bbox:
     return make_bbox(*box)
 
 
-def job_command(job: Job, config_path: str | None, run_id: str) -> list[str]:
+def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
     """The command line of one job, the same one a Batch job definition runs."""
-    cmd = [sys.executable, "-m", "tilebatch.cli", COMMANDS[job.kind]]
+    cmd = [sys.executable, "-m", "tilebatch.cli", COMMANDS[kind]]
     if config_path:
         cmd += ["--config", config_path]
-    return cmd + ["--tile", format_tile(job.tile), "--run_id", run_id]
-
-
-def _run(job: Job, config_path: str | None, run_id: str) -> tuple[Job, int, str]:
-    proc = subprocess.run(job_command(job, config_path, run_id), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    return job, proc.returncode, proc.stderr
+    return cmd + ["--tile", format_tile(tile), "--run_id", run_id]
 
 
 class Runner:
-    """Runs jobs in a pool, stage by stage, keeping count and showing progress."""
+    """Runs a run's jobs in a pool, kind by kind, keeping count and showing progress.
 
-    def __init__(self, cfg: dict, config_path: str | None, run_id: str, workers: int, force: bool):
+    On a terminal a progress bar; otherwise the jobs' own JSON log lines (or,
+    with `quiet`, only those of failed jobs) and a progress line every
+    `progress_seconds`.
+    """
+
+    def __init__(self, cfg: dict, config_path: str | None, run_id: str, workers: int,
+                 force: bool = False, quiet: bool = False, progress_seconds: float = 60):
         self.cfg, self.config_path, self.run_id = cfg, config_path, run_id
-        self.workers, self.force = workers, force
+        self.workers, self.force, self.quiet = workers, force, quiet
+        self.progress_seconds = progress_seconds
         self.store = metatile_store(cfg)
         self.on_terminal = sys.stderr.isatty()
-        self.ran, self.skipped, self.failed = [], 0, []
+        self.ran, self.failed = [], []
+        self.counts = {kind: [0, 0] for kind in COMMANDS}  # done, expected
+        self._lock = threading.Lock()
 
-    def stage(self, kind: str, jobs: list[Job]) -> None:
-        done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
-        todo = [j for j in jobs if j.tile not in done]
-        self.skipped += len(jobs) - len(todo)
-        log.info("stage started", stage=kind, jobs=len(todo), skipped=len(jobs) - len(todo))
+    def expect(self, jobs: dict[str, list[Tile]]) -> None:
+        for kind, tiles in jobs.items():
+            runs.add_expected(self.store, self.run_id, kind, tiles)
+
+    def run(self, jobs: dict[str, list[Tile]]) -> None:
+        """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
+        for kind in COMMANDS:
+            tiles = jobs.get(kind, [])
+            done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
+            todo = [t for t in tiles if t not in done]
+            self.counts[kind] = [len(tiles) - len(todo), len(tiles)]
+            self._stage(kind, todo)
+            if self.failed:
+                return
+
+    def progress_line(self) -> str:
+        return ", ".join(f"{kind} {done}/{expected}" for kind, (done, expected) in self.counts.items())
+
+    def _stage(self, kind: str, todo: list[Tile]) -> None:
+        log.info("stage started", stage=kind, jobs=len(todo))
         bar = tqdm(total=len(todo), desc=kind, unit="job", disable=not self.on_terminal, file=sys.stderr)
+        stop = threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(stop,), daemon=True)
+        ticker.start()
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        pending = {pool.submit(_run, j, self.config_path, self.run_id) for j in todo}
+        pending = {pool.submit(self._run_one, kind, t) for t in todo}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
-                    self._finished(*f.result())
+                    f.result()
                     bar.update(1)
         except KeyboardInterrupt:
-            # The children got the same SIGINT from the terminal; wait for them to go.
-            for f in pending:
-                f.cancel()
+            # The children got the same SIGINT from the terminal: let them go, start no more.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
+            stop.set()
             bar.close()
             pool.shutdown(wait=True)
 
-    def _finished(self, job: Job, code: int, stderr: str) -> None:
-        if code == 0:
-            self.ran.append(job)
+    def _tick(self, stop: threading.Event) -> None:
+        while not stop.wait(self.progress_seconds):
             if not self.on_terminal:
-                sys.stderr.write(stderr)
-            return
-        self.failed.append((job, code))
-        last = stderr.strip().splitlines()[-1:] or [""]
-        try:
-            message = json.loads(last[0])["msg"]
-        except (ValueError, KeyError):
-            message = last[0]
-        log.error("job failed", failed_job=job.kind, failed_tile=format_tile(job.tile), exit_code=code,
-                  reason=message)
+                log.info("progress", progress=self.progress_line())
 
-    def totals(self, jobs: list[Job]) -> dict:
+    def _run_one(self, kind: str, tile: Tile) -> None:
+        proc = subprocess.run(job_command(kind, tile, self.config_path, self.run_id),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with self._lock:
+            if proc.returncode == 0:
+                self.ran.append((kind, tile))
+                self.counts[kind][0] += 1
+                if not self.on_terminal and not self.quiet:
+                    sys.stderr.write(proc.stderr)
+                return
+            self.failed.append((kind, tile, proc.returncode))
+        oom = proc.returncode in OUT_OF_MEMORY_CODES
+        runs.write_failure(self.store, self.run_id, kind, tile, runs.Failure(proc.returncode, oom, None))
+        if self.quiet:
+            sys.stderr.write(proc.stderr)
+        last = proc.stderr.strip().splitlines()[-1:] or [""]
+        try:
+            reason = json.loads(last[0])["msg"]
+        except (ValueError, KeyError, TypeError):
+            reason = last[0] or ("out of memory" if oom else "no output")
+        log.error("job failed", failed_job=kind, failed_tile=format_tile(tile), exit_code=proc.returncode,
+                  reason=reason)
+
+    def totals(self, jobs: dict[str, list[Tile]]) -> dict:
         """What the run's jobs wrote, from their completion records."""
         totals = {"metatiles": 0, "tiles": 0, "rawr_tiles": 0, "features": 0}
-        for job in jobs:
-            record = records.read_record(self.store, self.run_id, job.kind, job.tile) or {}
-            for k, v in record.get("counts", {}).items():
-                if k in totals:
-                    totals[k] += v
+        for kind, tiles in jobs.items():
+            for tile in tiles:
+                record = records.read_record(self.store, self.run_id, kind, tile) or {}
+                for k, v in record.get("counts", {}).items():
+                    if k in totals:
+                        totals[k] += v
         return totals
+
+
+def run_build(runner: Runner, jobs: dict[str, list[Tile]], attempts: int) -> list:
+    """Run the jobs, then whatever is still missing, up to `attempts` rounds; the jobs still missing."""
+    runner.expect(jobs)
+    for attempt in range(1, attempts + 1):
+        runner.failed = []
+        runner.run(jobs)
+        states = runs.run_states(runner.store, runner.run_id, runner.cfg["rawr"]["group-zoom"])
+        missing = [(s.job, t) for s in states for t in s.missing]
+        if not missing:
+            return []
+        log.warning("jobs missing after a round", attempt=attempt, attempts=attempts, missing=len(missing))
+        runner.force = False
+    return missing
 
 
 def build(args, cfg) -> int:
@@ -136,33 +183,30 @@ def build(args, cfg) -> int:
     log.bind(run_id=run_id, job="build")
     bbox = parse_bbox(args.bbox) if args.bbox else data_extent(cfg)
     workers = args.jobs or os.cpu_count() or 1
-    if workers < 1:
-        raise BadInput(f"bad --jobs {workers}: need at least 1")
+    if workers < 1 or args.attempts < 1:
+        raise BadInput("--jobs and --attempts need to be at least 1")
     jobs = plan(bbox, cfg["batch"]["queue-zoom"])
     runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force)
     started = time.monotonic()
-    for kind in COMMANDS:
-        runner.stage(kind, [j for j in jobs if j.kind == kind])
-        if runner.failed:
-            break
+    missing = run_build(runner, jobs, args.attempts)
     seconds = round(time.monotonic() - started, 1)
     totals = runner.totals(jobs)
-    summary = {"run_id": run_id, "bbox": ",".join(f"{v:.6f}" for v in bbox), "jobs_run": len(runner.ran),
-               "jobs_skipped": runner.skipped, "jobs_failed": len(runner.failed), "seconds": seconds, **totals,
-               "store": runner.store.url}
-    log.info("build done" if not runner.failed else "build failed", **summary)
-    print(f"built run {run_id}: {len(runner.ran)} jobs run, {runner.skipped} already done, "
-          f"{len(runner.failed)} failed, in {seconds} s")
+    expected = sum(len(t) for t in jobs.values())
+    log.info("build done" if not missing else "build incomplete", bbox=",".join(f"{v:.6f}" for v in bbox),
+             jobs_run=len(runner.ran), jobs_missing=len(missing), seconds=seconds, store=runner.store.url, **totals)
+    print(f"built run {run_id}: {len(runner.ran)} jobs run, {expected - len(runner.ran) - len(missing)} "
+          f"already done, {len(missing)} missing, in {seconds} s")
     print(f"  {totals['rawr_tiles']} RAWR tiles, {totals['metatiles']} metatiles holding {totals['tiles']} tiles "
           f"({totals['features']} features), in {runner.store.url}")
     center = tile_at((bbox.west + bbox.east) / 2, (bbox.south + bbox.north) / 2, 15)
-    print(f"  look at one: {os.path.relpath(sys.argv[0])} tile {format_tile(center)}{' --config ' + args.config if getattr(args, 'config', None) else ''}")
-    if runner.failed:
-        kinds = sorted({j.kind for j, _ in runner.failed})
-        code = 2 if all(c == 2 for _, c in runner.failed) else 1
-        if code == 2:
-            raise BadInput(f"{len(runner.failed)} {'/'.join(kinds)} jobs stopped on bad input (see the log above)")
-        raise JobFailed(f"{len(runner.failed)} {'/'.join(kinds)} jobs failed; run the same command again to retry them")
+    config_arg = f" --config {args.config}" if getattr(args, "config", None) else ""
+    print(f"  look at one: {os.path.relpath(sys.argv[0])} tile {format_tile(center)}{config_arg}")
+    if missing:
+        codes = {code for _, _, code in runner.failed}
+        kinds = "/".join(sorted({kind for kind, _ in missing}))
+        if codes == {2}:
+            raise BadInput(f"{len(missing)} {kinds} jobs stopped on bad input (see the log above)")
+        raise JobFailed(f"{len(missing)} {kinds} jobs missing; run the same command again to retry them")
     return 0
 
 
@@ -171,5 +215,6 @@ def add_commands(sub, common) -> None:
     p.add_argument("--bbox", help="west,south,east,north (default: the data's extent)")
     p.add_argument("--run_id", "--run-id", dest="run_id", help="the run (default: batch.run_id, else 'local')")
     p.add_argument("--jobs", type=int, default=None, help="jobs at once (default: all cores)")
+    p.add_argument("--attempts", type=int, default=1, help="rounds of re-running missing jobs (default 1)")
     p.add_argument("--force", action="store_true", help="redo jobs that already have a completion record")
     p.set_defaults(func=build)

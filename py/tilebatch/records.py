@@ -5,10 +5,12 @@ one prefix per job kind rather than by looking at tiles.
 """
 
 import json
+import re
 
 from .tiles import Tile, parse_tile
 
 JOB_KINDS = ("rawr", "meta-high", "meta-low")
+_RECORD_RE = re.compile(r"^(\d+/\d+/\d+)\.json$")
 
 
 def record_key(run_id: str, job: str, tile: Tile) -> str:
@@ -27,4 +29,5 @@ def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
 def done_tiles(store, run_id: str, job: str) -> set[Tile]:
     """The tiles of every job of this kind in this run that has finished."""
     prefix = f"runs/{run_id}/{job}/"
-    return {parse_tile(k[len(prefix):-len(".json")]) for k in store.list(prefix) if k.endswith(".json")}
+    found = (_RECORD_RE.match(k[len(prefix):]) for k in store.list(prefix))
+    return {parse_tile(m.group(1)) for m in found if m}

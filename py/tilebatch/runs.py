@@ -1,0 +1,106 @@
+"""Where a run stands: the jobs it expects, the ones done, failed and missing.
+
+Everything a run knows lives in the store under `runs/{run_id}/`:
+
+    {job}/tiles-NNNN.txt       the tiles the run expects of each job kind
+                               (written by build and batch-enqueue; Batch
+                               array jobs read them too)
+    {job}/{z}/{x}/{y}.json     completion records, written last by each job
+    failures/{job}/{z}/{x}/{y}.json
+                               the last failure of a job the local runner saw
+                               (exit code, whether it ran out of memory)
+
+Missing work is the expected jobs without a record, found by listing these
+few prefixes, never by looking at tiles. A meta-high job split into smaller
+jobs (z8..z10 under its z7 tile) counts as done when every part is.
+"""
+
+import json
+import re
+from typing import NamedTuple
+
+from .enqueue import MAX_ARRAY_SIZE, list_key, list_text, parse_tile_lines
+from .records import JOB_KINDS, done_tiles
+from .tiles import Tile, children, format_tile, parse_tile
+
+_LIST_RE = re.compile(r"/tiles-(\d{4})\.txt$")
+
+
+def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
+    """Every tile the run expects a `job` job for."""
+    out = set()
+    for key in store.list(f"runs/{run_id}/{job}/tiles-"):
+        if _LIST_RE.search(key):
+            out.update(parse_tile_lines(store.read(key).decode(), key))
+    return out
+
+
+def add_expected(store, run_id: str, job: str, tiles: list[Tile]) -> None:
+    """Add tiles to what the run expects, in lists of at most one array job each.
+
+    Lists already written are never changed (running array children read
+    them); new tiles go into new lists after them.
+    """
+    keys = [k for k in store.list(f"runs/{run_id}/{job}/tiles-") if _LIST_RE.search(k)]
+    known = expected_tiles(store, run_id, job) if keys else set()
+    new = [t for t in tiles if t not in known]
+    first = max((int(_LIST_RE.search(k).group(1)) for k in keys), default=-1) + 1
+    for i, start in enumerate(range(0, len(new), MAX_ARRAY_SIZE)):
+        store.write(list_key(run_id, job, first + i), list_text(new[start:start + MAX_ARRAY_SIZE]).encode())
+
+
+def covered(tile: Tile, done: set[Tile], deepest: int) -> bool:
+    """Done itself, or split into parts down to `deepest` that are all done."""
+    if tile in done:
+        return True
+    if tile.z >= deepest:
+        return False
+    return all(covered(c, done, deepest) for c in children(tile, tile.z + 1))
+
+
+class Failure(NamedTuple):
+    exit_code: int
+    out_of_memory: bool
+    memory_mb: int | None
+
+
+def failure_key(run_id: str, job: str, tile: Tile) -> str:
+    return f"runs/{run_id}/failures/{job}/{format_tile(tile)}.json"
+
+
+def write_failure(store, run_id: str, job: str, tile: Tile, failure: Failure) -> None:
+    store.write(failure_key(run_id, job, tile), json.dumps(failure._asdict(), sort_keys=True).encode())
+
+
+def failures(store, run_id: str, job: str) -> dict[Tile, Failure]:
+    """The last failure recorded for each tile of a job kind."""
+    prefix = f"runs/{run_id}/failures/{job}/"
+    out = {}
+    for key in store.list(prefix):
+        if key.endswith(".json"):
+            out[parse_tile(key[len(prefix):-5])] = Failure(**json.loads(store.read(key)))
+    return out
+
+
+class JobState(NamedTuple):
+    """One job kind of a run."""
+
+    job: str
+    expected: set
+    done: set
+    missing: list           # expected tiles not covered by records, sorted
+    failed: dict            # missing tiles with a recorded failure
+
+
+def run_state(store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
+    """Expected, done and missing jobs of one kind, from the run's lists and records."""
+    expected = expected_tiles(store, run_id, job)
+    done = done_tiles(store, run_id, job)
+    deepest = group_zoom if job == "meta-high" else 0
+    missing = sorted((t for t in expected if not covered(t, done, deepest)), key=lambda t: (t.z, t.x, t.y))
+    failed = failures(store, run_id, job) if missing else {}
+    return JobState(job, expected, done, missing, {t: f for t, f in failed.items() if t in set(missing)})
+
+
+def run_states(store, run_id: str, group_zoom: int = 10) -> list[JobState]:
+    return [run_state(store, run_id, job, group_zoom) for job in JOB_KINDS]
