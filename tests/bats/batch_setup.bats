@@ -106,8 +106,8 @@ arn:aws:s3:::rawr-tiles/rawr/*
 arn:aws:s3:::tiles
 arn:aws:s3:::tiles/meta/*
 $SECRET"
-  run jq -r '[.Statement[] | .Condition.StringLike["s3:prefix"] // empty] | sort | join(" ")' <<<"$policy"
-  assert_output "meta/* rawr/*"
+  run jq -r '[.Statement[] | select(.Action | index("s3:GetObject")) | .Resource] | flatten | sort | join(" ")' <<<"$policy"
+  assert_output "arn:aws:s3:::rawr-tiles/rawr/* arn:aws:s3:::tiles/meta/*"
   run jq -r '[.Statement[] | .Action] | flatten | unique | join(" ")' <<<"$policy"
   assert_output "logs:CreateLogStream logs:PutLogEvents s3:DeleteObject s3:GetObject s3:ListBucket s3:PutObject secretsmanager:GetSecretValue"
   run jq -r '[.Statement[] | .Effect] | unique | join(" ")' <<<"$policy"
