@@ -19,7 +19,7 @@ COLOURS = {
     "buildings": "#d2c7b8",
     "boundaries": "#9a6bb0",
     "roads": "#ffffff",
-    "transit": "#5b5f86",
+    "transit": "#6a6f9a",
     "pois": "#c8553d",
     "places": "#333333",
 }
@@ -34,9 +34,15 @@ def _geometry(kind: str) -> list:
     return ["==", ["geometry-type"], kind]
 
 
-def _zoom_width(base: float) -> list:
-    """A line width of `base` pixels at zoom 14, thinner out and wider in."""
-    return ["interpolate", ["exponential", 1.6], ["zoom"], 8, base / 6, 14, base, 18, base * 6]
+def _zoom_width(base: float, factor=1, extra: float = 0) -> list:
+    """A line width of `base` pixels at zoom 14, thinner out and wider in, times `factor`, plus `extra`.
+
+    MapLibre takes the zoom only as the input of a top-level interpolation,
+    so a per-feature factor goes inside each stop.
+    """
+    def stop(width):
+        return ["+", ["*", factor, width], extra] if isinstance(factor, list) else factor * width + extra
+    return ["interpolate", ["exponential", 1.6], ["zoom"], 8, stop(base / 6), 14, stop(base), 18, stop(base * 6)]
 
 
 def _layer(id_: str, type_: str, source_layer: str, geometry: str, paint: dict, **extra) -> dict:
@@ -44,9 +50,9 @@ def _layer(id_: str, type_: str, source_layer: str, geometry: str, paint: dict, 
             "filter": _geometry(geometry), "paint": paint, **extra}
 
 
-def _road_width() -> list:
+def _road_width(extra: float = 0) -> list:
     factor = ["match", ["get", "kind"], *[v for kind, w in ROAD_WIDTH.items() for v in (kind, w)], 1]
-    return ["*", factor, _zoom_width(2.5)]
+    return _zoom_width(2.5, factor, extra)
 
 
 def layers() -> list[dict]:
@@ -58,13 +64,13 @@ def layers() -> list[dict]:
     for name, colour in COLOURS.items():
         if name == "roads":
             out.append(_layer("roads-casing", "line", name, "LineString",
-                              {"line-color": ROAD_CASING, "line-width": ["+", _road_width(), 1.5]},
+                              {"line-color": ROAD_CASING, "line-width": _road_width(extra=1.5)},
                               layout={"line-cap": "round", "line-join": "round"}))
             paint = {"line-color": colour, "line-width": _road_width()}
         elif name == "boundaries":
             paint = {"line-color": colour, "line-width": 1.5, "line-dasharray": [3, 2]}
         else:
-            paint = {"line-color": colour, "line-width": _zoom_width(1.5)}
+            paint = {"line-color": colour, "line-width": _zoom_width(1.2)}
         out.append(_layer(f"{name}-line", "line", name, "LineString", paint,
                           layout={"line-cap": "round", "line-join": "round"}))
     for name, colour in COLOURS.items():

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import tempfile
-import time
 
 from conftest import BIN, TOP, free_port
 
@@ -78,14 +77,3 @@ def serving(env: dict, *args):
             log.seek(0)
             server.stderr = log.read()
 
-
-def wait_until(check, timeout: float, what: str):
-    """The first true value of `check()` within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
