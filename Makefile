@@ -84,3 +84,18 @@ enqueue: setup ## submit a stage to AWS Batch: RUN_ID=… JOB=… [PYRAMID=1] [T
 	@env $(ENQUEUE_ENV) bin/enqueue --config '$(CONFIG)' $(if $(filter 1,$(PYRAMID)),--pyramid) \
 	  $(if $(TILE),--tile '$(TILE)') $(if $(FILE),--file '$(FILE)') $(if $(BBOX),--bbox '$(BBOX)') \
 	  $(foreach id,$(DEPENDS_ON),--depends-on '$(id)') $(if $(filter 1,$(DRY_RUN)),--dry-run) '$(RUN_ID)' '$(JOB)'
+
+# Operating a run: where it stands, what it lacks, rebuilding a box or an OSM update.
+.PHONY: status missing rebuild update
+
+status: setup ## where a run stands: RUN_ID=… (jobs expected, done, running, failed)
+	@env $(ENQUEUE_ENV) tilebatch status --config '$(CONFIG)' --run-id '$(RUN_ID)'
+
+missing: setup ## a run's missing jobs: RUN_ID=… [ENQUEUE=1 re-submits them to Batch]
+	@env $(ENQUEUE_ENV) tilebatch missing --config '$(CONFIG)' --run-id '$(RUN_ID)' $(if $(filter 1,$(ENQUEUE)),--enqueue)
+
+rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is missing (bin/bbox_rebuild.sh)
+	@env $(ENQUEUE_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh
+
+update: demo-data ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
+	@env $(ENQUEUE_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'

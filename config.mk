@@ -99,3 +99,10 @@ FILE           ?=
 DEPENDS_ON     ?=
 # 1 prints what would be submitted and submits nothing
 DRY_RUN        ?=
+
+# Operating a run (make rebuild / update / missing): where jobs run, local or batch
+# (default: batch when JOB_QUEUE names a queue the config uses, else local), the
+# change file of make update, and ENQUEUE=1 to re-submit missing jobs to Batch.
+EXECUTOR       ?=
+CHANGES        ?=
+ENQUEUE        ?=

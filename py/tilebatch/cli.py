@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "tilebatch.meta_low",
     "tilebatch.local",
     "tilebatch.decode",
+    "tilebatch.rebuild",
+    "tilebatch.status",
     "tilebatch.serve",
     "tilebatch.export",
     "tilebatch.batch",

@@ -68,14 +68,15 @@ class Runner:
 
     On a terminal a progress bar; otherwise the jobs' own JSON log lines (or,
     with `quiet`, only those of failed jobs) and a progress line every
-    `progress_seconds`.
+    `progress_seconds`, handed to `report`.
     """
 
     def __init__(self, cfg: dict, config_path: str | None, run_id: str, workers: int,
-                 force: bool = False, quiet: bool = False, progress_seconds: float = 60):
+                 force: bool = False, quiet: bool = False, progress_seconds: float = 60, report=None):
         self.cfg, self.config_path, self.run_id = cfg, config_path, run_id
         self.workers, self.force, self.quiet = workers, force, quiet
         self.progress_seconds = progress_seconds
+        self.report = report or (lambda line: log.info("progress", progress=line))
         self.store = metatile_store(cfg)
         self.on_terminal = sys.stderr.isatty()
         self.ran, self.failed = [], []
@@ -88,6 +89,7 @@ class Runner:
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
+        self.counts = {kind: [0, len(jobs.get(kind, []))] for kind in COMMANDS}
         for kind in COMMANDS:
             tiles = jobs.get(kind, [])
             done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
@@ -126,7 +128,7 @@ class Runner:
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(self.progress_seconds):
             if not self.on_terminal:
-                log.info("progress", progress=self.progress_line())
+                self.report(self.progress_line())
 
     def _run_one(self, kind: str, tile: Tile) -> None:
         proc = subprocess.run(job_command(kind, tile, self.config_path, self.run_id),

@@ -18,7 +18,7 @@ from . import layers, source
 from .errors import BadInput
 from .jobs import add_job_arguments, run_job
 from .store import rawr_sink
-from .tiles import Tile, children, tile_bounds_3857
+from .tiles import Tile, children, format_tile, tile_bounds_3857
 
 MARGIN = 1 / 64  # of the tile's side, on each side
 EXT = "zip"
@@ -63,18 +63,23 @@ def rawr_job(tile: Tile, run_id: str, cfg: dict) -> dict:
         raise BadInput(f"rawr jobs run at the queue zoom {cfg['batch']['queue-zoom']}, not at z{tile.z}")
     sink = rawr_sink(cfg)
     src = source.Source(source.connect(cfg, "rawr"), layers.load())
-    written = rows = 0
+    rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
             tables = build_rawr_tile(src, t)
             n = sum(len(r) for r in tables.values())
+            key = sink.tile_key(t, EXT)
             if n:
-                sink.write(sink.tile_key(t, EXT), pack(tables))
-                written += 1
+                data = pack(tables)
+                sink.write(key, data)
                 rows += n
+                sizes[format_tile(t)] = len(data)
+            elif sink.exists(key):  # emptied since the last build: no stale rows for meta-high
+                sink.delete(key)
     finally:
         src.conn.close()
-    return {"rawr_tiles": written, "rows": rows}
+    # The sizes let `missing --enqueue` cut a meta-high job over very large RAWR tiles into parts.
+    return {"rawr_tiles": len(sizes), "rows": rows, "rawr_bytes": sizes}
 
 
 def add_commands(sub, common) -> None:

@@ -1,0 +1,174 @@
+"""A run on Batch: how its jobs stand, re-submitting what is missing, and a whole rebuild.
+
+batch-enqueue records each submission under `runs/{run_id}/{job}/batch/`
+(job id, tile list, memory). From those, one DescribeJobs call covers up to a
+hundred array jobs (their status summaries), and ListJobs on an array job's
+failed children tells which tiles ran out of memory.
+"""
+
+import json
+import math
+import time
+
+from . import batch, runs
+from .enqueue import Dependency, depends_on, parse_tile_lines, plan, sort_tiles
+from .records import JOB_KINDS, read_record
+from .tiles import Tile, ancestor, children, parse_tile
+
+RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+
+
+def submissions(store, run_id: str, job: str) -> list[dict]:
+    """Every submission of a job kind in this run, oldest first."""
+    prefix = f"runs/{run_id}/{job}/batch/"
+    return [json.loads(store.read(k)) for k in store.list(prefix) if k.endswith(".json")]
+
+
+def _describe(client, job_ids: list[str]) -> dict:
+    out = {}
+    for start in range(0, len(job_ids), 100):
+        found = batch.call("describe jobs", client.describe_jobs, jobs=job_ids[start:start + 100])["jobs"]
+        out.update({j["jobId"]: j for j in found})
+    return out
+
+
+def job_counts(cfg: dict, store, run_id: str) -> dict:
+    """Per job kind, Batch's running and failed counts; {} for a run that never went to Batch."""
+    subs = {job: submissions(store, run_id, job) for job in JOB_KINDS}
+    if not any(subs.values()):
+        return {}
+    jobs = _describe(batch.batch_client(cfg), [s["jobId"] for ss in subs.values() for s in ss])
+    out = {}
+    for job, ss in subs.items():
+        running = failed = 0
+        for s in ss:
+            j = jobs.get(s["jobId"], {})
+            summary = j.get("arrayProperties", {}).get("statusSummary")
+            if summary:
+                running += sum(summary.get(k, 0) for k in RUNNING)
+                failed += summary.get("FAILED", 0)
+            else:
+                running += j.get("status") in RUNNING
+                failed += j.get("status") == "FAILED"
+        out[job] = {"running": running, "failed": failed}
+    return out
+
+
+def _out_of_memory(job: dict) -> bool:
+    reasons = (job.get("statusReason") or "", (job.get("container") or {}).get("reason") or "")
+    return any(r.startswith("OutOfMemoryError") for r in reasons)
+
+
+def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, int | None]]:
+    """Tiles whose last Batch job failed: (ran out of memory, the memory it had)."""
+    out = {}
+    for s in subs:
+        if s["list"]:
+            tiles = parse_tile_lines(store.read(s["list"]).decode(), s["list"])
+            token = {}
+            while True:
+                page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
+                             jobStatus="FAILED", **token)
+                for child in page.get("jobSummaryList", []):
+                    index = child.get("arrayProperties", {}).get("index")
+                    if index is not None and index < len(tiles):
+                        out[tiles[index]] = (_out_of_memory(child), s.get("memory"))
+                if not page.get("nextToken"):
+                    break
+                token = {"nextToken": page["nextToken"]}
+        else:
+            job = _describe(client, [s["jobId"]]).get(s["jobId"], {})
+            if job.get("status") == "FAILED":
+                out[parse_tile(s["tile"])] = (_out_of_memory(job), s.get("memory"))
+    return out
+
+
+def split_meta_high(store, run_id: str, tile: Tile, limit: int, cfg: dict) -> list[Tile]:
+    """A meta-high job cut into sub-jobs (down to z10) whose RAWR tiles add up to at most `limit` bytes.
+
+    The sizes come from the rawr job's completion record; without one the job stays whole.
+    """
+    group_zoom = cfg["rawr"]["group-zoom"]
+    record = read_record(store, run_id, "rawr", ancestor(tile, cfg["batch"]["queue-zoom"])) or {}
+    sizes = {parse_tile(k): v for k, v in record.get("counts", {}).get("rawr_bytes", {}).items()}
+    if not sizes:
+        return [tile]
+
+    def cut(t: Tile) -> list[Tile]:
+        total = sum(v for k, v in sizes.items() if k.z == group_zoom and
+                    (k.x >> (group_zoom - t.z), k.y >> (group_zoom - t.z)) == (t.x, t.y))
+        if total <= limit or t.z >= group_zoom:
+            return [t] if total else []
+        return [part for c in children(t, t.z + 1) for part in cut(c)]
+
+    return cut(tile) or [tile]
+
+
+def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
+    """Submit every missing job again; the new job ids.
+
+    A job that ran out of memory gets 1.5 times what it had (up to
+    batch.max-memory); a meta-high job over RAWR tiles larger than
+    batch.split-rawr-bytes goes as its z8..z10 parts. meta-high waits for the
+    rawr jobs submitted with it.
+    """
+    client = batch.batch_client(cfg)
+    b = cfg["batch"]
+    round_no = 1 + max((s.get("round", 0) for job in JOB_KINDS for s in submissions(store, run_id, job)), default=0)
+    submitted: dict[str, list[str]] = {}
+    for state in states:
+        if not state.missing:
+            continue
+        job = state.job
+        definition = batch.definition_name(cfg, job)
+        base_memory = batch.definition_memory(client, definition)
+        failed = failed_on_batch(client, store, submissions(store, run_id, job))
+        by_memory: dict[int | None, list[Tile]] = {}
+        for tile in state.missing:
+            oom, memory = failed.get(tile, (False, None))
+            new = None
+            if oom:
+                new = min(math.ceil((memory or base_memory) * 1.5), b["max-memory"])
+            parts = [tile]
+            if job == "meta-high":
+                parts = split_meta_high(store, run_id, tile, b["split-rawr-bytes"], cfg)
+            by_memory.setdefault(new, []).extend(parts)
+        waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
+        ids = []
+        for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
+            subs = plan(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"retry{round_no:02d}m{n}")
+            ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
+                               memory=memory, round_no=round_no)
+        submitted[job] = ids
+    return [i for ids in submitted.values() for i in ids]
+
+
+def _wait(cfg: dict, store, run_id: str, progress_seconds: float, say) -> None:
+    """Until no job of the run is queued or running, a progress line every `progress_seconds`."""
+    while True:
+        counts = job_counts(cfg, store, run_id)
+        states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
+        line = ", ".join(f"{s.job} {len(s.expected) - len(s.missing)}/{len(s.expected)}"
+                         f" ({counts.get(s.job, {}).get('running', 0)} running,"
+                         f" {counts.get(s.job, {}).get('failed', 0)} failed)" for s in states)
+        say(f"progress: {line}")
+        if not any(c["running"] for c in counts.values()):
+            return
+        time.sleep(progress_seconds)
+
+
+def rebuild(cfg: dict, store, run_id: str, jobs: dict, attempts: int, progress_seconds: float, say) -> list:
+    """The rebuild of `jobs` on Batch: enqueue, wait, re-submit what is missing; the jobs still missing."""
+    for kind, tiles in jobs.items():
+        runs.add_expected(store, run_id, kind, tiles)
+    states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
+    for attempt in range(1, attempts + 1):
+        ids = resubmit(cfg, store, run_id, states)
+        say(f"attempt {attempt}: submitted {len(ids)} Batch jobs")
+        _wait(cfg, store, run_id, progress_seconds, say)
+        states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
+        missing = [(s.job, t) for s in states for t in s.missing]
+        if not missing:
+            return []
+        say(f"attempt {attempt}: {len(missing)} jobs missing")
+    return missing

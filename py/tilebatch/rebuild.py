@@ -1,0 +1,97 @@
+"""`tilebatch rebuild`: rebuild every RAWR tile and metatile touching a box, until none is missing.
+
+rawr and meta-high for the queue-zoom tiles touching the box (meta-high after
+its rawr), meta-low for the pyramid tiles touching it; or the same for the
+tiles of a list, such as the expire list of an OSM update. Then it looks for
+missing work and re-runs it, a bounded number of times, and succeeds only when
+nothing is missing. The same rebuild runs here (local runner) or on Batch.
+Its output is plain lines meant for a log file (bin/bbox_rebuild.sh).
+"""
+
+import os
+import time
+
+from . import batch_runs, local, log
+from .errors import BadInput, JobFailed
+from .jobs import check_run_id
+from .store import metatile_store
+from .enqueue import parse_tile_lines, select_tiles
+from .tiles import parse_bbox
+
+
+def default_run_id() -> str:
+    """A datestamp and `rebuild`, e.g. 20261124-153000-rebuild."""
+    return time.strftime("%Y%m%d-%H%M%S-rebuild", time.gmtime())
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def rebuild_jobs(args, cfg) -> tuple[str, dict]:
+    """What to rebuild, and how to say it: a box's jobs, or those of a tile list (an expire list)."""
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    if args.bbox:
+        return f"bbox {args.bbox}", local.plan(parse_bbox(args.bbox), queue_zoom)
+    listed = parse_tile_lines(_read(args.file), args.file)
+    if not listed:
+        return f"file {args.file} (empty)", {kind: [] for kind in local.COMMANDS}
+    queue_tiles = select_tiles(queue_zoom, listed=listed)
+    return f"file {args.file}", {"rawr": queue_tiles, "meta-high": queue_tiles,
+                                 "meta-low": select_tiles(queue_zoom, listed=listed, with_pyramid=True)}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as e:
+        raise BadInput(f"tile file {path}: {e.strerror}") from None
+
+
+def rebuild(args, cfg) -> int:
+    what, jobs = rebuild_jobs(args, cfg)
+    run_id = check_run_id(args.run_id or default_run_id())
+    log.bind(run_id=run_id, job="rebuild")
+    executor = args.executor or ("batch" if cfg["batch"]["job-queue"] else "local")
+    if executor == "batch" and not cfg["batch"]["job-queue"]:
+        raise BadInput("EXECUTOR=batch needs a job queue: set batch.job-queue")
+    if args.attempts < 1:
+        raise BadInput(f"bad attempts {args.attempts}: need at least 1")
+    counts = ", ".join(f"{len(tiles)} {kind}" for kind, tiles in jobs.items())
+    say(f"rebuild {run_id}: {what}: {counts} jobs, on {executor}, up to {args.attempts} attempts")
+    if args.dry_run:
+        return 0
+    store = metatile_store(cfg)
+    started = time.monotonic()
+    if executor == "local":
+        runner = local.Runner(cfg, getattr(args, "config", None), run_id, os.cpu_count() or 1,
+                              quiet=True, progress_seconds=args.progress_seconds,
+                              report=lambda line: say(f"progress: {line}"))
+        missing = local.run_build(runner, jobs, args.attempts)
+    else:
+        missing = batch_runs.rebuild(cfg, store, run_id, jobs, args.attempts, args.progress_seconds, say)
+    seconds = round(time.monotonic() - started)
+    if missing:
+        for kind, tile in missing:
+            say(f"missing: {kind} {tile.z}/{tile.x}/{tile.y}")
+        raise JobFailed(f"rebuild {run_id}: {len(missing)} jobs still missing after {args.attempts} attempts; "
+                        f"see `tilebatch missing --run-id {run_id}`")
+    say(f"rebuild {run_id}: done in {seconds} s, nothing missing")
+    return 0
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("rebuild", parents=[common],
+                       help="rebuild every RAWR tile and metatile touching a box, re-running what is missing")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--bbox", help="west,south,east,north")
+    which.add_argument("--file", help="tiles, one z/x/y a line, any zoom (an osm2pgsql expire list as it is)")
+    p.add_argument("--run_id", "--run-id", dest="run_id", help="the run (default: a datestamp plus 'rebuild')")
+    p.add_argument("--executor", choices=("local", "batch"),
+                   help="where jobs run (default: batch when batch.job-queue is set, else local)")
+    p.add_argument("--attempts", type=int, default=3, help="rounds of re-running missing jobs (default 3)")
+    p.add_argument("--progress-seconds", dest="progress_seconds", type=float, default=60,
+                   help="seconds between progress lines (default 60)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="check the box, print the plan, run nothing")
+    p.set_defaults(func=rebuild)
