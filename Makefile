@@ -87,6 +87,8 @@ enqueue: setup ## submit a stage to AWS Batch: RUN_ID=… JOB=… [PYRAMID=1] [T
 
 # Operating a run: where it stands, what it lacks, rebuilding a box or an OSM update.
 .PHONY: status missing rebuild update
+# Rebuilds reach for the Batch settings only when asked to run there.
+BATCH_ENV = $(if $(filter batch,$(EXECUTOR)),$(ENQUEUE_ENV))
 
 status: setup ## where a run stands: RUN_ID=… (jobs expected, done, running, failed)
 	@env $(ENQUEUE_ENV) tilebatch status --config '$(CONFIG)' --run-id '$(RUN_ID)'
@@ -95,7 +97,7 @@ missing: setup ## a run's missing jobs: RUN_ID=… [ENQUEUE=1 re-submits them to
 	@env $(ENQUEUE_ENV) tilebatch missing --config '$(CONFIG)' --run-id '$(RUN_ID)' $(if $(filter 1,$(ENQUEUE)),--enqueue)
 
 rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is missing (bin/bbox_rebuild.sh)
-	@env $(ENQUEUE_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh
+	@env $(BATCH_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh
 
 update: demo-data ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
-	@env $(ENQUEUE_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'
+	@env $(BATCH_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'

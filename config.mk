@@ -101,8 +101,9 @@ DEPENDS_ON     ?=
 DRY_RUN        ?=
 
 # Operating a run (make rebuild / update / missing): where jobs run, local or batch
-# (default: batch when JOB_QUEUE names a queue the config uses, else local), the
-# change file of make update, and ENQUEUE=1 to re-submit missing jobs to Batch.
+# (default: batch when the config names a job queue, else local; batch brings in
+# the Batch settings above), the change file of make update, and ENQUEUE=1 to
+# re-submit missing jobs to Batch.
 EXECUTOR       ?=
 CHANGES        ?=
 ENQUEUE        ?=
