@@ -1,16 +1,21 @@
 """tilebatch export: PMTiles and MBTiles files that read back tile for tile equal to the store."""
 
+import fcntl
 import gzip
 import json
 import os
+import pty
 import sqlite3
+import struct
+import subprocess
+import termios
 import zipfile
 
 import mercantile
 import pytest
-from conftest import TOP, last_error, run_cli
+from conftest import BIN, TOP, last_error, run_cli
 from pmtiles.reader import MmapSource, Reader, all_tiles
-from pmtiles.tile import Compression, TileType
+from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from tilebatch import metatile, tileset
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
@@ -98,8 +103,6 @@ def test_export_reads_an_s3_store(bucket, tmp_path):
 
 
 def test_tiles_come_in_tile_id_order(small, tmp_path):
-    from pmtiles.tile import zxy_to_tileid
-
     store = open_store(small[0]["TILEQUEUE__store__url"])
     ids = [zxy_to_tileid(t.z, t.x, t.y) for t, _ in tileset.tiles(store, tileset.metatiles(store))]
     assert ids == sorted(ids) and len(ids) == len(small[1])
@@ -164,3 +167,27 @@ def test_a_real_build_exports_tile_for_tile(built_store, tmp_path):
     out = tmp_path / "helsinki.mbtiles"
     assert run_cli("export", "--config", "config.yaml", out, env=env).returncode == 0
     assert read_mbtiles(out)[1] == expected
+
+
+def test_a_terminal_shows_a_progress_bar_and_a_pipe_does_not(small, tmp_path):
+    env, _ = small
+    ours, theirs = pty.openpty()
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([str(BIN / "tilebatch"), "export", "--config", str(TOP / "config.yaml"),
+                             tmp_path / "t.pmtiles"], stdin=theirs, stdout=theirs, stderr=theirs,
+                            env={**os.environ, **env})
+    os.close(theirs)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(ours, 4096)
+        except OSError:  # the terminal's other end is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(ours)
+    assert proc.wait(timeout=60) == 0
+    assert b"export pmtiles: 100%|" in seen and b"4/4 [" in seen
+    piped = run_cli("export", "--config", "config.yaml", tmp_path / "u.pmtiles", env=env)
+    assert all(line.startswith("{") for line in piped.stderr.splitlines())
