@@ -114,7 +114,7 @@ def test_style_draws_every_layer_from_the_tilejson(server):
     assert style["sources"]["tilebatch"] == {"type": "vector", "url": f"{server.url}/tilejson.json"}
     drawn = {layer.get("source-layer") for layer in style["layers"]} - {None}
     assert drawn == LAYERS
-    assert not [layer for layer in style["layers"] if layer["type"] == "symbol" and "glyphs" in style]
+    assert "glyphs" not in style and "sprite" not in style  # letters drawn locally: nothing from outside
 
 
 def test_the_page_and_maplibre_come_from_the_server(server):
