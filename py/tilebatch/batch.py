@@ -106,10 +106,10 @@ def enqueue(args, cfg) -> int:
     run_id = check_run_id(args.run_id or cfg["batch"]["run_id"])
     log.bind(run_id=run_id, job=args.job)
     b = cfg["batch"]
+    subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
     if not b["job-queue"]:
         raise BadInput("no job queue: set batch.job-queue")
     definition = b["job-definition"] or f"{b['job-name-prefix']}-{args.job}"
-    subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
     store = metatile_store(cfg)
     arrays = [s for s in subs if s.list_key]
     if arrays and isinstance(store, FileStore) and not args.dry_run:
