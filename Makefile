@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help setup test demo demo-data db-start db-stop preview export clean
 
 help: ## list the verbs
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: ## install Debian packages and the .venv (idempotent, quiet when done)
 	@bin/setup
@@ -25,6 +25,7 @@ demo-data: db-start ## fetch the Helsinki extract and load it into the local Pos
 
 demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
 	@tilebatch build --config $(CONFIG) --jobs $(JOBS) --run_id demo-$$(date +%Y%m%d-%H%M%S)
+	@echo "demo: look at it in the browser with: make preview"
 
 test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
 	@tests/run

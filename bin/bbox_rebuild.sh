@@ -38,7 +38,7 @@ if [ -z "${BBOX:-}" ]; then
 fi
 
 run_id=${RUN_ID:-$(date -u +%Y%m%d-%H%M%S)-rebuild}
-args=(rebuild --config "${CONFIG:-$top/config.yaml}" --bbox "$BBOX" --run_id "$run_id"
+args=(rebuild --config "${CONFIG:-$top/config.yaml}" --bbox="$BBOX" --run_id "$run_id"
       --attempts "${ATTEMPTS:-3}" --progress-seconds "${PROGRESS_SECONDS:-60}")
 [ -z "${EXECUTOR:-}" ] || args+=(--executor "$EXECUTOR")
 
