@@ -1,0 +1,78 @@
+"""tilebatch status and missing on local runs (the Batch side is in test_batch_runs.py)."""
+
+import shutil
+
+from tilebatch import runs
+from tilebatch.store import open_store
+from tilebatch.tiles import Tile, children
+
+from conftest import last_error, run_cli
+
+
+def copy_run(built_store, tmp_path):
+    """A copy of the session's build, to take records away from."""
+    root, _ = built_store
+    shutil.copytree(root / "out", tmp_path / "out")
+    return {"TILEQUEUE__store__url": f"file://{tmp_path}/out"}, open_store(f"file://{tmp_path}/out")
+
+
+def test_status_of_a_complete_run(built_store):
+    _, env = built_store
+    proc = run_cli("status", "--config", "config.yaml", "--run-id", "test-build", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("run test-build in file://")
+    rows = {line.split()[0]: line.split()[1:6] for line in lines[2:]}
+    assert rows == {"rawr": ["1", "1", "-", "0", "0"], "meta-high": ["1", "1", "-", "0", "0"],
+                    "meta-low": ["8", "8", "-", "0", "0"]}
+    assert "100%" in lines[-1]
+
+
+def test_missing_lists_exactly_the_jobs_without_a_record(built_store, tmp_path):
+    env, store = copy_run(built_store, tmp_path)
+    store.delete("runs/test-build/meta-low/5/18/9.json")
+    store.delete("runs/test-build/meta-low/0/0/0.json")
+    runs.write_failure(store, "test-build", "meta-low", Tile(18, 9, 5), runs.Failure(-9, True, None))
+    proc = run_cli("missing", "--config", "config.yaml", "--run-id", "test-build", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["meta-low 0/0/0", "meta-low 5/18/9  # failed, exit -9, out of memory"]
+    proc = run_cli("status", "--config", "config.yaml", "--run-id", "test-build", env=env)
+    assert [line.split()[1:6] for line in proc.stdout.splitlines() if line.split()[0] == "meta-low"] == \
+        [["8", "6", "-", "1", "2"]]
+
+
+def test_a_build_again_fills_in_what_is_missing(built_store, tmp_path):
+    env, store = copy_run(built_store, tmp_path)
+    store.delete("runs/test-build/meta-high/7/72/37.json")
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    assert proc.returncode == 0
+    assert "1 jobs run, 9 already done, 0 missing" in proc.stdout
+    assert run_cli("missing", "--config", "config.yaml", "--run-id", "test-build", env=env).stdout == ""
+
+
+def test_a_split_meta_high_job_counts_as_done_when_every_part_is():
+    z7 = Tile(72, 37, 7)
+    parts = set(children(z7, 8)[:3]) | set(children(children(z7, 8)[3], 9))
+    assert runs.covered(z7, parts, 10)
+    assert not runs.covered(z7, parts - {children(z7, 8)[0]}, 10)
+    assert not runs.covered(z7, parts, 7)
+
+
+def test_unknown_run_is_bad_input(built_store):
+    _, env = built_store
+    proc = run_cli("status", "--config", "config.yaml", "--run-id", "no-such-run", env=env)
+    assert proc.returncode == 2
+    assert "run 'no-such-run' has no jobs" in last_error(proc)
+    proc = run_cli("missing", "--config", "config.yaml", "--run-id", "bad run", env=env)
+    assert proc.returncode == 2
+    assert "bad run id" in last_error(proc)
+
+
+def test_expected_lists_grow_but_never_change(tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    runs.add_expected(store, "r", "rawr", [Tile(1, 1, 7), Tile(2, 2, 7)])
+    first = store.read("runs/r/rawr/tiles-0000.txt")
+    runs.add_expected(store, "r", "rawr", [Tile(2, 2, 7), Tile(3, 3, 7)])
+    assert store.read("runs/r/rawr/tiles-0000.txt") == first
+    assert store.read("runs/r/rawr/tiles-0001.txt") == b"7/3/3\n"
+    assert runs.expected_tiles(store, "r", "rawr") == {Tile(1, 1, 7), Tile(2, 2, 7), Tile(3, 3, 7)}
