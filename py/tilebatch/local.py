@@ -26,6 +26,7 @@ from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox, t
 
 COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
 OUT_OF_MEMORY_CODES = (-9, 137)  # killed: on this machine, most likely by the kernel's OOM killer
+INTERRUPTED_CODES = (-2, 130)  # Ctrl-C: stopped, not failed
 
 
 def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
@@ -142,7 +143,8 @@ class Runner:
                 return
             self.failed.append((kind, tile, proc.returncode))
         oom = proc.returncode in OUT_OF_MEMORY_CODES
-        runs.write_failure(self.store, self.run_id, kind, tile, runs.Failure(proc.returncode, oom, None))
+        if proc.returncode not in INTERRUPTED_CODES:
+            runs.write_failure(self.store, self.run_id, kind, tile, runs.Failure(proc.returncode, oom, None))
         if self.quiet:
             sys.stderr.write(proc.stderr)
         last = proc.stderr.strip().splitlines()[-1:] or [""]
