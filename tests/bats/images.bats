@@ -38,7 +38,8 @@ docker build -f $TOP/docker/rawr/Dockerfile --build-arg BASE=tilebatch-base:t1 -
 }
 
 @test "push logs in to ECR, creates the repository once, tags and pushes" {
-  ! repository_exists tilebatch-meta-high
+  run repository_exists tilebatch-meta-high
+  assert_failure
   run make -s -C "$TOP/docker/meta-high" push REGISTRY="$REG" TAG=t1
   assert_success
   run cat "$DOCKER_LOG"
