@@ -209,3 +209,17 @@ def test_rawr_tile_format(db_url):
     ids = [r[0] for r in unpacked["planet_osm_polygon"]]
     assert ids == sorted(ids)
     assert all("way_area" in r[2] for r in unpacked["planet_osm_polygon"])
+
+
+def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
+    cfg = config.load("config.yaml", environ={"TILEQUEUE__postgresql__host": "[127.0.0.2, 127.0.0.1]"})
+    for _ in range(40):  # the order is shuffled: both orders come up (all but surely)
+        conn = source.connect(cfg)
+        assert conn.info.host == "127.0.0.1"
+        conn.close()
+    assert "database unreachable, trying the next" in capfd.readouterr().err
+    assert {p["host"] for p in source.connection_params(cfg)} == {"127.0.0.1", "127.0.0.2"}
+    rawr_cfg = config.load("config.yaml", environ={"TILEQUEUE__rawr__postgresql__host": "replica",
+                                                   "TILEQUEUE__rawr__postgresql__dbname": "rawrdb"})
+    assert [(p["host"], p["dbname"], p["port"]) for p in source.connection_params(rawr_cfg, "rawr")] == \
+        [("replica", "rawrdb", 54329)]
