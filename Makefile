@@ -53,22 +53,24 @@ batch-teardown: setup ## delete the AWS Batch stack and wait until it is gone
 
 # AWS Batch jobs: images (docker/), job definitions (jobdefs/), enqueueing (bin/enqueue).
 JOB_KINDS := rawr meta-high meta-low
-# bin/render-jobdef reads the job definitions' values from the environment.
-export REGISTRY TAG REGION JOB_NAME_PREFIX RAWR_IMAGE META_HIGH_IMAGE META_LOW_IMAGE VCPUS
+# bin/render-jobdef reads the job definitions' values from the environment. TAG
+# is not among them: it runs git, so each verb that needs it expands it once.
+export REGISTRY REGION JOB_NAME_PREFIX RAWR_IMAGE META_HIGH_IMAGE META_LOW_IMAGE VCPUS
 export RAWR_MEMORY META_HIGH_MEMORY META_LOW_MEMORY JOB_TIMEOUT JOB_ROLE_ARN EXECUTION_ROLE_ARN
 export DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD_PLAIN DB_PASSWORD DATE_PREFIX
 .PHONY: image push jobdefs enqueue
 
 image: ## build the three job images (docker/*/Makefile; TAG=…)
-	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job image || exit; done
+	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job image TAG='$(TAG)' || exit; done
 
 push: ## build the job images and push them to ECR (REGISTRY=…, TAG=…)
-	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job push || exit; done
+	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job push TAG='$(TAG)' || exit; done
 
 # All three are rendered (and so checked) before the first is registered.
 jobdefs: setup ## render jobdefs/*.json from config.mk and register them with AWS Batch
 	@mkdir -p build/jobdefs
-	@for job in $(JOB_KINDS); do bin/render-jobdef jobdefs/$$job.json >build/jobdefs/$$job.json || exit; done
+	@export TAG='$(TAG)'; \
+	for job in $(JOB_KINDS); do bin/render-jobdef jobdefs/$$job.json >build/jobdefs/$$job.json || exit; done
 	@for job in $(JOB_KINDS); do \
 	  aws batch register-job-definition --region $(REGION) --cli-input-json file://build/jobdefs/$$job.json \
 	    --query '[jobDefinitionName, revision]' --output text || exit; \

@@ -11,6 +11,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := image
 .PHONY: image push
 
+# Expanded once: the default runs git, and a commit half-way must not change it.
+TAG := $(TAG)
 BASE_IMAGE = $(IMAGE_PREFIX)-base:$(TAG)
 REMOTE     = $(REGISTRY)/$(IMAGE):$(TAG)
 

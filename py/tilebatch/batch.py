@@ -163,7 +163,8 @@ def add_commands(sub, common) -> None:
                    help="wait for this job; an array job over the same tiles pairs child by child "
                         "(N_TO_N). Repeat for several")
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="print what would be submitted; submit and write nothing")
+                   help="print what would be submitted (the queue, definition and dependencies "
+                        "still checked); submit and write nothing")
     p.add_argument("--run_id", "--run-id", dest="run_id", default=None,
                    help="the run (default: batch.run_id); names the jobs and the tile lists")
     p.set_defaults(func=enqueue)
