@@ -104,3 +104,14 @@ rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is m
 
 update: demo-data ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
 	@env $(BATCH_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'
+
+# Benchmarks (bench/, never part of make test) and the cost estimate they feed.
+.PHONY: bench plan
+
+bench: demo-data ## benchmarks against tilemaker and PostGIS at BENCH_SIZES; writes BENCH_RESULTS (docs/BENCHMARKS.md)
+	@bin/setup --bench
+	@$(BIN)/python -m bench.run --config '$(CONFIG)' --sizes '$(BENCH_SIZES)' --threads '$(BENCH_THREADS)' \
+	  --enqueue-sample '$(BENCH_ENQUEUE_SAMPLE)' --results '$(BENCH_RESULTS)'
+
+plan: setup ## estimate a run over BBOX (default the planet): jobs, vCPU-hours, cost at PRICE, memory
+	@tilebatch plan --config '$(CONFIG)' $(if $(BBOX),--bbox '$(BBOX)') --price '$(PRICE)' --results '$(BENCH_RESULTS)'

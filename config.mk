@@ -107,3 +107,16 @@ DRY_RUN        ?=
 EXECUTOR       ?=
 CHANGES        ?=
 ENQUEUE        ?=
+
+# Benchmarks (make bench; bench/run.py) and the estimate (make plan; tilebatch plan)
+# copies of the Helsinki extract side by side, one benchmark database each
+BENCH_SIZES    ?= 1,4,16
+# tilemaker thread counts to compare against
+BENCH_THREADS  ?= 1,2
+# tiles submitted one job each to time that way of enqueueing (extrapolated to the planet)
+BENCH_ENQUEUE_SAMPLE ?= 500
+# where make bench writes its figures and make plan reads them
+BENCH_RESULTS  ?= bench/results.json
+# US dollars per vCPU-hour: about an on-demand c6i/m6i vCPU in us-east-1; Spot is usually far less
+PRICE_PER_VCPU_HOUR ?= 0.0425
+PRICE          ?= $(PRICE_PER_VCPU_HOUR)
