@@ -1,0 +1,120 @@
+"""PostGIS alone: the tiles tilebatch built, each rendered by one SQL query with ST_AsMVT.
+
+This is what a user would write instead of a pipeline: per tile and layer,
+the rows layers.yaml shows at that zoom (the same filters, layers.sql_filter,
+over the same merged tags tilebatch reads), cut with ST_AsMVTGeom and encoded
+with ST_AsMVT, the layers concatenated into one tile. Every tile tilebatch
+wrote in the zoom range is rendered once; the CPU counted is the database
+backend's (from /proc) plus this process's.
+"""
+
+import time
+
+import mapbox_vector_tile
+
+from tilebatch import layers, metatile, source
+from tilebatch.layers import Layer, Lookup, Schema
+from tilebatch.tiles import metatile_members, parse_tile
+
+from .data import Dataset
+
+EXTENT, BUFFER = 4096, 64
+
+
+def built_tiles(store) -> list:
+    """Every tile in the store's metatiles (RAWR tiles and run records left aside)."""
+    tiles = []
+    for key in sorted(store.list()):
+        if not key.endswith("." + metatile.EXT) or key.startswith(("rawr/", "runs/")):
+            continue
+        names = dict((name, tile) for tile, name in metatile_members(parse_tile(key[:-len(metatile.EXT) - 1])))
+        tiles += [names[name] for name in metatile.unpack(store.read(key))]
+    return tiles
+
+
+def _quote(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _lookup_sql(lookup: Lookup) -> str:
+    if lookup.tag is None:
+        return _quote(lookup.constant)
+    if lookup.values is None:
+        return f"coalesce(tags->{_quote(lookup.tag)}, {_quote(lookup.default) if lookup.default else 'NULL'})"
+    cases = " ".join(f"WHEN {_quote(v)} THEN {_quote(k)}" for v, k in sorted(lookup.values.items()))
+    default = _quote(lookup.default) if lookup.default is not None else "NULL"
+    return f"(CASE tags->{_quote(lookup.tag)} {cases} ELSE {default} END)"
+
+
+def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> str | None:
+    """The rows of one table in one layer at `zoom`, as (id, kind, name, properties..., geom)."""
+    alone = lambda rules: Schema(schema.tables, (layer._replace(rules=rules),))  # noqa: E731
+    where = layers.sql_filter(alone(layer.rules), table_key, zoom)
+    if where is None:
+        return None
+    kinds = []
+    for rule in layer.rules:
+        rule_where = layers.sql_filter(alone((rule,)), table_key, zoom) if rule.table == table_key else None
+        if rule_where is not None:
+            kinds.append(f"WHEN {rule_where} THEN {_lookup_sql(rule.kind)}")
+    geom = "ST_Boundary(g)" if layer.boundary else "g"
+    props = "".join(f", tags->{_quote(p.tag)} AS {p.name}" for p in layer.props)
+    return (f"SELECT id, (CASE {' '.join(kinds)} END) AS kind, tags->'name' AS name{props},"
+            f" ST_AsMVTGeom({geom}, ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER}, true) AS geom"
+            f" FROM rows_{table_key} WHERE {where}")
+
+
+def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
+    """One query returning the MVT bytes of a tile at `zoom` (parameters z, x, y).
+
+    Each table's rows in the tile (and its buffer) are read once, their tags
+    merged once, then shared by every layer (MATERIALIZED), as a careful
+    hand-written tile query would.
+    """
+    ctes = []
+    for key, table in src.tables.items():
+        ctes.append(f"rows_{key} AS MATERIALIZED (SELECT {table.id_column} AS id, {table.geometry_column} AS g,"
+                    f" {src._tags_sql[key]} AS tags FROM {table.name} WHERE {table.geometry_column} &&"
+                    f" ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}))")
+    parts = []
+    for layer in schema.layers:
+        rows = [sql for key in src.tables if (sql := _layer_rows_sql(schema, layer, key, zoom))]
+        if rows:
+            union = " UNION ALL ".join(rows)
+            parts.append(f"coalesce((SELECT ST_AsMVT(q, {_quote(layer.name)}, {EXTENT}, 'geom', 'id')"
+                         f" FROM ({union}) q WHERE geom IS NOT NULL), ''::bytea)")
+    return f"WITH {', '.join(ctes)} SELECT " + (" || ".join(parts) or "''::bytea")
+
+
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds a local database backend has used (utime + stime from /proc)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
+    """Seconds, CPU seconds, tiles and features of rendering `tiles` with ST_AsMVT."""
+    schema = layers.load()
+    conn = source.connect({**cfg, "postgresql": {**cfg["postgresql"], "dbnames": [ds.dbname]}})
+    src = source.Source(conn, schema)
+    out = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            pid = cur.fetchone()[0]
+            queries = {z: tile_sql(schema, src, z) for z in sorted({t.z for t in tiles})}
+            cpu0, own0, started = _backend_cpu(pid), time.process_time(), time.monotonic()
+            for t in tiles:
+                cur.execute(queries[t.z], {"z": t.z, "x": t.x, "y": t.y})
+                out.append(bytes(cur.fetchone()[0]))
+            seconds = time.monotonic() - started
+            cpu = _backend_cpu(pid) - cpu0 + time.process_time() - own0
+    finally:
+        conn.close()
+    features = sum(len(layer["features"]) for data in out if data
+                   for layer in mapbox_vector_tile.decode(data).values())
+    return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "tiles": len(tiles),
+            "nonempty_tiles": sum(1 for d in out if d), "features": features}
