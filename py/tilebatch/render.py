@@ -4,23 +4,22 @@ Both paths meet here. Rows (`(id, WKB, tags)`, from a RAWR tile or from
 PostGIS) are classified once into per-layer feature sets with a spatial index;
 each tile then takes its candidates, and clips, simplifies, moves to tile units
 and snaps them to the grid in a handful of vectorised shapely calls for all its
-features at once, before mapbox-vector-tile encodes them (MVT 2.1, extent 4096).
+features at once, before `mvt` encodes them all in one go (MVT 2.1, extent 4096).
 """
 
 from typing import Iterable, NamedTuple
 
-import mapbox_vector_tile
 import numpy as np
 import shapely
 
-from . import layers, metatile
+from . import layers, metatile, mvt
 from .layers import Schema
 from .tiles import Tile, metatile_members, tile_bounds_3857
 
-EXTENT = 4096
+EXTENT = mvt.EXTENT
 BUFFER = 64  # tile units kept around each tile, so lines and labels meet across tile edges
-_ENCODE_OPTIONS = {"extents": EXTENT, "y_coord_down": True, "check_winding_order": False}
-_DRAWABLE = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
+_DRAWABLE = [shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON,
+             shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING, shapely.GeometryType.MULTIPOLYGON]
 
 
 class LayerFeatures(NamedTuple):
@@ -29,7 +28,7 @@ class LayerFeatures(NamedTuple):
     geoms: np.ndarray       # shapely geometries, EPSG:3857
     min_zoom: np.ndarray
     area: np.ndarray        # osm2pgsql's way_area, inf where there is none
-    props: list
+    props: mvt.Properties
     ids: np.ndarray
     tree: shapely.STRtree
 
@@ -63,13 +62,13 @@ def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> li
             out.append(None)
             continue
         geoms = np.array(g, dtype=object)
-        out.append(LayerFeatures(geoms, np.array(z), np.array(a), p, np.array(ids, dtype=np.uint64),
+        out.append(LayerFeatures(geoms, np.array(z), np.array(a), mvt.properties(p), np.array(ids, dtype=np.uint64),
                                  shapely.STRtree(geoms)))
     return out
 
 
 def feature_count(features: list[LayerFeatures | None]) -> int:
-    return sum(len(f.props) for f in features if f is not None)
+    return sum(len(f.ids) for f in features if f is not None)
 
 
 def _to_tile_units(box: tuple):
@@ -82,13 +81,17 @@ def _to_tile_units(box: tuple):
     return move
 
 
-def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile) -> tuple[bytes, int]:
-    """The MVT bytes of one tile and its feature count; b"" when nothing falls in it."""
+def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile) -> list[mvt.Layer]:
+    """The layers of one tile, ready to encode: geometry clipped, simplified, in tile units.
+
+    Only layers with features are listed. Geometry that clipping leaves empty,
+    or turns into a collection, is left out.
+    """
     box = tile_bounds_3857(tile)
     pad = (box[2] - box[0]) * BUFFER / EXTENT
     clip_box = (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
     query = shapely.box(*clip_box)
-    picked, layer_of, tolerance, outline = [], [], [], []
+    picked, tolerance, outline = [], [], []
     for i, (layer, feats) in enumerate(zip(schema.layers, features)):
         if feats is None:
             continue
@@ -96,34 +99,36 @@ def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile
         idx = idx[(feats.min_zoom[idx] <= tile.z) & (feats.area[idx] >= layers.min_area(layer, tile.z))]
         if len(idx):
             picked.append((i, idx))
-            layer_of.append(np.full(len(idx), i))
             tolerance.append(np.full(len(idx), layers.simplify_tolerance(layer, tile.z)))
             outline.append(np.full(len(idx), layer.boundary))
     if not picked:
-        return b"", 0
+        return []
     geoms = np.concatenate([features[i].geoms[idx] for i, idx in picked])
-    layer_of, tolerance, outline = np.concatenate(layer_of), np.concatenate(tolerance), np.concatenate(outline)
+    tolerance, outline = np.concatenate(tolerance), np.concatenate(outline)
     geoms = np.where(outline, shapely.boundary(np.where(outline, geoms, None)), geoms)
     geoms = shapely.clip_by_rect(geoms, *clip_box)
     geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(box))
     geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
-    keep = ~shapely.is_empty(geoms)
-    out_layers, count, offset = [], 0, 0
+    keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
+    out, offset = [], 0
     for i, idx in picked:
         feats, n = features[i], len(idx)
-        encoded = [
-            {"geometry": g, "properties": feats.props[j], "id": int(feats.ids[j])}
-            for g, j, k in zip(geoms[offset:offset + n], idx, keep[offset:offset + n])
-            if k and g.geom_type in _DRAWABLE
-        ]
+        kept = keep[offset:offset + n]
+        if kept.any():
+            idx = idx[kept]
+            out.append(mvt.Layer(schema.layers[i].name, geoms[offset:offset + n][kept],
+                                 feats.props.take(idx), feats.ids[idx]))
         offset += n
-        if encoded:
-            out_layers.append({"name": schema.layers[i].name, "features": encoded})
-            count += len(encoded)
-    if not out_layers:
+    return out
+
+
+def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile) -> tuple[bytes, int]:
+    """The MVT bytes of one tile and its feature count; b"" when nothing falls in it."""
+    tile_layers_ = tile_layers(schema, features, tile)
+    if not tile_layers_:
         return b"", 0
-    return mapbox_vector_tile.encode(out_layers, default_options=_ENCODE_OPTIONS), count
+    return mvt.encode(tile_layers_), sum(len(layer.ids) for layer in tile_layers_)
 
 
 def render_metatile(schema: Schema, features: list[LayerFeatures | None], meta: Tile,
