@@ -9,7 +9,7 @@ boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 import json
 import sys
 
-from . import log
+from . import log, runs
 from .enqueue import Dependency, depends_on, list_text, parse_tile_lines, plan, select_tiles
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
@@ -31,7 +31,7 @@ def batch_client(cfg: dict):
         raise BadInput("no AWS region: set batch.region or AWS_DEFAULT_REGION") from None
 
 
-def _call(what: str, fn, **kwargs):
+def call(what: str, fn, **kwargs):
     """One Batch call; its errors said in one line (a refused request is bad input)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -49,7 +49,7 @@ def _call(what: str, fn, **kwargs):
 
 def check_queue(client, queue: str) -> None:
     """BadInput unless the job queue exists and takes jobs."""
-    found = _call(f"job queue {queue}", client.describe_job_queues, jobQueues=[queue])["jobQueues"]
+    found = call(f"job queue {queue}", client.describe_job_queues, jobQueues=[queue])["jobQueues"]
     if not found:
         raise BadInput(f"job queue {queue!r} does not exist")
     if found[0].get("state") != "ENABLED":
@@ -59,7 +59,7 @@ def check_queue(client, queue: str) -> None:
 def check_definition(client, definition: str) -> None:
     """BadInput unless the job definition (name, name:revision or ARN) is registered and active."""
     by = {"jobDefinitions": [definition]} if ":" in definition else {"jobDefinitionName": definition}
-    found = _call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
+    found = call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
     if not found["jobDefinitions"]:
         raise BadInput(f"job definition {definition!r} is not registered (make jobdefs)")
 
@@ -68,7 +68,7 @@ def dependencies(client, store, job_ids: list[str], sizes: set[int]) -> list[Dep
     """The jobs to wait for, each with its tile list when it may pair with one of ours."""
     if not job_ids:
         return []
-    found = {j["jobId"]: j for j in _call("depends-on", client.describe_jobs, jobs=job_ids)["jobs"]}
+    found = {j["jobId"]: j for j in call("depends-on", client.describe_jobs, jobs=job_ids)["jobs"]}
     out = []
     for job_id in job_ids:
         if job_id not in found:
@@ -109,7 +109,7 @@ def enqueue(args, cfg) -> int:
     subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
     if not b["job-queue"]:
         raise BadInput("no job queue: set batch.job-queue")
-    definition = b["job-definition"] or f"{b['job-name-prefix']}-{args.job}"
+    definition = definition_name(cfg, args.job)
     store = metatile_store(cfg)
     arrays = [s for s in subs if s.list_key]
     if arrays and isinstance(store, FileStore) and not args.dry_run:
@@ -130,20 +130,66 @@ def enqueue(args, cfg) -> int:
 
     log.info("enqueue planned", jobs=len(subs), tiles=sum(len(s.tiles) for s in subs),
              job_definition=definition, job_queue=b["job-queue"], dry_run=args.dry_run)
+    if not args.dry_run:
+        runs.add_expected(store, run_id, args.job, [t for s in subs for t in s.tiles])
+    # add_expected wrote the array jobs' lists: the run's expected tiles, chunked as plan chunks them.
+    submit_jobs(client, store, cfg, run_id, args.job, subs, needs, definition, write_lists=False,
+                dry_run=args.dry_run)
+    return 0
+
+
+def definition_name(cfg: dict, job: str) -> str:
+    """The job definition of a job kind: batch.job-definition, else {job-name-prefix}-{job}."""
+    b = cfg["batch"]
+    return b["job-definition"] or f"{b['job-name-prefix']}-{job}"
+
+
+def definition_memory(client, definition: str) -> int:
+    """The MiB of memory the newest active revision of a job definition gives its jobs."""
+    by = {"jobDefinitions": [definition]} if ":" in definition else {"jobDefinitionName": definition}
+    found = call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
+    if not found["jobDefinitions"]:
+        raise BadInput(f"job definition {definition!r} is not registered (make jobdefs)")
+    props = max(found["jobDefinitions"], key=lambda d: d["revision"])["containerProperties"]
+    for r in props.get("resourceRequirements", []):
+        if r["type"] == "MEMORY":
+            return int(r["value"])
+    return int(props["memory"])
+
+
+def submission_key(run_id: str, job: str, name: str) -> str:
+    """Where the record of one submission goes: what status and missing ask Batch about."""
+    return f"runs/{run_id}/{job}/batch/{name}.json"
+
+
+def submit_jobs(client, store, cfg: dict, run_id: str, job: str, subs: list, needs: list, definition: str,
+                memory: int | None = None, round_no: int = 0, write_lists: bool = True,
+                dry_run: bool = False) -> list[str]:
+    """Write each array job's tile list, submit, record the submission; print one JSON line a job.
+
+    `memory` (MiB) overrides the job definition's, for jobs that ran out of it.
+    """
+    ids = []
     for sub, need in zip(subs, needs):
-        request = {"jobName": sub.name, "jobQueue": b["job-queue"], "jobDefinition": definition,
+        request = {"jobName": sub.name, "jobQueue": cfg["batch"]["job-queue"], "jobDefinition": definition,
                    "parameters": {"tile": sub.tile_parameter, "run_id": run_id}}
         if sub.list_key:
             request["arrayProperties"] = {"size": len(sub.tiles)}
         if need:
             request["dependsOn"] = need
+        if memory:
+            request["containerOverrides"] = {"resourceRequirements": [{"type": "MEMORY", "value": str(memory)}]}
         line = {**request, "tiles": len(sub.tiles)}
-        if not args.dry_run:
-            if sub.list_key:
+        if not dry_run:
+            if sub.list_key and write_lists:
                 store.write(sub.list_key, list_text(sub.tiles).encode())
-            line["jobId"] = _call(f"submit {sub.name}", client.submit_job, **request)["jobId"]
+            line["jobId"] = call(f"submit {sub.name}", client.submit_job, **request)["jobId"]
+            ids.append(line["jobId"])
+            record = {"jobId": line["jobId"], "jobName": sub.name, "list": sub.list_key,
+                      "tile": sub.tile_parameter, "tiles": len(sub.tiles), "memory": memory, "round": round_no}
+            store.write(submission_key(run_id, job, sub.name), json.dumps(record, sort_keys=True).encode())
         print(json.dumps(line), flush=True)
-    return 0
+    return ids
 
 
 def add_commands(sub, common) -> None:

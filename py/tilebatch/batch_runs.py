@@ -60,26 +60,34 @@ def _out_of_memory(job: dict) -> bool:
 
 
 def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, int | None]]:
-    """Tiles whose last Batch job failed: (ran out of memory, the memory it had)."""
-    out = {}
+    """Tiles whose last Batch job failed: (ran out of memory, the memory it had).
+
+    ListJobs finds an array job's failed children; DescribeJobs, a hundred at a
+    time, says why each failed.
+    """
+    failed = {}  # job id -> (tile, memory it had)
     for s in subs:
-        if s["list"]:
-            tiles = parse_tile_lines(store.read(s["list"]).decode(), s["list"])
-            token = {}
-            while True:
-                page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
-                             jobStatus="FAILED", **token)
-                for child in page.get("jobSummaryList", []):
-                    index = child.get("arrayProperties", {}).get("index")
-                    if index is not None and index < len(tiles):
-                        out[tiles[index]] = (_out_of_memory(child), s.get("memory"))
-                if not page.get("nextToken"):
-                    break
-                token = {"nextToken": page["nextToken"]}
-        else:
-            job = _describe(client, [s["jobId"]]).get(s["jobId"], {})
-            if job.get("status") == "FAILED":
-                out[parse_tile(s["tile"])] = (_out_of_memory(job), s.get("memory"))
+        if not s["list"]:
+            failed[s["jobId"]] = (parse_tile(s["tile"]), s.get("memory"))
+            continue
+        tiles = parse_tile_lines(store.read(s["list"]).decode(), s["list"])
+        token = {}
+        while True:
+            page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
+                              jobStatus="FAILED", **token)
+            for child in page.get("jobSummaryList", []):
+                # A child's id is its parent's and its index: `{parent}:{index}`.
+                index = child.get("arrayProperties", {}).get("index", int(child["jobId"].rsplit(":", 1)[1]))
+                if index < len(tiles):
+                    failed[child["jobId"]] = (tiles[index], s.get("memory"))
+            if not page.get("nextToken"):
+                break
+            token = {"nextToken": page["nextToken"]}
+    out = {}
+    for job_id, job in _describe(client, list(failed)).items():
+        if job.get("status") == "FAILED":
+            tile, memory = failed[job_id]
+            out[tile] = (_out_of_memory(job), memory)
     return out
 
 
@@ -98,10 +106,11 @@ def split_meta_high(store, run_id: str, tile: Tile, limit: int, cfg: dict) -> li
         total = sum(v for k, v in sizes.items() if k.z == group_zoom and
                     (k.x >> (group_zoom - t.z), k.y >> (group_zoom - t.z)) == (t.x, t.y))
         if total <= limit or t.z >= group_zoom:
-            return [t] if total else []
+            return [t]
         return [part for c in children(t, t.z + 1) for part in cut(c)]
 
-    return cut(tile) or [tile]
+    # Parts with no RAWR data go too: they only write their record, which the whole needs to count as done.
+    return cut(tile)
 
 
 def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
@@ -136,7 +145,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []
         for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            subs = plan(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"retry{round_no:02d}m{n}")
+            subs = plan(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"r{round_no:02d}m{n}")
             ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
                                memory=memory, round_no=round_no)
         submitted[job] = ids

@@ -87,6 +87,10 @@ SCHEMA: dict = {
         "queue-zoom": Key(INT, 7),
         # The region batch-enqueue submits in; unset: AWS_DEFAULT_REGION as boto3 finds it.
         "region": Key(OPT_STR, None),
+        # `missing --enqueue` gives a job that ran out of memory 1.5 times what it had, up to this (MiB).
+        "max-memory": Key(INT, 30720),
+        # ... and cuts a meta-high job whose RAWR tiles add up to more than this (bytes) into z8..z10 parts.
+        "split-rawr-bytes": Key(INT, 256 * 1024 * 1024),
     },
 }
 

@@ -79,9 +79,13 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     return sort_tiles(chosen)
 
 
-def list_key(run_id: str, job: str, index: int) -> str:
-    """Where an array job's tile list goes in the metatile store."""
-    return f"runs/{run_id}/{job}/tiles-{index:04d}.txt"
+def list_key(run_id: str, job: str, index: int, batch: str = "") -> str:
+    """Where an array job's tile list goes in the metatile store.
+
+    A re-submission of missing work names its own `batch` of lists, so the
+    run's lists of expected tiles (`tiles-NNNN.txt`, runs.py) stay as they were.
+    """
+    return f"runs/{run_id}/{job}/{batch + '-' if batch else ''}tiles-{index:04d}.txt"
 
 
 def list_text(tiles: list[Tile]) -> str:
@@ -89,11 +93,12 @@ def list_text(tiles: list[Tile]) -> str:
     return "".join(format_tile(t) + "\n" for t in tiles)
 
 
-def plan(job: str, run_id: str, prefix: str, tiles: list[Tile]) -> list[Submission]:
+def plan(job: str, run_id: str, prefix: str, tiles: list[Tile], batch: str = "") -> list[Submission]:
     """The submissions for `tiles`: an array job per 10,000 of them, a plain job for a lone tile.
 
     Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job, `{prefix}-{run_id}-{NNNN}`
-    for array job NNNN (whose list is `runs/{run_id}/{job}/tiles-NNNN.txt`).
+    for array job NNNN (whose list is `runs/{run_id}/{job}/tiles-NNNN.txt`); a
+    named `batch` goes between run id and number, and before `tiles-`.
     """
     subs = []
     for index, start in enumerate(range(0, len(tiles), MAX_ARRAY_SIZE)):
@@ -102,7 +107,8 @@ def plan(job: str, run_id: str, prefix: str, tiles: list[Tile]) -> list[Submissi
             t = chunk[0]
             subs.append(Submission(f"{prefix}-{run_id}-{t.z}-{t.x}-{t.y}", chunk, None))
         else:
-            subs.append(Submission(f"{prefix}-{run_id}-{index:04d}", chunk, list_key(run_id, job, index)))
+            name = f"{prefix}-{run_id}-{batch + '-' if batch else ''}{index:04d}"
+            subs.append(Submission(name, chunk, list_key(run_id, job, index, batch)))
     for sub in subs:
         if not JOB_NAME_RE.match(sub.name):
             raise BadInput(f"bad job name {sub.name!r}: Batch allows 128 letters, digits, '-' or '_'; "

@@ -36,31 +36,40 @@ def last_error(proc) -> str:
     return errors[-1]
 
 
-@pytest.fixture(scope="session")
-def moto_url():
-    """A moto server on 127.0.0.1 speaking real AWS HTTP, for the whole session."""
+def start_moto(env=None):
+    """A moto server on a free 127.0.0.1 port speaking real AWS HTTP, Batch without Docker: (url, process)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start")
-                time.sleep(0.2)
-        req = urllib.request.Request(f"{url}/moto-api/config", method="POST",
-                                     data=json.dumps({"batch": {"use_docker": False}}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=5).read()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.2)
+    req = urllib.request.Request(f"{url}/moto-api/config", method="POST",
+                                 data=json.dumps({"batch": {"use_docker": False}}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=5).read()
+    return url, proc
+
+
+def stop_moto(proc) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """A moto server for the whole session."""
+    url, proc = start_moto()
+    yield url
+    stop_moto(proc)
 
 
 @pytest.fixture
@@ -110,3 +119,26 @@ def built_store(db_url, tmp_path_factory):
     proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, env
+
+
+@pytest.fixture
+def queue(bucket, monkeypatch):
+    """A job queue on an unmanaged compute environment and the three job definitions (512 MiB), as on AWS;
+    the metatile store on S3 (s3://tiles/meta), where Batch jobs find their tile lists."""
+    import boto3
+
+    iam, batch = boto3.client("iam"), boto3.client("batch")
+    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "batch.amazonaws.com"}}]}))
+    env = batch.create_compute_environment(computeEnvironmentName="tb-env", type="UNMANAGED",
+                                           serviceRole=role["Role"]["Arn"])
+    batch.create_job_queue(jobQueueName="tb-queue", state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
+    for job in ("rawr", "meta-high", "meta-low"):
+        batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", containerProperties={
+            "image": "tilebatch", "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+    monkeypatch.setenv("TILEQUEUE__batch__job_queue", "tb-queue")
+    monkeypatch.setenv("TILEQUEUE__store__url", "s3://tiles/meta")
+    return "tb-queue"

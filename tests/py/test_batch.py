@@ -10,29 +10,6 @@ from tilebatch.jobs import resolve_tile
 from tilebatch.store import metatile_store
 from tilebatch.tiles import Tile
 
-STORE = "s3://tiles/meta"
-
-
-@pytest.fixture
-def queue(bucket, monkeypatch):
-    """A job queue on an unmanaged compute environment and the three job definitions, as on AWS."""
-    iam, batch = boto3.client("iam"), boto3.client("batch")
-    role = iam.create_role(RoleName="batch-service", AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "batch.amazonaws.com"}}]}))
-    env = batch.create_compute_environment(computeEnvironmentName="tb-env", type="UNMANAGED",
-                                           serviceRole=role["Role"]["Arn"])
-    batch.create_job_queue(jobQueueName="tb-queue", state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
-    for job in ("rawr", "meta-high", "meta-low"):
-        batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", containerProperties={
-            "image": "tilebatch", "command": ["true"],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
-    monkeypatch.setenv("TILEQUEUE__batch__job_queue", "tb-queue")
-    monkeypatch.setenv("TILEQUEUE__store__url", STORE)
-    return "tb-queue"
-
-
 def enqueue(capsys, *args):
     """Run `tilebatch batch-enqueue ARGS` in this process: (exit code, JSON lines printed)."""
     code = cli.main(["batch-enqueue", "--run_id", "r1", *map(str, args)])
@@ -69,7 +46,7 @@ def test_an_array_child_resolves_its_tile_from_its_index(queue, capsys):
     assert child == {0: Tile(0, 0, 0), 6: Tile(36, 18, 6), 7: Tile(72, 36, 7), 10: Tile(73, 37, 7)}
 
 
-def test_one_tile_goes_as_a_plain_job_and_writes_no_list(queue, capsys):
+def test_one_tile_goes_as_a_plain_job(queue, capsys):
     code, lines = enqueue(capsys, "--tile", "7/73/37", "--job", "meta-high")
     assert code == 0
     job = described([lines[0]["jobId"]])[lines[0]["jobId"]]
@@ -77,7 +54,11 @@ def test_one_tile_goes_as_a_plain_job_and_writes_no_list(queue, capsys):
     assert job["parameters"] == {"tile": "7/73/37", "run_id": "r1"}
     assert "arrayProperties" not in job
     assert job["jobDefinition"].endswith(":job-definition/tilebatch-meta-high:1")
-    assert list(metatile_store(config.load()).list("runs/")) == []
+    # what the run expects (for status and missing), and the record of the submission
+    store = metatile_store(config.load())
+    assert list(store.list("runs/")) == ["runs/r1/meta-high/batch/tilebatch-r1-7-73-37.json",
+                                         "runs/r1/meta-high/tiles-0000.txt"]
+    assert store.read("runs/r1/meta-high/tiles-0000.txt") == b"7/73/37\n"
 
 
 def test_a_file_of_expired_tiles_enqueues_their_z7_ancestors(queue, capsys, tmp_path):
@@ -116,7 +97,7 @@ def test_a_planet_with_its_pyramid_is_a_handful_of_api_calls(queue, capsys, monk
     assert [line["arrayProperties"]["size"] for line in lines] == [10_000, 10_000, 1_845]
     assert len(calls) < 20, calls
     assert calls.count("before-call.batch.SubmitJob") == 3
-    assert calls.count("before-call.s3.PutObject") == 3
+    assert calls.count("before-call.s3.PutObject") == 6  # three tile lists, three submission records
     assert stored("runs/r1/meta-low/tiles-0002.txt")[-1] == "7/127/127"
 
 

@@ -1,0 +1,145 @@
+"""status and missing on a Batch run, against a moto server whose jobs all fail.
+
+moto runs no containers: MOTO_SIMPLE_BATCH_FAIL_AFTER=0 makes every job it is
+given fail at once, and TerminateJob then gives a failed child the reason AWS
+gives a job the kernel killed for its memory.
+"""
+
+import json
+
+import boto3
+import pytest
+
+from tilebatch import cli, config, records
+from tilebatch.store import metatile_store
+from tilebatch.tiles import Tile, children
+
+from conftest import start_moto, stop_moto
+
+OOM = "OutOfMemoryError: Container killed due to memory usage"
+BBOX = "24,59,27,61"  # four z7 tiles: 7/72/36, 7/72/37, 7/73/36, 7/73/37
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    """Overrides the session's server for this module: here every Batch job fails."""
+    url, proc = start_moto({"MOTO_SIMPLE_BATCH_FAIL_AFTER": "0"})
+    yield url
+    stop_moto(proc)
+
+
+def main(capsys, *args) -> tuple[int, str]:
+    code = cli.main([*map(str, args)])
+    return code, capsys.readouterr().out
+
+
+def enqueue(capsys, job: str) -> dict:
+    code, out = main(capsys, "batch-enqueue", "--run_id", "r1", "--bbox", BBOX, "--job", job)
+    assert code == 0
+    return json.loads(out.splitlines()[0])
+
+
+def done(tile: Tile, job: str = "rawr", counts=None) -> None:
+    records.write_record(metatile_store(config.load()), "r1", job, tile, {"counts": counts or {}})
+
+
+def resubmitted(out: str) -> list[dict]:
+    """The submissions a command printed (moto does not echo memory overrides back), each checked with Batch."""
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    found = {j["jobId"]: j for j in boto3.client("batch").describe_jobs(jobs=[s["jobId"] for s in lines])["jobs"]}
+    for line in lines:
+        job = found[line["jobId"]]
+        assert (job["jobName"], job["parameters"]) == (line["jobName"], line["parameters"])
+        assert job["jobQueue"].endswith("/tb-queue")
+    return sorted(lines, key=lambda j: j["jobName"])
+
+
+def memory_of(job: dict) -> str | None:
+    for r in job.get("containerOverrides", {}).get("resourceRequirements", []):
+        if r["type"] == "MEMORY":
+            return r["value"]
+    return None
+
+
+def test_status_and_missing_on_batch(queue, capsys):
+    array = enqueue(capsys, "rawr")
+    done(Tile(72, 36, 7))
+    done(Tile(73, 37, 7))
+    code, out = main(capsys, "status", "--run-id", "r1")
+    assert code == 0
+    rawr = next(line.split() for line in out.splitlines() if line.split()[0] == "rawr")
+    assert rawr[1:6] == ["4", "2", "0", "4", "2"]  # expected, done, running, failed (Batch says), missing
+    code, out = main(capsys, "missing", "--run-id", "r1")
+    assert out.splitlines() == ["rawr 7/72/37", "rawr 7/73/36"]
+    assert array["arrayProperties"]["size"] == 4
+
+
+def test_missing_enqueue_resubmits_exactly_those_with_more_memory_after_oom(queue, capsys):
+    array = enqueue(capsys, "rawr")
+    done(Tile(72, 36, 7))
+    done(Tile(73, 37, 7))
+    batch = boto3.client("batch")
+    batch.terminate_job(jobId=f"{array['jobId']}:1", reason=OOM)  # child 1 is 7/72/37
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    jobs = resubmitted(out)
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in jobs] == [("7/72/37", "768"), ("7/73/36", None)]
+    assert all(j["jobName"].startswith("tilebatch-r1-") for j in jobs)
+
+    # The retried OOM job failed again (this moto fails everything): next time 1.5x again, up to the cap.
+    retried = next(j for j in jobs if j["parameters"]["tile"] == "7/72/37")
+    batch.terminate_job(jobId=retried["jobId"], reason=OOM)
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    again = resubmitted(out)
+    assert {j["parameters"]["tile"]: memory_of(j) for j in again} == {"7/72/37": "1152", "7/73/36": None}
+
+
+def test_the_memory_cap_holds(queue, capsys, monkeypatch):
+    array = enqueue(capsys, "rawr")
+    boto3.client("batch").terminate_job(jobId=f"{array['jobId']}:0", reason=OOM)
+    monkeypatch.setenv("TILEQUEUE__batch__max_memory", "600")
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    jobs = resubmitted(out)
+    assert {j["parameters"]["tile"]: memory_of(j) for j in jobs if memory_of(j)} == {"7/72/36": "600"}
+
+
+def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monkeypatch):
+    enqueue(capsys, "meta-high")
+    z7 = Tile(72, 37, 7)
+    parts = children(z7, 8)
+    sizes = {f"10/{t.x}/{t.y}": 300 for p in parts[:2] for t in children(p, 10)[:2]}  # data under two z8 tiles
+    for tile in (Tile(72, 36, 7), Tile(73, 36, 7), Tile(73, 37, 7)):
+        done(tile, "meta-high")
+    done(z7, "rawr", {"rawr_bytes": sizes})
+    monkeypatch.setenv("TILEQUEUE__batch__split_rawr_bytes", "1000")
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    jobs = resubmitted(out)
+    assert len(jobs) == 1 and jobs[0]["arrayProperties"]["size"] == 4
+    store = metatile_store(config.load())
+    listed = store.read(jobs[0]["parameters"]["tile"][1:]).decode().split()
+    assert listed == [f"8/{p.x}/{p.y}" for p in parts]
+
+    # Three parts done: still missing. All four: the z7 job counts as done.
+    for p in parts[:3]:
+        done(p, "meta-high")
+    code, out = main(capsys, "missing", "--run-id", "r1")
+    assert out == "meta-high 7/72/37\n"
+    done(parts[3], "meta-high")
+    code, out = main(capsys, "missing", "--run-id", "r1")
+    assert "meta-high" not in out
+
+
+def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsys):
+    code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run_id", "rb",
+                     "--attempts", "2", "--progress-seconds", "0.1"])
+    out = capsys.readouterr().out
+    assert code == 1  # moto runs nothing, so no job ever writes its record
+    assert "rebuild rb: bbox 24.94,60.165,24.95,60.17: 1 rawr, 1 meta-high, 8 meta-low jobs, on batch" in out
+    assert out.count("submitted 3 Batch jobs") == 2  # rawr and meta-high plain, meta-low an array of 8
+    assert "progress: rawr 0/1 (0 running, 1 failed), meta-high 0/1" in out
+    assert "missing: meta-low 7/72/37" in out
+    submitted = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    meta_high = [s for s in submitted if s["jobDefinition"] == "tilebatch-meta-high"]
+    rawr_ids = {s["jobId"] for s in submitted if s["jobDefinition"] == "tilebatch-rawr"}
+    assert len(meta_high) == 2 and all(s["dependsOn"][0]["jobId"] in rawr_ids for s in meta_high)
