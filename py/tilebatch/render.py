@@ -81,21 +81,50 @@ def _to_tile_units(box: tuple):
     return move
 
 
-def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile) -> list[mvt.Layer]:
+def clip_box(tile: Tile) -> tuple:
+    """The box a tile's features are clipped to: the tile and its buffer, EPSG:3857."""
+    minx, miny, maxx, maxy = tile_bounds_3857(tile)
+    pad = (maxx - minx) * BUFFER / EXTENT
+    return minx - pad, miny - pad, maxx + pad, maxy + pad
+
+
+def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[list[np.ndarray | None]]:
+    """For each tile, each layer's features whose bounding box meets the tile's clip box, in layer order.
+
+    None for a layer with no features. One spatial index query a layer serves
+    all the tiles: a metatile's 64 tiles, most of them empty where data is
+    sparse, cost one query, not 64.
+    """
+    boxes = shapely.box(*np.array([clip_box(t) for t in tiles]).reshape(-1, 4).T)
+    near = [[] for _ in tiles]
+    for feats in features:
+        if feats is None:
+            parts = [None] * len(tiles)
+        else:
+            tile_of, idx = feats.tree.query(boxes)
+            order = np.lexsort((idx, tile_of))
+            tile_of, idx = tile_of[order], idx[order]
+            cuts = np.searchsorted(tile_of, np.arange(len(tiles) + 1)).tolist()
+            parts = [idx[start:end] for start, end in zip(cuts, cuts[1:])]
+        for tile_near, part in zip(near, parts):
+            tile_near.append(part)
+    return near
+
+
+def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
+                near: list[np.ndarray | None] | None = None) -> list[mvt.Layer]:
     """The layers of one tile, ready to encode: geometry clipped, simplified, in tile units.
 
-    Only layers with features are listed. Geometry that clipping leaves empty,
-    or turns into a collection, is left out.
+    `near` is the tile's `candidates` when they are already known. Only layers
+    with features are listed. Geometry that clipping leaves empty, or turns
+    into a collection, is left out.
     """
-    box = tile_bounds_3857(tile)
-    pad = (box[2] - box[0]) * BUFFER / EXTENT
-    clip_box = (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
-    query = shapely.box(*clip_box)
+    box = clip_box(tile)
+    near = near if near is not None else candidates(features, [tile])[0]
     picked, tolerance, outline = [], [], []
-    for i, (layer, feats) in enumerate(zip(schema.layers, features)):
-        if feats is None:
+    for i, (layer, feats, idx) in enumerate(zip(schema.layers, features, near)):
+        if feats is None or not len(idx):
             continue
-        idx = np.sort(feats.tree.query(query))
         idx = idx[(feats.min_zoom[idx] <= tile.z) & (feats.area[idx] >= layers.min_area(layer, tile.z))]
         if len(idx):
             picked.append((i, idx))
@@ -106,9 +135,9 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     geoms = np.concatenate([features[i].geoms[idx] for i, idx in picked])
     tolerance, outline = np.concatenate(tolerance), np.concatenate(outline)
     geoms = np.where(outline, shapely.boundary(np.where(outline, geoms, None)), geoms)
-    geoms = shapely.clip_by_rect(geoms, *clip_box)
+    geoms = shapely.clip_by_rect(geoms, *box)
     geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
-    geoms = shapely.transform(geoms, _to_tile_units(box))
+    geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
     out, offset = [], 0
@@ -123,9 +152,10 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     return out
 
 
-def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile) -> tuple[bytes, int]:
+def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
+                near: list[np.ndarray | None] | None = None) -> tuple[bytes, int]:
     """The MVT bytes of one tile and its feature count; b"" when nothing falls in it."""
-    tile_layers_ = tile_layers(schema, features, tile)
+    tile_layers_ = tile_layers(schema, features, tile, near)
     if not tile_layers_:
         return b"", 0
     return mvt.encode(tile_layers_), sum(len(layer.ids) for layer in tile_layers_)
@@ -138,11 +168,10 @@ def render_metatile(schema: Schema, features: list[LayerFeatures | None], meta: 
     `zoom` limits it to the members at that tile zoom (the 0/0/0 metatile holds
     four zooms, each built from its own zoom's rows on the PostGIS path).
     """
+    wanted = [(tile, name) for tile, name in metatile_members(meta) if zoom is None or tile.z == zoom]
     members, count = {}, 0
-    for tile, name in metatile_members(meta):
-        if zoom is not None and tile.z != zoom:
-            continue
-        data, n = render_tile(schema, features, tile)
+    for (tile, name), near in zip(wanted, candidates(features, [tile for tile, _ in wanted])):
+        data, n = render_tile(schema, features, tile, near)
         if data:
             members[name] = data
             count += n
