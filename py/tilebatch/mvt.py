@@ -211,7 +211,8 @@ def geometry_commands(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     x, y = (np.rint(coords[:, axis]).astype(np.int64) for axis in (0, 1))
 
     first = _starts(of_path)
-    last = np.roll(first, -1)  # the last element wraps onto the first, a start
+    last = np.ones_like(first)
+    last[:-1] = first[1:]
     coord_kind = kind[of_path]
     repeated = ~first & (coord_kind != _POINTS)
     repeated[1:] &= (x[1:] == x[:-1]) & (y[1:] == y[:-1])
