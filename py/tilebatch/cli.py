@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "tilebatch.serve",
     "tilebatch.export",
     "tilebatch.batch",
+    "tilebatch.plan",
 )
 
 

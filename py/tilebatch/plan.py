@@ -1,0 +1,202 @@
+"""`tilebatch plan`: what a run over a box (default: the planet) will take, before it starts.
+
+The jobs of each kind (as `tilebatch build` and `batch-enqueue` cut them),
+their vCPU-hours and cost at a price per vCPU-hour, and the memory each kind
+needs. The model is linear in the data: a job's CPU seconds and peak memory are
+`base + per_row * rows`, rows being the osm2pgsql rows (points, lines,
+polygons) under the job's tile, fitted per job kind (meta-low per job zoom)
+to the figures `make bench` measured (bench/results.json). Rows per z7 tile
+are counted in the configured database when its data covers the box; else an
+assumed density is used, and the output says so.
+"""
+
+import json
+import math
+from typing import NamedTuple
+
+from . import local, source
+from .errors import BadInput
+from .tiles import Bbox, MERCATOR_MAX_LAT, Tile, ancestor, format_tile, make_bbox, parse_bbox
+
+PLANET = make_bbox(-180.0, -MERCATOR_MAX_LAT, 180.0, MERCATOR_MAX_LAT)
+# A planet loaded by osm2pgsql holds roughly 1.1 billion rows (about 0.7 billion
+# polygons, mostly buildings, 0.3 billion lines, 0.15 billion points); spread
+# over the 16,384 z7 tiles that is about 67,000 a tile on average.
+ASSUMED_ROWS_PER_Z7 = 67_000
+# A dense European z7 tile (some 30,000 km² at 200 rows/km²): the largest job sizes memory.
+ASSUMED_DENSEST_Z7 = 6_000_000
+# Batch memory is given with room above the predicted peak, in steps of 256 MiB.
+MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
+
+# The fit of bench/results.json as committed (make bench on 2 AMD EPYC cores): used
+# when no results file is given. Per model key: CPU seconds and peak MiB as (base, per row).
+DEFAULT_MODEL = {
+    "rawr": {"cpu": (0.35, 2.2e-05), "memory": (60.0, 0.0006)},
+    "meta-high": {"cpu": (0.4, 6.0e-05), "memory": (55.0, 0.0004)},
+    **{f"meta-low/{z}": {"cpu": (0.38, 1.0e-06), "memory": (55.0, 0.0001)} for z in range(7)},
+    "meta-low/7": {"cpu": (0.5, 1.5e-05), "memory": (58.0, 0.0002)},
+}
+
+
+class Density(NamedTuple):
+    rows: dict          # z7 tile -> rows under it
+    largest: int        # rows of the densest z7 tile, for memory
+    source: str         # where the figures come from, said in the output
+
+
+def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (base, slope) through (x, y) points, neither below zero."""
+    n = len(points)
+    if n == 0:
+        raise BadInput("no measurements to fit")
+    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else (my / mx if mx else 0.0)
+    slope = max(slope, 0.0)
+    return max(my - slope * mx, 0.0), slope
+
+
+def model_from_results(results: dict) -> dict:
+    """The per-job model fitted to make bench's figures (every job there covers all of a size's rows)."""
+    try:
+        sizes = list(results["sizes"].values())
+        points = {}
+        for r in sizes:
+            ours, rows = r["tilebatch"], r["rows"]
+            for kind in ("rawr", "meta-high"):
+                points.setdefault(kind, []).append((rows, ours[kind]["cpu_seconds"] / ours[kind]["jobs"],
+                                                    ours[kind]["peak_memory_mb"]))
+            low = ours["meta-low"]
+            for z, cpu in low["cpu_seconds_by_zoom"].items():
+                peak = low.get("peak_memory_mb_by_zoom", {}).get(z, low["peak_memory_mb"])
+                points.setdefault(f"meta-low/{z}", []).append((rows, cpu, peak))
+    except (KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
+        raise BadInput(f"benchmark results lack {e} (write them with make bench)") from None
+    return {key: {"cpu": fit([(x, c) for x, c, _ in p]), "memory": fit([(x, m) for x, _, m in p])}
+            for key, p in points.items()}
+
+
+def load_model(path: str | None) -> tuple[dict, str]:
+    """The model from a results file, or the built-in one; and where it came from."""
+    if path is None:
+        return DEFAULT_MODEL, "built-in figures (bench/results.json as committed)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except OSError as e:
+        raise BadInput(f"benchmark results {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise BadInput(f"benchmark results {path}: not JSON ({e})") from None
+    if not isinstance(results, dict):
+        raise BadInput(f"benchmark results {path}: expected a JSON object")
+    return model_from_results(results), f"{path} ({', '.join(f'{s}x' for s in results.get('sizes', {}))})"
+
+
+def parse_price(text: str) -> float:
+    try:
+        price = float(text)
+    except ValueError:
+        raise BadInput(f"bad price {text!r}: expected US dollars per vCPU-hour, e.g. 0.0425") from None
+    if not math.isfinite(price) or price < 0:
+        raise BadInput(f"bad price {text!r}: expected a number of dollars, 0 or more")
+    return price
+
+
+def assumed_density(tiles: list[Tile], per_tile: int, why: str) -> Density:
+    return Density({t: per_tile for t in tiles}, max(per_tile, ASSUMED_DENSEST_Z7) if tiles else 0,
+                   f"assumed {per_tile:,} rows per z7 tile (densest {ASSUMED_DENSEST_Z7:,}): {why}")
+
+
+def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) -> Density:
+    """Rows per z7 tile counted in the database when its data covers the box, else assumed."""
+    try:
+        extent = local.data_extent(cfg)
+    except BadInput as e:
+        return assumed_density(tiles, per_tile, f"no database to count in ({e})")
+    if not (extent.west <= bbox.west and extent.south <= bbox.south
+            and bbox.east <= extent.east and bbox.north <= extent.north):
+        return assumed_density(tiles, per_tile, "the database's data does not cover the box")
+    conn = source.connect(cfg)
+    rows = {}
+    try:
+        with conn.cursor() as cur:
+            for t in tiles:
+                env = "ST_TileEnvelope(%(z)s, %(x)s, %(y)s)"
+                cur.execute(f"SELECT (SELECT count(*) FROM planet_osm_point WHERE way && {env})"
+                            f" + (SELECT count(*) FROM planet_osm_line WHERE way && {env})"
+                            f" + (SELECT count(*) FROM planet_osm_polygon WHERE way && {env})",
+                            {"z": t.z, "x": t.x, "y": t.y})
+                rows[t] = cur.fetchone()[0]
+    finally:
+        conn.close()
+    db = cfg["postgresql"]["dbnames"][0]
+    return Density(rows, max(rows.values(), default=0), f"counted in database {db}: {sum(rows.values()):,} rows")
+
+
+def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:
+    """Jobs, CPU seconds, vCPU-hours, cost and memory per job kind for a run over `bbox`."""
+    jobs = local.plan(bbox, queue_zoom)
+    under = {}
+    for t, r in density.rows.items():
+        for z in range(queue_zoom + 1):
+            a = ancestor(t, z)
+            under[a] = under.get(a, 0) + r
+    out = {}
+    for kind, tiles in jobs.items():
+        cpu, peak = 0.0, 0.0
+        for t in tiles:
+            m = model[f"meta-low/{t.z}" if kind == "meta-low" else kind]
+            rows = under.get(t, 0)
+            cpu += m["cpu"][0] + m["cpu"][1] * rows
+            # Memory is sized for the largest job, at least as big as the densest z7 tile.
+            peak = max(peak, m["memory"][0] + m["memory"][1] * max(rows, density.largest))
+        hours = cpu / 3600
+        out[kind] = {"jobs": len(tiles), "cpu_seconds": round(cpu, 1), "vcpu_hours": round(hours, 3),
+                     "cost": round(hours * price, 2), "peak_memory_mb": round(peak),
+                     "memory_mb": MEMORY_STEP_MB * math.ceil(peak * MEMORY_MARGIN / MEMORY_STEP_MB)}
+    total_hours = sum(v["vcpu_hours"] for v in out.values())
+    return {"bbox": list(bbox), "price_per_vcpu_hour": price, "kinds": out, "vcpu_hours": round(total_hours, 3),
+            "cost": round(total_hours * price, 2), "density": density.source}
+
+
+def text(est: dict, model_source: str) -> str:
+    lines = [f"run over {','.join(f'{v:g}' for v in est['bbox'])} at ${est['price_per_vcpu_hour']:g} per vCPU-hour",
+             f"  data: {est['density']}", f"  model: {model_source}", "",
+             f"  {'job kind':<10}{'jobs':>8}{'vCPU-hours':>13}{'cost $':>11}{'peak MiB':>10}{'give it MiB':>13}"]
+    for kind, v in est["kinds"].items():
+        lines.append(f"  {kind:<10}{v['jobs']:>8,}{v['vcpu_hours']:>13,.2f}{v['cost']:>11,.2f}"
+                     f"{v['peak_memory_mb']:>10,}{v['memory_mb']:>13,}")
+    lines.append(f"  {'total':<10}{sum(v['jobs'] for v in est['kinds'].values()):>8,}"
+                 f"{est['vcpu_hours']:>13,.2f}{est['cost']:>11,.2f}")
+    return "\n".join(lines)
+
+
+def plan_command(args, cfg) -> int:
+    bbox = parse_bbox(args.bbox) if args.bbox else PLANET
+    price = parse_price(args.price)
+    if args.rows_per_z7 is not None and args.rows_per_z7 < 0:
+        raise BadInput(f"bad --rows-per-z7 {args.rows_per_z7}: expected 0 or more")
+    model, model_source = load_model(args.results)
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    tiles = local.plan(bbox, queue_zoom)["rawr"]
+    per_tile = args.rows_per_z7 if args.rows_per_z7 is not None else ASSUMED_ROWS_PER_Z7
+    if args.rows_per_z7 is not None:
+        density = assumed_density(tiles, per_tile, "given with --rows-per-z7")
+    else:
+        density = measured_density(cfg, bbox, tiles, per_tile)
+    est = estimate(bbox, density, model, price, queue_zoom)
+    print(json.dumps(est) if args.json else text(est, model_source))
+    return 0
+
+
+def add_commands(sub, common) -> None:
+    p = sub.add_parser("plan", parents=[common],
+                       help="estimate a run: jobs, vCPU-hours, cost and memory per job kind")
+    p.add_argument("--bbox", help="west,south,east,north (default: the planet)")
+    p.add_argument("--price", default="0.0425", help="US dollars per vCPU-hour (default 0.0425)")
+    p.add_argument("--results", help="make bench's figures, e.g. bench/results.json (default: built-in ones)")
+    p.add_argument("--rows-per-z7", dest="rows_per_z7", type=int,
+                   help=f"assume this many osm2pgsql rows per z7 tile instead of counting "
+                        f"(default when the database does not cover the box: {ASSUMED_ROWS_PER_Z7:,})")
+    p.add_argument("--json", action="store_true", help="print the estimate as one JSON object")
+    p.set_defaults(func=plan_command)
