@@ -7,10 +7,9 @@ boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 """
 
 import json
-import sys
 
 from . import log, runs
-from .enqueue import Dependency, depends_on, list_text, parse_tile_lines, plan, select_tiles
+from .enqueue import Dependency, depends_on, list_text, plan, read_tile_file, select_tiles
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
 from .records import JOB_KINDS
@@ -85,20 +84,10 @@ def _tiles(args, cfg) -> list:
     queue_zoom = cfg["batch"]["queue-zoom"]
     listed = None
     if args.file is not None:
-        listed = parse_tile_lines(_read_file(args.file), args.file)
+        listed = read_tile_file(args.file)
     return select_tiles(queue_zoom, tile=parse_tile(args.tile) if args.tile else None,
                         bbox=parse_bbox(args.bbox) if args.bbox else None,
                         listed=listed, with_pyramid=args.pyramid)
-
-
-def _read_file(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise BadInput(f"tile file {path}: {e.strerror}") from None
 
 
 def enqueue(args, cfg) -> int:

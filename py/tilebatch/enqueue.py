@@ -6,6 +6,7 @@ order: that is what lets meta-high wait for rawr child by child (N_TO_N).
 """
 
 import re
+import sys
 from typing import Iterable, NamedTuple
 
 from .errors import BadInput
@@ -50,6 +51,17 @@ def parse_tile_lines(text: str, where: str) -> list[Tile]:
             except BadInput as e:
                 raise BadInput(f"{where} line {number}: {e}") from None
     return out
+
+
+def read_tile_file(path: str) -> list[Tile]:
+    """The tiles of a file (`-`: standard input), one `z/x/y` a line (see parse_tile_lines)."""
+    if path == "-":
+        return parse_tile_lines(sys.stdin.read(), "stdin")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_tile_lines(f.read(), path)
+    except OSError as e:
+        raise BadInput(f"tile file {path}: {e.strerror}") from None
 
 
 def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = None,

@@ -21,10 +21,13 @@ from .tiles import Tile, format_tile, parse_tile
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-def add_job_arguments(parser) -> None:
+def add_job_command(sub, common, name: str, kind: str, help: str, work) -> None:
+    """Add the subcommand of a job kind: `--tile`, `--run_id`, and `work(tile, cfg) -> counts` run by run_job."""
+    parser = sub.add_parser(name, parents=[common], help=help)
     parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
     parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
                         help="the run this job belongs to (default: batch.run_id)")
+    parser.set_defaults(func=lambda args, cfg: run_job(kind, args, cfg, lambda tile: work(tile, cfg)))
 
 
 def check_run_id(run_id: str | None) -> str:
@@ -63,7 +66,7 @@ def peak_memory_mb() -> float:
 
 
 def run_job(kind: str, args, cfg, work) -> int:
-    """Run `work(tile, run_id) -> counts` as job `kind`, then write its completion record.
+    """Run `work(tile) -> counts` as job `kind`, then write its completion record.
 
     The record goes last: a job killed half-way leaves none, so it counts as missing.
     """
@@ -74,7 +77,7 @@ def run_job(kind: str, args, cfg, work) -> int:
     started = time.monotonic()
     cpu_started = time.process_time()
     log.info("job started")
-    counts = work(tile, run_id)
+    counts = work(tile)
     info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "counts": counts,
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(time.process_time() - cpu_started, 3),

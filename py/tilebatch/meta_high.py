@@ -7,7 +7,7 @@ RAWR tile whatever the size of the job.
 
 from . import layers, rawr, render
 from .errors import BadInput
-from .jobs import add_job_arguments, run_job
+from .jobs import add_job_command
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
 
@@ -40,7 +40,5 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("meta-tile", parents=[common],
-                       help="meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile")
-    add_job_arguments(p)
-    p.set_defaults(func=lambda args, cfg: run_job("meta-high", args, cfg, lambda t, r: meta_high_job(t, cfg)))
+    add_job_command(sub, common, "meta-tile", "meta-high",
+                    "meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile", meta_high_job)

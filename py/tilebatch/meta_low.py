@@ -8,7 +8,7 @@ over a planet pulls only what a z0..z3 map shows.
 
 from . import layers, render, source
 from .errors import BadInput
-from .jobs import add_job_arguments, run_job
+from .jobs import add_job_command
 from .layers import Schema
 from .rawr import rawr_box
 from .store import metatile_store
@@ -62,7 +62,5 @@ def meta_low_job(tile: Tile, cfg: dict) -> dict:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("meta-tile-low-zoom", parents=[common],
-                       help="meta-low job: the metatile of one z0..z7 tile (and its z8, z9 children at z7)")
-    add_job_arguments(p)
-    p.set_defaults(func=lambda args, cfg: run_job("meta-low", args, cfg, lambda t, r: meta_low_job(t, cfg)))
+    add_job_command(sub, common, "meta-tile-low-zoom", "meta-low",
+                    "meta-low job: the metatile of one z0..z7 tile (and its z8, z9 children at z7)", meta_low_job)

@@ -16,7 +16,7 @@ import msgpack
 
 from . import layers, source
 from .errors import BadInput
-from .jobs import add_job_arguments, run_job
+from .jobs import add_job_command
 from .store import rawr_sink
 from .tiles import Tile, children, format_tile, tile_bounds_3857
 
@@ -58,7 +58,7 @@ def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, list]:
     return {t.name: list(src.rows(key, box)) for key, t in src.tables.items()}
 
 
-def rawr_job(tile: Tile, run_id: str, cfg: dict) -> dict:
+def rawr_job(tile: Tile, cfg: dict) -> dict:
     if tile.z != cfg["batch"]["queue-zoom"]:
         raise BadInput(f"rawr jobs run at the queue zoom {cfg['batch']['queue-zoom']}, not at z{tile.z}")
     sink = rawr_sink(cfg)
@@ -83,6 +83,4 @@ def rawr_job(tile: Tile, run_id: str, cfg: dict) -> dict:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("rawr-tile", parents=[common], help="rawr job: the z10 RAWR tiles under one z7 tile")
-    add_job_arguments(p)
-    p.set_defaults(func=lambda args, cfg: run_job("rawr", args, cfg, lambda t, r: rawr_job(t, r, cfg)))
+    add_job_command(sub, common, "rawr-tile", "rawr", "rawr job: the z10 RAWR tiles under one z7 tile", rawr_job)

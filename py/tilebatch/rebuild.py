@@ -15,7 +15,7 @@ from . import batch_runs, local, log
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
 from .store import metatile_store
-from .enqueue import parse_tile_lines, select_tiles
+from .enqueue import read_tile_file, select_tiles
 from .tiles import parse_bbox
 
 
@@ -33,20 +33,12 @@ def rebuild_jobs(args, cfg) -> tuple[str, dict]:
     queue_zoom = cfg["batch"]["queue-zoom"]
     if args.bbox:
         return f"bbox {args.bbox}", local.plan(parse_bbox(args.bbox), queue_zoom)
-    listed = parse_tile_lines(_read(args.file), args.file)
+    listed = read_tile_file(args.file)
     if not listed:
         return f"file {args.file} (empty)", {kind: [] for kind in local.COMMANDS}
     queue_tiles = select_tiles(queue_zoom, listed=listed)
     return f"file {args.file}", {"rawr": queue_tiles, "meta-high": queue_tiles,
                                  "meta-low": select_tiles(queue_zoom, listed=listed, with_pyramid=True)}
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except OSError as e:
-        raise BadInput(f"tile file {path}: {e.strerror}") from None
 
 
 def rebuild(args, cfg) -> int:

@@ -18,13 +18,19 @@ def _bar(done: int, total: int) -> str:
     return tqdm.format_meter(done, max(total, 1), 0, ncols=40, bar_format="|{bar}| {percentage:3.0f}%")
 
 
-def status(args, cfg) -> int:
+def _run(args, cfg, command: str):
+    """The run's id, store and job states; BadInput for a run the store knows nothing of."""
     run_id = check_run_id(args.run_id)
-    log.bind(run_id=run_id, job="status")
+    log.bind(run_id=run_id, job=command)
     store = metatile_store(cfg)
     states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
     if not any(s.expected for s in states):
         raise BadInput(f"run {run_id!r} has no jobs in {store.url}")
+    return run_id, store, states
+
+
+def status(args, cfg) -> int:
+    run_id, store, states = _run(args, cfg, "status")
     on_batch = batch_runs.job_counts(cfg, store, run_id)
     print(f"run {run_id} in {store.url}")
     print(f"  {'job':<10} {'expected':>8} {'done':>8} {'running':>8} {'failed':>8} {'missing':>8}")
@@ -38,12 +44,7 @@ def status(args, cfg) -> int:
 
 
 def missing(args, cfg) -> int:
-    run_id = check_run_id(args.run_id)
-    log.bind(run_id=run_id, job="missing")
-    store = metatile_store(cfg)
-    states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
-    if not any(s.expected for s in states):
-        raise BadInput(f"run {run_id!r} has no jobs in {store.url}")
+    run_id, store, states = _run(args, cfg, "missing")
     for s in states:
         for tile in s.missing:
             failure = s.failed.get(tile)
