@@ -27,8 +27,12 @@ demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
 	@tilebatch build --config $(CONFIG) --jobs $(JOBS) --run_id demo-$$(date +%Y%m%d-%H%M%S)
 	@echo "demo: look at it in the browser with: make preview"
 
-test: demo-data ## run every test: pytest, bats, shellcheck, hadolint
-	@tests/run
+# The tests need the local database with the demo data; a database they had to
+# start for themselves they stop again afterwards.
+test: setup ## run every test: pytest, bats, shellcheck, hadolint
+	@was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
+	$(MAKE) --no-print-directory demo-data && tests/run; status=$$?; \
+	[ -n "$$was_running" ] || bin/localdb stop; exit $$status
 
 preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PORT/
 	@tilebatch serve --config $(CONFIG) --port $(PORT)
