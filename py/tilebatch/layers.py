@@ -67,6 +67,9 @@ class Layer(NamedTuple):
 class Schema(NamedTuple):
     tables: dict        # key -> Table
     layers: tuple       # Layer, in drawing order
+    # For each table, the layers that draw from it and their rules for it: what
+    # classify runs for every row, so rows skip the rules of other tables.
+    by_table: dict      # key -> ((layer index, Layer, rules), ...)
 
 
 class Match(NamedTuple):
@@ -87,7 +90,10 @@ def load(path: str = DEFAULT_PATH) -> Schema:
     _expect(isinstance(doc, dict) and set(doc) == {"tables", "layers"}, path, "expected keys tables and layers")
     tables = {key: _table(path, key, spec) for key, spec in doc["tables"].items()}
     layers = tuple(_layer(path, name, spec, tables) for name, spec in doc["layers"].items())
-    return Schema(tables, layers)
+    by_table = {key: tuple((i, layer, tuple(r for r in layer.rules if r.table == key))
+                           for i, layer in enumerate(layers) if any(r.table == key for r in layer.rules))
+                for key in tables}
+    return Schema(tables, layers, by_table)
 
 
 def _expect(ok: bool, path: str, message: str) -> None:
@@ -184,6 +190,9 @@ def _typed(value: str, type_: str):
     if not m:
         return None
     number = float(m.group(1))
+    # Past 2**53 a tag is no height or population but noise, and would not fit an MVT value.
+    if not math.isfinite(number) or abs(number) > 2 ** 53:
+        return None
     return number if type_ == "float" else int(number)
 
 
@@ -194,9 +203,9 @@ def classify(schema: Schema, table: str, tags: dict) -> list[Match]:
     rules before its general ones.
     """
     out = []
-    for i, layer in enumerate(schema.layers):
-        for rule in layer.rules:
-            if rule.table == table and _holds(rule.where, tags):
+    for i, layer, rules in schema.by_table[table]:
+        for rule in rules:
+            if _holds(rule.where, tags):
                 props = {"kind": _resolve(rule.kind, tags)}
                 if "name" in tags:
                     props["name"] = tags["name"]

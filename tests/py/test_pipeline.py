@@ -223,3 +223,11 @@ def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
                                                    "TILEQUEUE__rawr__postgresql__dbname": "rawrdb"})
     assert [(p["host"], p["dbname"], p["port"]) for p in source.connection_params(rawr_cfg, "rawr")] == \
         [("replica", "rawrdb", 54329)]
+
+
+@pytest.mark.parametrize("value, kept", [("12", 12), ("12.5 m", 12.5), ("9" * 400, None), ("1e30", 1.0),
+                                         ("tall", None), (str(2 ** 60), None)])
+def test_numeric_properties_keep_only_sane_numbers(value, kept):
+    schema = layers.load()
+    [match] = [m for m in layers.classify(schema, "polygon", {"building": "yes", "height": value})]
+    assert match.props.get("height") == kept
