@@ -1,14 +1,19 @@
 """One command's cost: wall seconds, CPU seconds and peak memory, as the kernel counts them.
 
-The child's rusage (os.wait4) covers the whole process, interpreter start-up
-included, the same way for every tool compared, so no tool is measured by its
-own account of itself.
+GNU time (/usr/bin/time) runs the command and reports the kernel's account of
+it, interpreter start-up included, the same way for every tool compared, so
+no tool is measured by its own account of itself. It also keeps the peak
+memory honest: a child forked straight from this (large) process would
+start with this process's resident size as its peak.
 """
 
 import os
 import subprocess
+import tempfile
 import time
 from typing import NamedTuple
+
+TIME = "/usr/bin/time"
 
 
 class Usage(NamedTuple):
@@ -21,10 +26,55 @@ class Usage(NamedTuple):
 
 def run(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> Usage:
     """Run `cmd` to the end and measure it; its stdout is dropped, its stderr kept."""
-    started = time.monotonic()
-    with subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
-        stderr = proc.stderr.read().decode(errors="replace")
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Usage(round(time.monotonic() - started, 3), round(usage.ru_utime + usage.ru_stime, 3),
-                 round(usage.ru_maxrss / 1024, 1), proc.returncode, stderr)
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.monotonic()
+        proc = subprocess.run([TIME, "-o", report.name, "-f", "%U %S %M", *cmd], env=env, cwd=cwd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.monotonic() - started
+        # time writes "Command exited with non-zero status N" first when the command fails.
+        user, system, max_kb = report.read().split()[-3:]
+    return Usage(round(seconds, 3), round(float(user) + float(system), 3), round(int(max_kb) / 1024, 1),
+                 proc.returncode, proc.stderr.decode(errors="replace"))
+
+
+def proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds of a local process from /proc, or of its children it has reaped (`children`)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    i = 13 if children else 11  # utime, stime; cutime, cstime (stat fields 14..17)
+    return (int(fields[i]) + int(fields[i + 1])) / os.sysconf("SC_CLK_TCK")
+
+
+class DatabaseCpu:
+    """The CPU the local PostgreSQL server spends for a job's connections.
+
+    A backend's CPU lands in its postmaster's children's time once it exits and
+    is reaped, so the difference over a job, after its backends are gone, is
+    what the job cost the database (plus any other backend that ended meanwhile:
+    keep the cluster otherwise idle while benchmarking).
+    """
+
+    def __init__(self, conn):
+        self.conn = conn
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            self.own = cur.fetchone()[0]
+        with open(f"/proc/{self.own}/stat") as f:
+            self.postmaster = int(f.read().rsplit(")", 1)[1].split()[1])
+
+    def _settled(self) -> float:
+        """The postmaster's children's CPU once no other backend is connected to this database."""
+        for _ in range(100):
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+                            (self.own,))
+                if cur.fetchone()[0] == 0:
+                    break
+            time.sleep(0.02)
+        return proc_cpu(self.postmaster, children=True)
+
+    def start(self) -> None:
+        self.started = self._settled()
+
+    def seconds(self) -> float:
+        return round(self._settled() - self.started, 3)

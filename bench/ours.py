@@ -12,7 +12,7 @@ import shutil
 from tilebatch import config, local, records
 from tilebatch.store import metatile_store
 
-from . import measure
+from . import data, measure
 from .data import WORK, Dataset
 
 KINDS = ("rawr", "meta-high", "meta-low")
@@ -32,34 +32,47 @@ def store_of(ds: Dataset, config_path: str | None):
 def run(ds: Dataset, config_path: str | None, log) -> dict:
     """Per job kind: jobs, wall and CPU seconds, the jobs' own CPU, peak memory, tiles, features.
 
-    meta-low also keeps its CPU seconds by job zoom (the plan's model needs them).
+    CPU seconds are the job processes' and the database's for them (db_cpu_seconds
+    says how much of it), as a tool that reads the data itself pays for both.
+    meta-low also keeps CPU seconds and peak memory by job zoom (the plan's model needs them).
     """
     env = job_env(ds)
     shutil.rmtree(env["TILEQUEUE__store__url"][len("file://"):], ignore_errors=True)
     run_id = f"bench-x{ds.size}"
     store = store_of(ds, config_path)
-    out = {}
-    for kind in KINDS:
-        tiles = local.plan(ds.bbox, 7)[kind]
-        stats = {"jobs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "job_cpu_seconds": 0.0, "peak_memory_mb": 0.0,
-                 "tiles": 0, "features": 0}
-        by_zoom = {}
-        for tile in tiles:
-            use = measure.run(local.job_command(kind, tile, config_path, run_id), env=env)
-            if use.returncode != 0:
-                raise SystemExit(f"bench: {kind} job {tile} failed:\n{use.stderr[-2000:]}")
-            record = records.read_record(store, run_id, kind, tile)
-            counts = record["counts"]
-            stats["jobs"] += 1
-            stats["seconds"] += use.seconds
-            stats["cpu_seconds"] += use.cpu_seconds
-            stats["job_cpu_seconds"] += record["cpu_seconds"]
-            stats["peak_memory_mb"] = max(stats["peak_memory_mb"], use.peak_memory_mb)
-            stats["tiles"] += counts.get("tiles", counts.get("rawr_tiles", 0))
-            stats["features"] += counts.get("features", counts.get("rows", 0))
-            by_zoom[str(tile.z)] = use.cpu_seconds
-        if kind == "meta-low":
-            stats["cpu_seconds_by_zoom"] = by_zoom
-        out[kind] = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
-        log(f"x{ds.size} {kind}: {out[kind]['jobs']} jobs, {out[kind]['cpu_seconds']} CPU s")
+    conn = data.admin_connection(config.load(config_path), ds.dbname)
+    db_cpu = measure.DatabaseCpu(conn)
+    try:
+        return {kind: _run_kind(ds, kind, config_path, run_id, env, store, db_cpu, log) for kind in KINDS}
+    finally:
+        conn.close()
+
+
+def _run_kind(ds: Dataset, kind: str, config_path: str | None, run_id: str, env: dict, store, db_cpu, log) -> dict:
+    tiles = local.plan(ds.bbox, 7)[kind]
+    stats = {"jobs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "db_cpu_seconds": 0.0, "job_cpu_seconds": 0.0,
+             "peak_memory_mb": 0.0, "tiles": 0, "features": 0}
+    cpu_by_zoom, memory_by_zoom = {}, {}
+    for tile in tiles:
+        db_cpu.start()
+        use = measure.run(local.job_command(kind, tile, config_path, run_id), env=env)
+        db_seconds = db_cpu.seconds()
+        if use.returncode != 0:
+            raise SystemExit(f"bench: {kind} job {tile} failed:\n{use.stderr[-2000:]}")
+        record = records.read_record(store, run_id, kind, tile)
+        counts = record["counts"]
+        stats["jobs"] += 1
+        stats["seconds"] += use.seconds
+        stats["cpu_seconds"] += use.cpu_seconds + db_seconds
+        stats["db_cpu_seconds"] += db_seconds
+        stats["job_cpu_seconds"] += record["cpu_seconds"]
+        stats["peak_memory_mb"] = max(stats["peak_memory_mb"], use.peak_memory_mb)
+        stats["tiles"] += counts.get("tiles", counts.get("rawr_tiles", 0))
+        stats["features"] += counts.get("features", counts.get("rows", 0))
+        cpu_by_zoom[str(tile.z)] = round(use.cpu_seconds + db_seconds, 3)
+        memory_by_zoom[str(tile.z)] = use.peak_memory_mb
+    if kind == "meta-low":
+        stats["cpu_seconds_by_zoom"], stats["peak_memory_mb_by_zoom"] = cpu_by_zoom, memory_by_zoom
+    out = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+    log(f"{ds.size}x {kind}: {out['jobs']} jobs, {out['cpu_seconds']} CPU s")
     return out

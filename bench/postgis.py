@@ -16,6 +16,7 @@ from tilebatch import layers, metatile, source
 from tilebatch.layers import Layer, Lookup, Schema
 from tilebatch.tiles import metatile_members, parse_tile
 
+from . import measure
 from .data import Dataset
 
 EXTENT, BUFFER = 4096, 64
@@ -48,7 +49,7 @@ def _lookup_sql(lookup: Lookup) -> str:
 
 def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> str | None:
     """The rows of one table in one layer at `zoom`, as (id, kind, name, properties..., geom)."""
-    alone = lambda rules: Schema(schema.tables, (layer._replace(rules=rules),))  # noqa: E731
+    alone = lambda rules: schema._replace(layers=(layer._replace(rules=rules),))  # noqa: E731
     where = layers.sql_filter(alone(layer.rules), table_key, zoom)
     if where is None:
         return None
@@ -86,15 +87,6 @@ def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
     return f"WITH {', '.join(ctes)} SELECT " + (" || ".join(parts) or "''::bytea")
 
 
-def _backend_cpu(pid: int) -> float:
-    """CPU seconds a local database backend has used (utime + stime from /proc)."""
-    import os
-
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
     """Seconds, CPU seconds, tiles and features of rendering `tiles` with ST_AsMVT."""
     schema = layers.load()
@@ -106,12 +98,12 @@ def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
             cur.execute("SELECT pg_backend_pid()")
             pid = cur.fetchone()[0]
             queries = {z: tile_sql(schema, src, z) for z in sorted({t.z for t in tiles})}
-            cpu0, own0, started = _backend_cpu(pid), time.process_time(), time.monotonic()
+            cpu0, own0, started = measure.proc_cpu(pid), time.process_time(), time.monotonic()
             for t in tiles:
                 cur.execute(queries[t.z], {"z": t.z, "x": t.x, "y": t.y})
                 out.append(bytes(cur.fetchone()[0]))
             seconds = time.monotonic() - started
-            cpu = _backend_cpu(pid) - cpu0 + time.process_time() - own0
+            cpu = measure.proc_cpu(pid) - cpu0 + time.process_time() - own0
     finally:
         conn.close()
     features = sum(len(layer["features"]) for data in out if data

@@ -14,7 +14,8 @@ import sys
 
 import psycopg2
 
-from tilebatch import config, source
+from tilebatch import config, plan, source
+from tilebatch.tiles import children
 
 from . import data, enqueue, ours, postgis, report, tilemaker
 
@@ -40,14 +41,13 @@ def machine(cfg: dict) -> dict:
             "tilemaker": (version or ["tilemaker"])[0], "postgis": postgis_version, "python": platform.python_version()}
 
 
-def row_count(cfg: dict, dbname: str) -> int:
-    """Rows in the three osm2pgsql tables: the size of the data, as the plan's model counts it."""
-    conn = data.admin_connection(cfg, dbname)
+def row_counts(cfg: dict, ds: data.Dataset) -> dict:
+    """The size of the data as the plan's model counts it: rows in its z7 tile and in its densest z10 tile."""
+    conn = data.admin_connection(cfg, ds.dbname)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT count(*) FROM planet_osm_point) + (SELECT count(*) FROM planet_osm_line)"
-                        " + (SELECT count(*) FROM planet_osm_polygon)")
-            return cur.fetchone()[0]
+            return {"rows": plan.count_rows(cur, ds.tile),
+                    "densest_z10_rows": max(plan.count_rows(cur, t) for t in children(ds.tile, 10))}
     finally:
         conn.close()
 
@@ -63,9 +63,9 @@ def bench_size(cfg: dict, config_path: str | None, size: int, threads: list[int]
     tm = {}
     for rng, (lo, hi) in report.RANGES.items():
         for t in threads:
-            log(f"{size}x: tilemaker z{lo}-{hi}, {t} threads")
+            log(f"{size}x: tilemaker z{lo}-{hi}, {t} thread(s)")
             tm[f"{rng}-t{t}"] = tilemaker.run(ds, lo, hi, t)
-    return {"rows": row_count(cfg, ds.dbname), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}",
+    return {**row_counts(cfg, ds), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}",
             "tilebatch": mine, "tilemaker": tm, "postgis": pg}
 
 

@@ -16,31 +16,42 @@ from typing import NamedTuple
 
 from . import local, source
 from .errors import BadInput
-from .tiles import Bbox, MERCATOR_MAX_LAT, Tile, ancestor, format_tile, make_bbox, parse_bbox
+from .tiles import MERCATOR_MAX_LAT, Bbox, Tile, ancestor, children, make_bbox, parse_bbox
 
 PLANET = make_bbox(-180.0, -MERCATOR_MAX_LAT, 180.0, MERCATOR_MAX_LAT)
 # A planet loaded by osm2pgsql holds roughly 1.1 billion rows (about 0.7 billion
 # polygons, mostly buildings, 0.3 billion lines, 0.15 billion points); spread
 # over the 16,384 z7 tiles that is about 67,000 a tile on average.
 ASSUMED_ROWS_PER_Z7 = 67_000
-# A dense European z7 tile (some 30,000 km² at 200 rows/km²): the largest job sizes memory.
+# A dense European z7 tile (some 30,000 km² at 200 rows/km²), and a dense city's
+# z10 tile (some 500 km² at 1,200 rows/km²): the largest jobs size the memory.
+# rawr and meta-high hold one z10 tile's rows at a time, meta-low a z7 tile's.
 ASSUMED_DENSEST_Z7 = 6_000_000
+ASSUMED_DENSEST_Z10 = 600_000
 # Batch memory is given with room above the predicted peak, in steps of 256 MiB.
 MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 
-# The fit of bench/results.json as committed (make bench on 2 AMD EPYC cores): used
-# when no results file is given. Per model key: CPU seconds and peak MiB as (base, per row).
+# The fit of bench/results.json as committed (make bench on 2 AMD EPYC cores, CPU
+# of the job and of the database for it): used when no results file is given.
+# Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.35, 2.2e-05), "memory": (60.0, 0.0006)},
-    "meta-high": {"cpu": (0.4, 6.0e-05), "memory": (55.0, 0.0004)},
-    **{f"meta-low/{z}": {"cpu": (0.38, 1.0e-06), "memory": (55.0, 0.0001)} for z in range(7)},
-    "meta-low/7": {"cpu": (0.5, 1.5e-05), "memory": (58.0, 0.0002)},
+    "rawr": {"cpu": (0.588, 4.85e-05), "memory": (52.6, 0.00203)},
+    "meta-high": {"cpu": (0.533, 3.27e-05), "memory": (57.7, 0.000683)},
+    "meta-low/0": {"cpu": (0.178, 6.45e-05), "memory": (53.5, 7.27e-07)},
+    "meta-low/1": {"cpu": (0.382, 1.64e-05), "memory": (55.4, 9.09e-07)},
+    "meta-low/2": {"cpu": (0.373, 1.65e-05), "memory": (55.5, 0.0)},
+    "meta-low/3": {"cpu": (0.378, 1.65e-05), "memory": (55.6, 3.64e-07)},
+    "meta-low/4": {"cpu": (0.372, 1.66e-05), "memory": (55.5, 1.82e-07)},
+    "meta-low/5": {"cpu": (0.388, 1.77e-05), "memory": (54.9, 4.26e-05)},
+    "meta-low/6": {"cpu": (0.37, 1.77e-05), "memory": (54.8, 4.24e-05)},
+    "meta-low/7": {"cpu": (0.21, 6.05e-05), "memory": (55.3, 0.000198)},
 }
 
 
 class Density(NamedTuple):
     rows: dict          # z7 tile -> rows under it
     largest: int        # rows of the densest z7 tile, for memory
+    largest_z10: int    # rows of the densest z10 tile, for memory
     source: str         # where the figures come from, said in the output
 
 
@@ -63,16 +74,17 @@ def model_from_results(results: dict) -> dict:
         points = {}
         for r in sizes:
             ours, rows = r["tilebatch"], r["rows"]
+            z10_rows = r.get("densest_z10_rows", rows)
             for kind in ("rawr", "meta-high"):
                 points.setdefault(kind, []).append((rows, ours[kind]["cpu_seconds"] / ours[kind]["jobs"],
-                                                    ours[kind]["peak_memory_mb"]))
+                                                    z10_rows, ours[kind]["peak_memory_mb"]))
             low = ours["meta-low"]
             for z, cpu in low["cpu_seconds_by_zoom"].items():
                 peak = low.get("peak_memory_mb_by_zoom", {}).get(z, low["peak_memory_mb"])
-                points.setdefault(f"meta-low/{z}", []).append((rows, cpu, peak))
+                points.setdefault(f"meta-low/{z}", []).append((rows, cpu, rows, peak))
     except (KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
         raise BadInput(f"benchmark results lack {e} (write them with make bench)") from None
-    return {key: {"cpu": fit([(x, c) for x, c, _ in p]), "memory": fit([(x, m) for x, _, m in p])}
+    return {key: {"cpu": fit([(x, c) for x, c, _, _ in p]), "memory": fit([(x, m) for _, _, x, m in p])}
             for key, p in points.items()}
 
 
@@ -103,8 +115,19 @@ def parse_price(text: str) -> float:
 
 
 def assumed_density(tiles: list[Tile], per_tile: int, why: str) -> Density:
-    return Density({t: per_tile for t in tiles}, max(per_tile, ASSUMED_DENSEST_Z7) if tiles else 0,
-                   f"assumed {per_tile:,} rows per z7 tile (densest {ASSUMED_DENSEST_Z7:,}): {why}")
+    return Density({t: per_tile for t in tiles}, max(per_tile, ASSUMED_DENSEST_Z7), ASSUMED_DENSEST_Z10,
+                   f"assumed {per_tile:,} rows per z7 tile (densest z7 tile {ASSUMED_DENSEST_Z7:,}, "
+                   f"densest z10 tile {ASSUMED_DENSEST_Z10:,}): {why}")
+
+
+def count_rows(cur, tile: Tile) -> int:
+    """The osm2pgsql rows (points, lines, polygons) touching a tile."""
+    env = "ST_TileEnvelope(%(z)s, %(x)s, %(y)s)"
+    cur.execute(f"SELECT (SELECT count(*) FROM planet_osm_point WHERE way && {env})"
+                f" + (SELECT count(*) FROM planet_osm_line WHERE way && {env})"
+                f" + (SELECT count(*) FROM planet_osm_polygon WHERE way && {env})",
+                {"z": tile.z, "x": tile.x, "y": tile.y})
+    return cur.fetchone()[0]
 
 
 def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) -> Density:
@@ -117,20 +140,18 @@ def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) ->
             and bbox.east <= extent.east and bbox.north <= extent.north):
         return assumed_density(tiles, per_tile, "the database's data does not cover the box")
     conn = source.connect(cfg)
-    rows = {}
+    rows, largest_z10 = {}, 0
     try:
         with conn.cursor() as cur:
             for t in tiles:
-                env = "ST_TileEnvelope(%(z)s, %(x)s, %(y)s)"
-                cur.execute(f"SELECT (SELECT count(*) FROM planet_osm_point WHERE way && {env})"
-                            f" + (SELECT count(*) FROM planet_osm_line WHERE way && {env})"
-                            f" + (SELECT count(*) FROM planet_osm_polygon WHERE way && {env})",
-                            {"z": t.z, "x": t.x, "y": t.y})
-                rows[t] = cur.fetchone()[0]
+                rows[t] = count_rows(cur, t)
+                if rows[t]:
+                    largest_z10 = max(largest_z10, *(count_rows(cur, c) for c in children(t, cfg["rawr"]["group-zoom"])))
     finally:
         conn.close()
     db = cfg["postgresql"]["dbnames"][0]
-    return Density(rows, max(rows.values(), default=0), f"counted in database {db}: {sum(rows.values()):,} rows")
+    return Density(rows, max(rows.values(), default=0), largest_z10,
+                   f"counted in database {db}: {sum(rows.values()):,} rows")
 
 
 def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:
@@ -143,16 +164,24 @@ def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom
             under[a] = under.get(a, 0) + r
     out = {}
     for kind, tiles in jobs.items():
-        cpu, peak = 0.0, 0.0
+        cpu, peak, longest = 0.0, 0.0, 0.0
         for t in tiles:
             m = model[f"meta-low/{t.z}" if kind == "meta-low" else kind]
             rows = under.get(t, 0)
-            cpu += m["cpu"][0] + m["cpu"][1] * rows
-            # Memory is sized for the largest job, at least as big as the densest z7 tile.
-            peak = max(peak, m["memory"][0] + m["memory"][1] * max(rows, density.largest))
+            job_cpu = m["cpu"][0] + m["cpu"][1] * rows
+            cpu += job_cpu
+            longest = max(longest, job_cpu)
+            # Memory is sized for the largest job: a rawr or meta-high job holds one
+            # z10 tile's rows at a time, a meta-low job the rows of its whole tile.
+            if kind != "meta-low":
+                mem_rows = density.largest_z10
+            else:
+                mem_rows = max(rows, density.largest) if t.z == queue_zoom else rows
+            peak = max(peak, m["memory"][0] + m["memory"][1] * mem_rows)
         hours = cpu / 3600
         out[kind] = {"jobs": len(tiles), "cpu_seconds": round(cpu, 1), "vcpu_hours": round(hours, 3),
-                     "cost": round(hours * price, 2), "peak_memory_mb": round(peak),
+                     "cost": round(hours * price, 2), "longest_job_seconds": round(longest),
+                     "peak_memory_mb": round(peak),
                      "memory_mb": MEMORY_STEP_MB * math.ceil(peak * MEMORY_MARGIN / MEMORY_STEP_MB)}
     total_hours = sum(v["vcpu_hours"] for v in out.values())
     return {"bbox": list(bbox), "price_per_vcpu_hour": price, "kinds": out, "vcpu_hours": round(total_hours, 3),
@@ -162,10 +191,11 @@ def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom
 def text(est: dict, model_source: str) -> str:
     lines = [f"run over {','.join(f'{v:g}' for v in est['bbox'])} at ${est['price_per_vcpu_hour']:g} per vCPU-hour",
              f"  data: {est['density']}", f"  model: {model_source}", "",
-             f"  {'job kind':<10}{'jobs':>8}{'vCPU-hours':>13}{'cost $':>11}{'peak MiB':>10}{'give it MiB':>13}"]
+             f"  {'job kind':<10}{'jobs':>8}{'vCPU-hours':>13}{'cost $':>11}{'longest job s':>15}"
+             f"{'peak MiB':>10}{'give it MiB':>13}"]
     for kind, v in est["kinds"].items():
         lines.append(f"  {kind:<10}{v['jobs']:>8,}{v['vcpu_hours']:>13,.2f}{v['cost']:>11,.2f}"
-                     f"{v['peak_memory_mb']:>10,}{v['memory_mb']:>13,}")
+                     f"{v['longest_job_seconds']:>15,}{v['peak_memory_mb']:>10,}{v['memory_mb']:>13,}")
     lines.append(f"  {'total':<10}{sum(v['jobs'] for v in est['kinds'].values()):>8,}"
                  f"{est['vcpu_hours']:>13,.2f}{est['cost']:>11,.2f}")
     return "\n".join(lines)
