@@ -240,26 +240,34 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _sql_lookup_zoom(lookup: Lookup) -> str:
+def hstore_tag(key: str) -> str:
+    """SQL for one tag's value, from the hstore `tags` column."""
+    return f"tags->{_quote(key)}"
+
+
+def _sql_lookup_zoom(lookup: Lookup, tag_sql) -> str:
     if lookup.tag is None:
         return str(lookup.constant)
     cases = " ".join(f"WHEN {_quote(v)} THEN {z}" for v, z in sorted(lookup.values.items()))
-    return f"(CASE tags->{_quote(lookup.tag)} {cases} ELSE {lookup.default} END)"
+    return f"(CASE {tag_sql(lookup.tag)} {cases} ELSE {lookup.default} END)"
 
 
-def _sql_where(conditions) -> str:
+def _sql_where(conditions, tag_sql) -> str:
     parts = []
     for key, values in conditions:
         if values is None:
-            parts.append(f"tags->{_quote(key)} <> 'no'")
+            parts.append(f"{tag_sql(key)} <> 'no'")
         else:
-            parts.append(f"tags->{_quote(key)} IN ({', '.join(_quote(v) for v in sorted(values))})")
+            parts.append(f"{tag_sql(key)} IN ({', '.join(_quote(v) for v in sorted(values))})")
     return " AND ".join(parts) or "TRUE"
 
 
-def sql_filter(schema: Schema, table: str, zoom: int) -> str | None:
-    """A WHERE clause over `tags` (and `way_area`) keeping every row of `table` some layer shows at `zoom`.
+def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str | None:
+    """A WHERE clause keeping every row of `table` some layer shows at `zoom`.
 
+    `tag_sql(key)` is the SQL of a tag's value (and of `way_area`): by default
+    from the hstore `tags`; source.py reads osm2pgsql's own columns where it
+    has them, so the filter needs no merged tags for the rows it drops.
     None when no rule of any layer can show a row of this table at this zoom.
     It may keep a little more than classify does (a row that matches an
     earlier, later-appearing rule too); classify has the final word.
@@ -272,10 +280,10 @@ def sql_filter(schema: Schema, table: str, zoom: int) -> str | None:
                 continue
             if rule.min_zoom.tag is None and rule.min_zoom.constant > zoom:
                 continue
-            parts = [_sql_where(rule.where)]
+            parts = [_sql_where(rule.where, tag_sql)]
             if rule.min_zoom.tag is not None:
-                parts.append(f"{_sql_lookup_zoom(rule.min_zoom)} <= {zoom}")
+                parts.append(f"{_sql_lookup_zoom(rule.min_zoom, tag_sql)} <= {zoom}")
             if area > 0 and schema.tables[table].tags:
-                parts.append(f"coalesce((tags->'way_area')::float8, 'Infinity') >= {area!r}")
+                parts.append(f"coalesce(({tag_sql('way_area')})::float8, 'Infinity') >= {area!r}")
             clauses.append("(" + " AND ".join(parts) + ")")
     return " OR ".join(clauses) if clauses else None

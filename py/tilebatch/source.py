@@ -51,13 +51,17 @@ def connect(cfg: dict, section: str = "postgresql"):
     raise BadInput("cannot connect to the database: " + "; ".join(problems))
 
 
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 class Source:
     """The schema's tables in one database: which exist, and their rows by box."""
 
     def __init__(self, conn, schema: Schema):
         self.conn, self.schema = conn, schema
         self.tables: dict[str, Table] = {}
-        self._tags_sql: dict[str, str] = {}
+        self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type}
         with conn.cursor() as cur:
             for table in schema.tables.values():
                 cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table.name,))
@@ -68,23 +72,33 @@ class Source:
                     raise BadInput(f"table {table.name} is missing from the database "
                                    f"(load it with osm2pgsql --slim --hstore)")
                 self.tables[table.key] = table
-                self._tags_sql[table.key] = self._tags_expression(cur, table)
+                cur.execute("SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_name = %s AND table_schema = current_schema()", (table.name,))
+                self._columns[table.key] = dict(cur.fetchall())
 
-    @staticmethod
-    def _tags_expression(cur, table: Table) -> str:
-        if not table.tags:
+    def _tag_sql(self, table_key: str):
+        """SQL for one tag's value in this table: its own column where osm2pgsql made one, else the hstore."""
+        columns, has_tags = self._columns[table_key], self.tables[table_key].tags
+
+        def tag(key: str) -> str:
+            from_hstore = layers.hstore_tag(key) if has_tags else "NULL::text"
+            if key in columns and (key not in NOT_TAGS or key == "way_area"):
+                return f"coalesce({_identifier(key)}::text, {from_hstore})"
+            return from_hstore
+
+        return tag
+
+    def _tags_expression(self, table_key: str) -> str:
+        """All of a row's tags as one hstore: the tags column, the tag columns, and way_area."""
+        if not self.tables[table_key].tags:
             return "''::hstore"
-        cur.execute("SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_name = %s AND table_schema = current_schema() ORDER BY ordinal_position",
-                    (table.name,))
-        columns = cur.fetchall()
-        text_columns = [c for c, t in columns if t == "text" and c not in NOT_TAGS]
+        columns = self._columns[table_key]
+        text_columns = sorted(c for c, t in columns.items() if t == "text" and c not in NOT_TAGS)
         parts = ["coalesce(tags, ''::hstore)"]
         if text_columns:
             keys = ", ".join(psycopg2.extensions.QuotedString(c).getquoted().decode() for c in text_columns)
-            values = ", ".join('"' + c.replace('"', '""') + '"' for c in text_columns)
-            parts.append(f"hstore(ARRAY[{keys}], ARRAY[{values}])")
-        if any(c == "way_area" for c, _ in columns):
+            parts.append(f"hstore(ARRAY[{keys}], ARRAY[{', '.join(map(_identifier, text_columns))}])")
+        if "way_area" in columns:
             parts.append("hstore('way_area', way_area::text)")
         return " || ".join(parts)
 
@@ -94,26 +108,24 @@ class Source:
 
         With a zoom, only rows some layer shows at that zoom (layers.sql_filter),
         simplified in the database by `simplify` metres; without, every row (RAWR).
+        The filter reads osm2pgsql's tag columns directly, so the merged tags are
+        built only for the rows it keeps.
         """
         table = self.tables.get(table_key)
         if table is None:
             return
         where = "TRUE"
         if zoom is not None:
-            where = layers.sql_filter(self.schema, table_key, zoom)
+            where = layers.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
             if where is None:
                 return
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
-        geom = f"ST_ClipByBox2D(geom, {envelope})"
+        geom = f"ST_ClipByBox2D({table.geometry_column}, {envelope})"
         if simplify > 0:
             geom = f"ST_SimplifyPreserveTopology({geom}, {float(simplify)!r})"
-        # MATERIALIZED: the merged tags are built once a row, not once for every
-        # reference the filter makes to them.
-        sql = (f"WITH r AS MATERIALIZED ("
-               f" SELECT {table.id_column} AS id, {table.geometry_column} AS geom,"
-               f" {self._tags_sql[table_key]} AS tags"
-               f" FROM {table.name} WHERE {table.geometry_column} && {envelope})"
-               f" SELECT id, ST_AsBinary({geom}), hstore_to_array(tags) FROM r WHERE {where} ORDER BY id")
+        sql = (f"SELECT {table.id_column}, ST_AsBinary({geom}), hstore_to_array({self._tags_expression(table_key)})"
+               f" FROM {table.name} WHERE {table.geometry_column} && {envelope} AND ({where})"
+               f" ORDER BY {table.id_column}")
         params = dict(zip(("minx", "miny", "maxx", "maxy"), box))
         try:
             with self.conn.cursor() as cur:
