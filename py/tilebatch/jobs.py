@@ -61,7 +61,18 @@ def resolve_tile(text: str, cfg: dict, environ=os.environ) -> Tile:
 
 
 def peak_memory_mb() -> float:
-    """This process's peak resident memory so far, in MiB."""
+    """This process's peak resident memory so far, in MiB.
+
+    On Linux from VmHWM: getrusage's maxrss survives exec, so a job started
+    by a large process (the local runner) would report its parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

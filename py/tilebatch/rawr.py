@@ -9,8 +9,9 @@ margin is wider than any tile buffer at z13..z16, so the clip never shows.
 """
 
 import io
+import itertools
 import zipfile
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import msgpack
 
@@ -32,17 +33,27 @@ def rawr_box(tile: Tile) -> tuple:
     return minx - pad, miny - pad, maxx + pad, maxy + pad
 
 
-def pack(tables: dict[str, list]) -> bytes:
-    """A RAWR zip of the non-empty tables' records, members in name order."""
-    buf = io.BytesIO()
+def pack(tables: dict[str, Iterable]) -> tuple[bytes, int]:
+    """A RAWR zip of the tables' records, members in name order, and how many records it holds.
+
+    Records stream from the iterables into compressed members, so a job holds
+    the zip, not the rows; a table with no records gets no member.
+    """
+    buf, count = io.BytesIO(), 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(tables):
-            if tables[name]:
-                packer = msgpack.Packer()
-                info = zipfile.ZipInfo(name, _EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                z.writestr(info, b"".join(packer.pack(list(r)) for r in tables[name]))
-    return buf.getvalue()
+            records = iter(tables[name])
+            first = next(records, None)
+            if first is None:
+                continue
+            info = zipfile.ZipInfo(name, _EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            packer = msgpack.Packer()
+            with z.open(info, "w") as member:
+                for record in itertools.chain([first], records):
+                    member.write(packer.pack(list(record)))
+                    count += 1
+    return buf.getvalue(), count
 
 
 def unpack(data: bytes) -> Iterator[tuple[str, Iterator]]:
@@ -52,10 +63,10 @@ def unpack(data: bytes) -> Iterator[tuple[str, Iterator]]:
             yield name, (tuple(r) for r in msgpack.Unpacker(io.BytesIO(z.read(name)), raw=False))
 
 
-def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, list]:
-    """Every row of every table touching the z10 tile, by table name."""
+def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
+    """Every row of every table touching the z10 tile, by table name; each table's query runs as it is read."""
     box = rawr_box(tile)
-    return {t.name: list(src.rows(key, box)) for key, t in src.tables.items()}
+    return {t.name: src.rows(key, box) for key, t in src.tables.items()}
 
 
 def rawr_job(tile: Tile, cfg: dict) -> dict:
@@ -66,11 +77,9 @@ def rawr_job(tile: Tile, cfg: dict) -> dict:
     rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
-            tables = build_rawr_tile(src, t)
-            n = sum(len(r) for r in tables.values())
+            data, n = pack(build_rawr_tile(src, t))
             key = sink.tile_key(t, EXT)
             if n:
-                data = pack(tables)
                 sink.write(key, data)
                 rows += n
                 sizes[format_tile(t)] = len(data)

@@ -74,7 +74,7 @@ def test_rawr_and_postgis_paths_agree(db_url, zoom):
     src = source.Source(source.connect(cfg), schema)
     tile = tile_at(*CENTRAL, zoom)
     group = ancestor(tile, 10)
-    rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, group)))
+    rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, group))[0])
     keys = {t.name: t.key for t in schema.tables.values()}
     from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
     from_db = features_at(src, schema, ancestor(tile, 7), zoom)
@@ -202,7 +202,7 @@ def test_rawr_tile_format(db_url):
     cfg = config.load("config.yaml", environ={})
     src = source.Source(source.connect(cfg), layers.load())
     tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
-    unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables))}
+    unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables)[0])}
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon"}
     row_id, wkb, tags = unpacked["planet_osm_line"][0]
     assert isinstance(row_id, int) and isinstance(wkb, bytes) and isinstance(tags, dict)
