@@ -58,7 +58,7 @@ def data_extent(cfg: dict) -> Bbox:
 
 def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
     """The command line of one job, the same one a Batch job definition runs."""
-    cmd = [sys.executable, "-m", "tilebatch.cli", COMMANDS[kind]]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), COMMANDS[kind]]
     if config_path:
         cmd += ["--config", config_path]
     return cmd + ["--tile", format_tile(tile), "--run_id", run_id]
