@@ -2,7 +2,8 @@
 
 This is what a user would write instead of a pipeline: per tile and layer,
 the rows layers.yaml shows at that zoom (the same filters, layers.sql_filter,
-over the same merged tags tilebatch reads), cut with ST_AsMVTGeom and encoded
+read from osm2pgsql's tag columns as tilebatch reads them, merged tags built
+only for the rows kept), cut with ST_AsMVTGeom and encoded
 with ST_AsMVT, the layers concatenated into one tile. Every tile tilebatch
 wrote in the zoom range is rendered once; the CPU counted is the database
 backend's (from /proc) plus this process's.
@@ -68,23 +69,31 @@ def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> 
 def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
     """One query returning the MVT bytes of a tile at `zoom` (parameters z, x, y).
 
-    Each table's rows in the tile (and its buffer) are read once, their tags
-    merged once, then shared by every layer (MATERIALIZED), as a careful
-    hand-written tile query would.
+    Each table's rows in the tile (and its buffer) that some layer shows at
+    `zoom` are read once, filtered on osm2pgsql's tag columns as tilebatch
+    filters them (layers.sql_filter with the Source's tag SQL), their tags
+    merged once for the rows kept, then shared by every layer (MATERIALIZED),
+    as a careful hand-written tile query would.
     """
-    ctes = []
+    ctes, keys = [], []
     for key, table in src.tables.items():
+        where = layers.sql_filter(schema, key, zoom, src._tag_sql(key))
+        if where is None:
+            continue
+        keys.append(key)
         ctes.append(f"rows_{key} AS MATERIALIZED (SELECT {table.id_column} AS id, {table.geometry_column} AS g,"
-                    f" {src._tags_sql[key]} AS tags FROM {table.name} WHERE {table.geometry_column} &&"
-                    f" ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}))")
+                    f" {src._tags_expression(key)} AS tags FROM {table.name} WHERE {table.geometry_column} &&"
+                    f" ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => {BUFFER / EXTENT}) AND ({where}))")
     parts = []
     for layer in schema.layers:
-        rows = [sql for key in src.tables if (sql := _layer_rows_sql(schema, layer, key, zoom))]
+        rows = [sql for key in keys if (sql := _layer_rows_sql(schema, layer, key, zoom))]
         if rows:
             union = " UNION ALL ".join(rows)
             parts.append(f"coalesce((SELECT ST_AsMVT(q, {_quote(layer.name)}, {EXTENT}, 'geom', 'id')"
                          f" FROM ({union}) q WHERE geom IS NOT NULL), ''::bytea)")
-    return f"WITH {', '.join(ctes)} SELECT " + (" || ".join(parts) or "''::bytea")
+    if not parts:
+        return "SELECT ''::bytea"
+    return f"WITH {', '.join(ctes)} SELECT " + " || ".join(parts)
 
 
 def run(ds: Dataset, cfg: dict, tiles: list) -> dict:

@@ -34,7 +34,7 @@ def area_of(filename: str, function: str) -> str:
 
 
 def profile_job(kind: str, tile, config_path: str | None, run_id: str, env: dict) -> pstats.Stats:
-    argv = local.job_command(kind, tile, config_path, run_id)[3:]
+    argv = local.job_command(kind, tile, config_path, run_id)[1:]  # the subcommand on; cli.main takes no program name
     prof = cProfile.Profile()
     with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("TILEQUEUE__")}):
         prof.enable()
