@@ -35,16 +35,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.742, 5.48e-05), "memory": (52.3, 0.000935)},
-    "meta-high": {"cpu": (0.472, 4.08e-05), "memory": (57.4, 0.000689)},
-    "meta-low/0": {"cpu": (0.0, 4.18e-05), "memory": (52.9, 0.0)},
-    "meta-low/1": {"cpu": (0.302, 8.75e-06), "memory": (54.6, 1.64e-06)},
-    "meta-low/2": {"cpu": (0.335, 1.15e-05), "memory": (54.8, 0.0)},
-    "meta-low/3": {"cpu": (0.323, 1.19e-05), "memory": (54.7, 1.27e-06)},
-    "meta-low/4": {"cpu": (0.272, 1.2e-05), "memory": (54.8, 7.27e-07)},
-    "meta-low/5": {"cpu": (0.207, 1.36e-05), "memory": (54.7, 4.36e-05)},
-    "meta-low/6": {"cpu": (0.313, 1.17e-05), "memory": (54.3, 4.36e-05)},
-    "meta-low/7": {"cpu": (0.0, 6.22e-05), "memory": (54.9, 0.000201)},
+    "rawr": {"cpu": (0.585, 4.95e-05), "memory": (52.4, 0.000936)},
+    "meta-high": {"cpu": (0.522, 3.74e-05), "memory": (57.6, 0.000685)},
+    "meta-low/0": {"cpu": (0.462, 4.42e-06), "memory": (53.7, 0.0)},
+    "meta-low/1": {"cpu": (0.458, 1.25e-06), "memory": (55.4, 1.09e-06)},
+    "meta-low/2": {"cpu": (0.472, 1.22e-06), "memory": (55.5, 7.27e-07)},
+    "meta-low/3": {"cpu": (0.457, 1.53e-06), "memory": (55.4, 1.45e-06)},
+    "meta-low/4": {"cpu": (0.48, 1.24e-06), "memory": (55.5, 1.82e-07)},
+    "meta-low/5": {"cpu": (0.478, 2.56e-06), "memory": (54.7, 4.26e-05)},
+    "meta-low/6": {"cpu": (0.455, 2.75e-06), "memory": (54.9, 4.09e-05)},
+    "meta-low/7": {"cpu": (0.493, 1.44e-05), "memory": (55.0, 0.0002)},
 }
 
 
