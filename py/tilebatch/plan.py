@@ -35,16 +35,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.585, 4.95e-05), "memory": (52.4, 0.000936)},
-    "meta-high": {"cpu": (0.522, 3.74e-05), "memory": (57.6, 0.000685)},
-    "meta-low/0": {"cpu": (0.462, 4.42e-06), "memory": (53.7, 0.0)},
-    "meta-low/1": {"cpu": (0.458, 1.25e-06), "memory": (55.4, 1.09e-06)},
-    "meta-low/2": {"cpu": (0.472, 1.22e-06), "memory": (55.5, 7.27e-07)},
-    "meta-low/3": {"cpu": (0.457, 1.53e-06), "memory": (55.4, 1.45e-06)},
-    "meta-low/4": {"cpu": (0.48, 1.24e-06), "memory": (55.5, 1.82e-07)},
-    "meta-low/5": {"cpu": (0.478, 2.56e-06), "memory": (54.7, 4.26e-05)},
-    "meta-low/6": {"cpu": (0.455, 2.75e-06), "memory": (54.9, 4.09e-05)},
-    "meta-low/7": {"cpu": (0.493, 1.44e-05), "memory": (55.0, 0.0002)},
+    "rawr": {"cpu": (0.635, 2e-05), "memory": (51.2, 0.00028)},
+    "meta-high": {"cpu": (0.617, 3.47e-05), "memory": (57.6, 0.000684)},
+    "meta-low/0": {"cpu": (0.495, 4.13e-06), "memory": (53.7, 0.0)},
+    "meta-low/1": {"cpu": (0.47, 1.09e-06), "memory": (55.5, 3.64e-07)},
+    "meta-low/2": {"cpu": (0.485, 1.04e-06), "memory": (55.5, 5.46e-07)},
+    "meta-low/3": {"cpu": (0.477, 1.02e-06), "memory": (55.4, 3.64e-07)},
+    "meta-low/4": {"cpu": (0.473, 1.13e-06), "memory": (55.4, 5.46e-07)},
+    "meta-low/5": {"cpu": (0.482, 1.91e-06), "memory": (54.8, 4.06e-05)},
+    "meta-low/6": {"cpu": (0.467, 2.07e-06), "memory": (54.9, 4.07e-05)},
+    "meta-low/7": {"cpu": (0.54, 9.75e-06), "memory": (56.5, 0.000117)},
 }
 
 
