@@ -35,16 +35,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.635, 2e-05), "memory": (51.2, 0.00028)},
-    "meta-high": {"cpu": (0.617, 3.47e-05), "memory": (57.6, 0.000684)},
-    "meta-low/0": {"cpu": (0.495, 4.13e-06), "memory": (53.7, 0.0)},
-    "meta-low/1": {"cpu": (0.47, 1.09e-06), "memory": (55.5, 3.64e-07)},
-    "meta-low/2": {"cpu": (0.485, 1.04e-06), "memory": (55.5, 5.46e-07)},
-    "meta-low/3": {"cpu": (0.477, 1.02e-06), "memory": (55.4, 3.64e-07)},
-    "meta-low/4": {"cpu": (0.473, 1.13e-06), "memory": (55.4, 5.46e-07)},
-    "meta-low/5": {"cpu": (0.482, 1.91e-06), "memory": (54.8, 4.06e-05)},
-    "meta-low/6": {"cpu": (0.467, 2.07e-06), "memory": (54.9, 4.07e-05)},
-    "meta-low/7": {"cpu": (0.54, 9.75e-06), "memory": (56.5, 0.000117)},
+    "rawr": {"cpu": (0.593, 1.76e-05), "memory": (53.2, 0.000271)},
+    "meta-high": {"cpu": (0.568, 3.41e-05), "memory": (57.6, 0.000688)},
+    "meta-low/0": {"cpu": (0.462, 4.06e-06), "memory": (53.6, 1.82e-07)},
+    "meta-low/1": {"cpu": (0.478, 9.64e-07), "memory": (55.5, 1.82e-07)},
+    "meta-low/2": {"cpu": (0.462, 1.04e-06), "memory": (55.5, 5.46e-07)},
+    "meta-low/3": {"cpu": (0.463, 1.09e-06), "memory": (55.4, 1.09e-06)},
+    "meta-low/4": {"cpu": (0.468, 1.11e-06), "memory": (55.4, 9.09e-07)},
+    "meta-low/5": {"cpu": (0.465, 1.84e-06), "memory": (54.7, 4.11e-05)},
+    "meta-low/6": {"cpu": (0.463, 1.93e-06), "memory": (54.6, 4.15e-05)},
+    "meta-low/7": {"cpu": (0.54, 9.53e-06), "memory": (56.5, 0.000117)},
 }
 
 
