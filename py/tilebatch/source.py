@@ -113,7 +113,7 @@ class Source:
 
     def rows(self, table_key: str, box: tuple, zoom: int | None = None,
              simplify: float = 0.0) -> Iterator[tuple[int, bytes, dict]]:
-        """The rows of a table touching `box` (EPSG:3857), clipped to it, in id order.
+        """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
 
         With a zoom, only rows some layer shows at that zoom (layers.sql_filter),
         simplified in the database by `simplify` metres; without, every row (RAWR).
@@ -132,9 +132,12 @@ class Source:
         geom = f"ST_ClipByBox2D({table.geometry_column}, {envelope})"
         if simplify > 0:
             geom = f"ST_SimplifyPreserveTopology({geom}, {float(simplify)!r})"
+        # Several rows can share an id (a relation's lines, a split way): geometry
+        # and tags order them, so every build reads rows in the same order.
+        order = [table.id_column, table.geometry_column] + (["tags"] if table.tags else [])
         sql = (f"SELECT {table.id_column}, ST_AsBinary({geom}), hstore_to_array({self._tags_expression(table_key)})"
                f" FROM {table.name} WHERE {table.geometry_column} && {envelope} AND ({where})"
-               f" ORDER BY {table.id_column}")
+               f" ORDER BY {', '.join(order)}")
         params = dict(zip(("minx", "miny", "maxx", "maxy"), box))
         try:
             with self.conn.cursor() as cur:
