@@ -168,15 +168,14 @@ def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom
         for t in tiles:
             m = model[f"meta-low/{t.z}" if kind == "meta-low" else kind]
             rows = under.get(t, 0)
-            job_cpu = m["cpu"][0] + m["cpu"][1] * rows
-            cpu += job_cpu
-            longest = max(longest, job_cpu)
-            # Memory is sized for the largest job: a rawr or meta-high job holds one
-            # z10 tile's rows at a time, a meta-low job the rows of its whole tile.
-            if kind != "meta-low":
-                mem_rows = density.largest_z10
-            else:
-                mem_rows = max(rows, density.largest) if t.z == queue_zoom else rows
+            cpu += m["cpu"][0] + m["cpu"][1] * rows
+            # The longest job and the memory are those of the densest tile (an
+            # assumed density spreads rows evenly, but cities are not even).
+            densest = max(rows, density.largest) if t.z == queue_zoom else rows
+            longest = max(longest, m["cpu"][0] + m["cpu"][1] * densest)
+            # A rawr or meta-high job holds one z10 tile's rows at a time, a
+            # meta-low job the rows of its whole tile.
+            mem_rows = density.largest_z10 if kind != "meta-low" else densest
             peak = max(peak, m["memory"][0] + m["memory"][1] * mem_rows)
         hours = cpu / 3600
         out[kind] = {"jobs": len(tiles), "cpu_seconds": round(cpu, 1), "vcpu_hours": round(hours, 3),
