@@ -67,9 +67,11 @@ class Layer(NamedTuple):
 class Schema(NamedTuple):
     tables: dict        # key -> Table
     layers: tuple       # Layer, in drawing order
-    # For each table, the layers that draw from it and their rules for it: what
-    # classify runs for every row, so rows skip the rules of other tables.
-    by_table: dict      # key -> ((layer index, Layer, rules), ...)
+    # For each table, the layers that draw from it, their rules for it, and the
+    # tags one of those rules needs first (None: a rule needs none): what
+    # classify runs for every row, so a row skips a layer none of whose rules
+    # could hold without looking at them one by one.
+    by_table: dict      # key -> ((layer index, Layer, rules, first keys or None), ...)
 
 
 class Match(NamedTuple):
@@ -90,10 +92,16 @@ def load(path: str = DEFAULT_PATH) -> Schema:
     _expect(isinstance(doc, dict) and set(doc) == {"tables", "layers"}, path, "expected keys tables and layers")
     tables = {key: _table(path, key, spec) for key, spec in doc["tables"].items()}
     layers = tuple(_layer(path, name, spec, tables) for name, spec in doc["layers"].items())
-    by_table = {key: tuple((i, layer, tuple(r for r in layer.rules if r.table == key))
-                           for i, layer in enumerate(layers) if any(r.table == key for r in layer.rules))
+    by_table = {key: tuple(_table_rules(i, layer, key) for i, layer in enumerate(layers)
+                           if any(r.table == key for r in layer.rules))
                 for key in tables}
     return Schema(tables, layers, by_table)
+
+
+def _table_rules(i: int, layer: Layer, table: str) -> tuple:
+    rules = tuple(r for r in layer.rules if r.table == table)
+    first = None if any(not r.where for r in rules) else frozenset(r.where[0][0] for r in rules)
+    return i, layer, rules, first
 
 
 def _expect(ok: bool, path: str, message: str) -> None:
@@ -203,7 +211,9 @@ def classify(schema: Schema, table: str, tags: dict) -> list[Match]:
     rules before its general ones.
     """
     out = []
-    for i, layer, rules in schema.by_table[table]:
+    for i, layer, rules, first in schema.by_table[table]:
+        if first is not None and first.isdisjoint(tags):
+            continue
         for rule in rules:
             if _holds(rule.where, tags):
                 props = {"kind": _resolve(rule.kind, tags)}
