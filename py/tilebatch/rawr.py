@@ -69,7 +69,7 @@ def unpack(data: bytes) -> Iterator[tuple[str, Iterator]]:
     """(table name, records) for each member of a RAWR zip; records stream from the member."""
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         for name in z.namelist():
-            yield name, (tuple(r) for r in msgpack.Unpacker(io.BytesIO(z.read(name)), raw=False))
+            yield name, msgpack.Unpacker(io.BytesIO(z.read(name)), raw=False, use_list=False)
 
 
 def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
