@@ -91,14 +91,15 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
     return out
 
 
-def split_meta_high(store, run_id: str, tile: Tile, limit: int, cfg: dict) -> list[Tile]:
-    """A meta-high job cut into sub-jobs (down to z10) whose RAWR tiles add up to at most `limit` bytes.
+def rawr_sizes(store, run_id: str, tile: Tile) -> dict[Tile, int]:
+    """The bytes of each RAWR tile a rawr job wrote, from its completion record ({} without one)."""
+    record = read_record(store, run_id, "rawr", tile) or {}
+    return {parse_tile(k): v for k, v in record.get("counts", {}).get("rawr_bytes", {}).items()}
 
-    The sizes come from the rawr job's completion record; without one the job stays whole.
-    """
-    group_zoom = cfg["rawr"]["group-zoom"]
-    record = read_record(store, run_id, "rawr", ancestor(tile, cfg["batch"]["queue-zoom"])) or {}
-    sizes = {parse_tile(k): v for k, v in record.get("counts", {}).get("rawr_bytes", {}).items()}
+
+def split_meta_high(tile: Tile, sizes: dict[Tile, int], limit: int, group_zoom: int) -> list[Tile]:
+    """A meta-high job cut into sub-jobs (down to the group zoom) whose RAWR tiles add up to at most
+    `limit` bytes; without sizes (rawr_sizes of its queue-zoom tile) the job stays whole."""
     if not sizes:
         return [tile]
 
@@ -123,7 +124,9 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     """
     client = batch.batch_client(cfg)
     b = cfg["batch"]
-    round_no = 1 + max((s.get("round", 0) for job in JOB_KINDS for s in submissions(store, run_id, job)), default=0)
+    earlier = {job: submissions(store, run_id, job) for job in JOB_KINDS}
+    round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
+    sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
     submitted: dict[str, list[str]] = {}
     for state in states:
         if not state.missing:
@@ -131,7 +134,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         job = state.job
         definition = batch.definition_name(cfg, job)
         base_memory = batch.definition_memory(client, definition)
-        failed = failed_on_batch(client, store, submissions(store, run_id, job))
+        failed = failed_on_batch(client, store, earlier[job])
         by_memory: dict[int | None, list[Tile]] = {}
         for tile in state.missing:
             oom, memory = failed.get(tile, (False, None))
@@ -140,7 +143,10 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
                 new = min(math.ceil((memory or base_memory) * 1.5), b["max-memory"])
             parts = [tile]
             if job == "meta-high":
-                parts = split_meta_high(store, run_id, tile, b["split-rawr-bytes"], cfg)
+                top = ancestor(tile, b["queue-zoom"])
+                if top not in sizes:
+                    sizes[top] = rawr_sizes(store, run_id, top)
+                parts = split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
             by_memory.setdefault(new, []).extend(parts)
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []
