@@ -10,7 +10,7 @@ import pytest
 from tilebatch import config, layers, metatile, rawr, render, source
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
-from tilebatch.tiles import Tile, ancestor, metatile_of, tile_at, tile_bounds_3857
+from tilebatch.tiles import ancestor, metatile_of, tile_at, tile_bounds_3857
 
 from conftest import build_env, free_port, last_error, run_cli
 
