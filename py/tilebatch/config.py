@@ -1,7 +1,8 @@
 """The job configuration: built-in defaults, then config.yaml, then TILEQUEUE__ overrides.
 
-The sections are tilequeue's (store, postgresql, rawr, metatile, batch), so a
-tilequeue config and the runbook's environment variables carry over. Keys match
+The sections are tilequeue's (store, postgresql, rawr, metatile, batch), plus
+`schema`, so a tilequeue config and the runbook's environment variables carry
+over. Keys match
 case-insensitively with `-` and `_` alike; the canonical spelling is the one in
 SCHEMA. An environment variable `TILEQUEUE__section__key[__subkey]=value` sets
 one key, its value parsed as YAML (`TILEQUEUE__postgresql__dbnames="[gis]"`).
@@ -77,7 +78,12 @@ SCHEMA: dict = {
     },
     "metatile": {
         "size": Key(INT, 8),
-        "max-zoom": Key(INT, 16),
+        # The deepest tile zoom built; unset: the schema's max zoom (Tilezen 16, Shortbread 14).
+        "max-zoom": Key((int, type(None)), None),
+    },
+    "schema": {
+        # The tile schema: a built-in name (tilezen, shortbread) or the path of your own YAML file.
+        "name": Key(STR, "tilezen"),
     },
     "batch": {
         "job-definition": Key(OPT_STR, None),

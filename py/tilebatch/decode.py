@@ -10,6 +10,7 @@ import shapely
 
 from . import metatile
 from .errors import BadInput
+from .schema import build_max_zoom
 from .render import EXTENT
 from .store import metatile_store
 from .tiles import parse_tile
@@ -40,8 +41,9 @@ def tile_geojson(data: bytes, tile) -> dict:
 
 def show_tile(args, cfg) -> int:
     tile = parse_tile(args.tile)
-    if tile.z > cfg["metatile"]["max-zoom"]:
-        raise BadInput(f"tile {args.tile}: builds stop at zoom {cfg['metatile']['max-zoom']}")
+    max_zoom = build_max_zoom(cfg)
+    if tile.z > max_zoom:
+        raise BadInput(f"tile {args.tile}: builds stop at zoom {max_zoom}")
     json.dump(tile_geojson(metatile.read_tile(metatile_store(cfg), tile), tile), sys.stdout)
     sys.stdout.write("\n")
     return 0

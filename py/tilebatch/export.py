@@ -16,8 +16,9 @@ import tempfile
 
 from tqdm import tqdm
 
-from . import layers, log, tileset
+from . import log, tileset
 from .errors import BadInput
+from .schema import Schema, load_schema
 from .store import metatile_store
 
 FORMATS = ("pmtiles", "mbtiles")
@@ -27,12 +28,12 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)  # mtime 0: the same tiles give the same file
 
 
-def _metadata(desc: tileset.Description) -> dict:
+def _metadata(desc: tileset.Description, schema: Schema) -> dict:
     return {"name": "tilebatch", "attribution": tileset.ATTRIBUTION,
-            "vector_layers": tileset.vector_layers(desc, layers.load())}
+            "vector_layers": tileset.vector_layers(desc, schema), "schema": tileset.schema_metadata(schema)}
 
 
-def write_pmtiles(path: str, tiles, desc: tileset.Description) -> None:
+def write_pmtiles(path: str, tiles, desc: tileset.Description, meta: dict) -> None:
     """A PMTiles v3 file of `tiles` ((tile, MVT bytes) in tile-id order, so it is clustered)."""
     from pmtiles.tile import Compression, TileType, zxy_to_tileid
     from pmtiles.writer import Writer
@@ -47,18 +48,17 @@ def write_pmtiles(path: str, tiles, desc: tileset.Description) -> None:
         writer = Writer(f)
         for tile, data in tiles:
             writer.write_tile(zxy_to_tileid(tile.z, tile.x, tile.y), _gzip(data))
-        writer.finalize(header, _metadata(desc))
+        writer.finalize(header, meta)
 
 
-def write_mbtiles(path: str, tiles, desc: tileset.Description) -> None:
+def write_mbtiles(path: str, tiles, desc: tileset.Description, meta: dict) -> None:
     """An MBTiles 1.3 file of `tiles`; rows are TMS (y = 0 at the south), hence the flip."""
     lon, lat, zoom = desc.center
-    meta = _metadata(desc)
     rows = {"name": meta["name"], "format": "pbf", "type": "baselayer",
             "description": "OpenStreetMap vector tiles built by tilebatch",
             "attribution": meta["attribution"], "bounds": ",".join(f"{v:.6f}" for v in desc.bounds),
             "center": f"{lon:.6f},{lat:.6f},{zoom}", "minzoom": str(desc.minzoom), "maxzoom": str(desc.maxzoom),
-            "json": json.dumps({"vector_layers": meta["vector_layers"]})}
+            "json": json.dumps({"vector_layers": meta["vector_layers"], "schema": meta["schema"]})}
     db = sqlite3.connect(path)
     try:
         db.executescript("""
@@ -79,8 +79,8 @@ def write_mbtiles(path: str, tiles, desc: tileset.Description) -> None:
 WRITERS = {"pmtiles": write_pmtiles, "mbtiles": write_mbtiles}
 
 
-def export(store, fmt: str, out: str) -> int:
-    """Write every tile of `store` to `out` in format `fmt`; the number of tiles written."""
+def export(store, schema: Schema, fmt: str, out: str) -> int:
+    """Write every tile of `store`, built with `schema`, to `out` in format `fmt`; the number of tiles written."""
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise BadInput(f"cannot export to {out}: folder {folder} does not exist")
@@ -99,7 +99,7 @@ def export(store, fmt: str, out: str) -> int:
     try:
         # The bar counts metatiles: their number is known before any is read.
         bar = tqdm(metas, desc=f"export {fmt}", unit="metatile", disable=None)
-        WRITERS[fmt](tmp, counted(tileset.tiles(store, bar)), desc)
+        WRITERS[fmt](tmp, counted(tileset.tiles(store, bar)), desc, _metadata(desc, schema))
         bar.close()
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
@@ -119,7 +119,7 @@ def _format(args) -> str:
 def _export(args, cfg) -> int:
     fmt = _format(args)
     store = metatile_store(cfg)
-    count = export(store, fmt, args.out)
+    count = export(store, load_schema(cfg), fmt, args.out)
     log.info("export done", store=store.url, out=args.out, format=fmt, tiles=count,
              bytes=os.path.getsize(args.out))
     return 0

@@ -13,6 +13,7 @@ import time
 
 from . import log, records
 from .errors import BadInput
+from .schema import load_schema
 from .store import metatile_store
 from .tiles import Tile, format_tile, parse_tile
 
@@ -85,6 +86,7 @@ def run_job(kind: str, args, cfg, work) -> int:
     log.bind(run_id=run_id, job=kind)
     tile = resolve_tile(args.tile, cfg)
     log.bind(tile=format_tile(tile))
+    schema = records.check_run_schema(metatile_store(cfg), run_id, load_schema(cfg))
     started = time.monotonic()
     cpu_started = time.process_time()
     log.info("job started")
@@ -92,7 +94,7 @@ def run_job(kind: str, args, cfg, work) -> int:
     info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "counts": counts,
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(time.process_time() - cpu_started, 3),
-            "peak_memory_mb": peak_memory_mb()}
+            "peak_memory_mb": peak_memory_mb(), "schema": schema}
     records.write_record(metatile_store(cfg), run_id, kind, tile, info)
     log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id")})
     return 0

@@ -5,7 +5,8 @@ time and lets each go before reading the next, so its memory is that of one
 RAWR tile whatever the size of the job.
 """
 
-from . import layers, rawr, render
+from . import rawr, render
+from .schema import build_max_zoom, load_schema
 from .errors import BadInput
 from .jobs import add_job_command
 from .store import metatile_store, rawr_source
@@ -17,10 +18,10 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
     queue_zoom = cfg["batch"]["queue-zoom"]
     if not queue_zoom <= tile.z <= group_zoom:
         raise BadInput(f"meta-high jobs cover zooms {queue_zoom}..{group_zoom}, not z{tile.z}")
-    schema = layers.load()
+    schema = load_schema(cfg)
     table_keys = {t.name: t.key for t in schema.tables.values()}
     source, out = rawr_source(cfg), metatile_store(cfg)
-    last_meta_zoom = cfg["metatile"]["max-zoom"] - METATILE_ZOOMS
+    last_meta_zoom = build_max_zoom(cfg, schema) - METATILE_ZOOMS
     counts = {"rawr_tiles_read": 0, "metatiles": 0, "tiles": 0, "features": 0}
     for group in children(tile, group_zoom):
         data = source.read(source.tile_key(group, rawr.EXT))

@@ -6,10 +6,11 @@ whole job, filtered and simplified in the database for that zoom, so a z0 job
 over a planet pulls only what a z0..z3 map shows.
 """
 
-from . import layers, render, source
+from . import render, source
+from .schema import load_schema, simplify_tolerance
 from .errors import BadInput
 from .jobs import add_job_command
-from .layers import Schema
+from .schema import Schema
 from .rawr import rawr_box
 from .store import metatile_store
 from .tiles import METATILE_ZOOMS, Tile, children, metatile_members
@@ -22,7 +23,7 @@ RAWR_RENDER_ZOOM = 13
 def features_at(src: source.Source, schema: Schema, area: Tile, zoom: int) -> list:
     """The features of every layer at tile zoom `zoom` over the tile `area`, from the database."""
     box = rawr_box(area)
-    tolerances = [layers.simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
+    tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
     simplify = min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0
     return render.collect(schema, ((key, src.rows(key, box, zoom, simplify)) for key in src.tables))
 
@@ -39,7 +40,7 @@ def meta_low_job(tile: Tile, cfg: dict) -> dict:
     if tile.z > queue_zoom:
         raise BadInput(f"meta-low jobs run at zooms 0..{queue_zoom}, not z{tile.z}")
     metas = job_metatiles(tile, queue_zoom)
-    schema = layers.load()
+    schema = load_schema(cfg)
     src = source.Source(source.connect(cfg), schema)
     out = metatile_store(cfg)
     members = {meta: {} for meta in metas}

@@ -16,6 +16,7 @@ interned in first-seen order (a bool apart from the number it equals, an int
 and a float that are equal sharing one value, ints as `int_value`).
 """
 
+import itertools
 import struct
 from typing import Iterable, NamedTuple, Sequence
 
@@ -56,15 +57,22 @@ class Properties(NamedTuple):
     key_of: np.ndarray
     value_of: np.ndarray
     offsets: np.ndarray
+    zoom_of: np.ndarray     # per pair: the first tile zoom that holds it
 
-    def take(self, rows: np.ndarray) -> "Properties":
-        """The properties of features `rows`, in that order."""
+    def take(self, rows: np.ndarray, zoom: int | None = None) -> "Properties":
+        """The properties of features `rows`, in that order; at `zoom`, only the pairs it holds."""
         starts = self.offsets[rows]
         counts = self.offsets[np.asarray(rows) + 1] - starts
         offsets = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         pairs = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], counts)
-        return self._replace(key_of=self.key_of[pairs], value_of=self.value_of[pairs], offsets=offsets)
+        if zoom is not None and len(pairs) and self.zoom_of[pairs].max() > zoom:
+            shown = self.zoom_of[pairs] <= zoom
+            counts = np.bincount(np.repeat(np.arange(len(starts)), counts)[shown], minlength=len(starts))
+            np.cumsum(counts, out=offsets[1:])
+            pairs = pairs[shown]
+        return self._replace(key_of=self.key_of[pairs], value_of=self.value_of[pairs], zoom_of=self.zoom_of[pairs],
+                             offsets=offsets)
 
     def dicts(self) -> list[dict]:
         """Each feature's properties as a dict again (to hand the same features to another encoder)."""
@@ -83,14 +91,16 @@ class Layer(NamedTuple):
     ids: np.ndarray | None   # feature ids (uint64), or None for none
 
 
-def properties(dicts: Iterable[dict]) -> Properties:
+def properties(dicts: Iterable[dict], zooms: Iterable[dict | None] | None = None) -> Properties:
     """The interned properties of features given as dicts.
 
     Keys must be str and values str, int, float or bool; other pairs are left
-    out, as mapbox-vector-tile leaves them out.
+    out, as mapbox-vector-tile leaves them out. `zooms`, one per feature,
+    gives the first zoom of properties that tiles below it leave out.
     """
     keys, values, groups, table, group, key_of, value_of, offsets = {}, {}, {}, [], [], [], [], [0]
-    for d in dicts:
+    zoom_of = []
+    for d, z in zip(dicts, zooms or itertools.repeat(None)):
         for k, v in d.items():
             field = _VALUE_FIELD.get(v.__class__) or next((f for t, f in _VALUE_FIELD.items() if isinstance(v, t)),
                                                          None)
@@ -105,9 +115,11 @@ def properties(dicts: Iterable[dict]) -> Properties:
                 table.append((field, v))
                 group.append(groups.setdefault((v,) if field == "bool_value" else v, len(groups)))
             value_of.append(number)
+            zoom_of.append(z.get(k, 0) if z else 0)
         offsets.append(len(key_of))
     return Properties(list(keys), table, np.array(group, dtype=np.int64), np.array(key_of, dtype=np.int64),
-                      np.array(value_of, dtype=np.int64), np.array(offsets, dtype=np.int64))
+                      np.array(value_of, dtype=np.int64), np.array(offsets, dtype=np.int64),
+                      np.array(zoom_of, dtype=np.int64))
 
 
 def encode(layers: Sequence[Layer], extent: int = EXTENT) -> bytes:

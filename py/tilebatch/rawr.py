@@ -15,7 +15,8 @@ from typing import Iterable, Iterator
 
 import msgpack
 
-from . import layers, source
+from . import source
+from .schema import load_schema
 from .errors import BadInput
 from .jobs import add_job_command
 from .store import rawr_sink
@@ -82,7 +83,7 @@ def rawr_job(tile: Tile, cfg: dict) -> dict:
     if tile.z != cfg["batch"]["queue-zoom"]:
         raise BadInput(f"rawr jobs run at the queue zoom {cfg['batch']['queue-zoom']}, not at z{tile.z}")
     sink = rawr_sink(cfg)
-    src = source.Source(source.connect(cfg, "rawr"), layers.load())
+    src = source.Source(source.connect(cfg, "rawr"), load_schema(cfg))
     rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):

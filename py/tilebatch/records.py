@@ -7,6 +7,8 @@ one prefix per job kind rather than by looking at tiles.
 import json
 import re
 
+from .errors import BadInput
+from .schema import Schema
 from .tiles import Tile, parse_tile
 
 JOB_KINDS = ("rawr", "meta-high", "meta-low")
@@ -24,6 +26,25 @@ def write_record(store, run_id: str, job: str, tile: Tile, info: dict) -> None:
 def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
     data = store.read(record_key(run_id, job, tile))
     return json.loads(data) if data else None
+
+
+def check_run_schema(store, run_id: str, schema: Schema) -> dict:
+    """The schema of the run, as records carry it; BadInput when the run was started with another one.
+
+    The first job of a run (or its enqueue) writes it: tiles of two schemas
+    mixed in one store would draw as neither.
+    """
+    mine = {"name": schema.name, "digest": schema.digest}
+    key = f"runs/{run_id}/schema.json"
+    data = store.read(key)
+    if data is None:
+        store.write(key, json.dumps(mine, sort_keys=True).encode())
+        return mine
+    theirs = json.loads(data)
+    if theirs != mine:
+        raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
+                       f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
+    return mine
 
 
 def done_tiles(store, run_id: str, job: str) -> set[Tile]:

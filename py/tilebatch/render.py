@@ -12,8 +12,8 @@ from typing import Iterable, NamedTuple
 import numpy as np
 import shapely
 
-from . import layers, metatile, mvt
-from .layers import Schema
+from . import classify, metatile, mvt
+from .schema import Schema, min_area, simplify_tolerance
 from .tiles import Tile, metatile_members, tile_bounds_3857
 
 EXTENT = mvt.EXTENT
@@ -23,52 +23,97 @@ _DRAWABLE = [shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapel
 
 
 class LayerFeatures(NamedTuple):
-    """One layer's features, indexed for many tiles."""
+    """One layer's features, in the order tiles write them, indexed for many tiles."""
 
     geoms: np.ndarray       # shapely geometries, EPSG:3857
     min_zoom: np.ndarray
+    max_zoom: np.ndarray
     area: np.ndarray        # osm2pgsql's way_area, inf where there is none
     props: mvt.Properties
     ids: np.ndarray
     tree: shapely.STRtree
 
 
-def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> list[LayerFeatures | None]:
-    """Classify rows into per-layer features (None for a layer with none).
+class _Pending(NamedTuple):
+    """A layer's features while rows are read: parallel lists."""
 
-    Within a layer, features keep the order of their rows (tables in schema
-    order, ids ascending), which fixes the order in every tile.
-    """
-    per_layer = [([], [], [], [], []) for _ in schema.layers]
-    for table, rows in rows_by_table:
-        wkbs, hits = [], []
-        for row_id, wkb, tags in rows:
-            matches = layers.classify(schema, table, tags)
-            if matches:
-                hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
-                wkbs.append(wkb)
-        geoms = shapely.from_wkb(wkbs) if wkbs else []
-        for i, row_id, area, matches in hits:
-            for m in matches:
-                g, z, a, p, ids = per_layer[m.layer]
-                g.append(geoms[i])
-                z.append(m.min_zoom)
-                a.append(area)
-                p.append(m.props)
-                ids.append(abs(row_id))
-    out = []
-    for g, z, a, p, ids in per_layer:
-        if not g:
-            out.append(None)
-            continue
-        geoms = np.array(g, dtype=object)
-        out.append(LayerFeatures(geoms, np.array(z), np.array(a), mvt.properties(p), np.array(ids, dtype=np.uint64),
-                                 shapely.STRtree(geoms)))
+    geoms: list
+    min_zoom: list
+    max_zoom: list
+    area: list
+    props: list
+    zooms: list
+    ids: list
+    table: list             # the table's place in the schema: feature order does not depend on the path
+
+
+def _label_points(tags_of: list[dict], geoms: np.ndarray) -> np.ndarray:
+    """Each row's label point where the database gave one (classify.LABEL_KEY), else its geometry."""
+    out = geoms.copy()
+    have = [i for i, tags in enumerate(tags_of) if classify.LABEL_KEY in tags]
+    if have:
+        xy = np.array([tags_of[i][classify.LABEL_KEY].split() for i in have], dtype=float)
+        out[have] = shapely.points(xy)
     return out
 
 
-def feature_count(features: list[LayerFeatures | None]) -> int:
-    return sum(len(f.ids) for f in features if f is not None)
+def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> list[LayerFeatures | None]:
+    """Classify rows into per-layer features (None for a layer with none).
+
+    Within a layer, features are ordered by the layer's `sort` keys, then by
+    table in schema order, then in the order of their rows (ids ascending):
+    the same on both paths, whichever order they read the tables in.
+    """
+    table_order = {key: n for n, key in enumerate(schema.tables)}
+    pending = [_Pending([], [], [], [], [], [], [], []) for _ in schema.layers]
+    for table, rows in rows_by_table:
+        wkbs, hits, tags_of = [], [], []
+        for row_id, wkb, tags in rows:
+            matches = classify.classify(schema, table, tags, row_id)
+            if matches:
+                hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
+                wkbs.append(wkb)
+                tags_of.append(tags)
+        if not wkbs:
+            continue
+        geoms = shapely.from_wkb(wkbs)
+        shaped = {None: geoms}
+        for mode in {m.geometry for *_, matches in hits for m in matches} - {None}:
+            shaped[mode] = shapely.boundary(geoms) if mode == "boundary" else _label_points(tags_of, geoms)
+        for i, row_id, area, matches in hits:
+            for m in matches:
+                p = pending[m.layer]
+                p.geoms.append(shaped[m.geometry][i])
+                p.min_zoom.append(m.min_zoom)
+                p.max_zoom.append(m.max_zoom)
+                p.area.append(area)
+                p.props.append(m.props)
+                p.zooms.append(m.zooms)
+                p.ids.append(abs(row_id))
+                p.table.append(table_order[table])
+    return [_layer_features(layer, p) if p.geoms else None for layer, p in zip(schema.layers, pending)]
+
+
+def _sort_key(props: list[dict], key: str, descending: bool) -> list[np.ndarray]:
+    """lexsort keys (most significant last) ordering by a numeric property; rows without it go last."""
+    values = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in (p.get(key) for p in props)]
+    missing = np.array([v is None for v in values])
+    number = np.array([0.0 if v is None else float(v) for v in values])
+    return [-number if descending else number, missing]
+
+
+def _layer_features(layer, p: _Pending) -> LayerFeatures:
+    keys = [np.arange(len(p.geoms)), np.array(p.table)]
+    for key, descending in reversed(layer.sort):
+        keys += _sort_key(p.props, key, descending)
+    order = np.lexsort(keys)
+    props = [p.props[i] for i in order.tolist()]
+    if any(k.startswith("_") for d in props for k in d):
+        props = [{k: v for k, v in d.items() if not k.startswith("_")} for d in props]
+    geoms = np.array(p.geoms, dtype=object)[order]
+    return LayerFeatures(geoms, np.array(p.min_zoom)[order], np.array(p.max_zoom)[order], np.array(p.area)[order],
+                         mvt.properties(props, [p.zooms[i] for i in order.tolist()]),
+                         np.array(p.ids, dtype=np.uint64)[order], shapely.STRtree(geoms))
 
 
 def _to_tile_units(box: tuple):
@@ -121,22 +166,20 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     """
     box = clip_box(tile)
     near = near if near is not None else candidates(features, [tile])[0]
-    picked, tolerance, outline = [], [], []
+    picked, tolerance = [], []
     for i, (layer, feats, idx) in enumerate(zip(schema.layers, features, near)):
         if feats is None or not len(idx):
             continue
-        idx = idx[(feats.min_zoom[idx] <= tile.z) & (feats.area[idx] >= layers.min_area(layer, tile.z))]
+        idx = idx[(feats.min_zoom[idx] <= tile.z) & (feats.max_zoom[idx] >= tile.z)
+                  & (feats.area[idx] >= min_area(layer, tile.z))]
         if len(idx):
             picked.append((i, idx))
-            tolerance.append(np.full(len(idx), layers.simplify_tolerance(layer, tile.z)))
-            outline.append(np.full(len(idx), layer.boundary))
+            tolerance.append(np.full(len(idx), simplify_tolerance(layer, tile.z)))
     if not picked:
         return []
     geoms = np.concatenate([features[i].geoms[idx] for i, idx in picked])
-    tolerance, outline = np.concatenate(tolerance), np.concatenate(outline)
-    geoms = np.where(outline, shapely.boundary(np.where(outline, geoms, None)), geoms)
     geoms = shapely.clip_by_rect(geoms, *box)
-    geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
+    geoms = shapely.simplify(geoms, np.concatenate(tolerance), preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
@@ -147,7 +190,7 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
         if kept.any():
             idx = idx[kept]
             out.append(mvt.Layer(schema.layers[i].name, geoms[offset:offset + n][kept],
-                                 feats.props.take(idx), feats.ids[idx]))
+                                 feats.props.take(idx, tile.z), feats.ids[idx]))
         offset += n
     return out
 

@@ -19,8 +19,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from . import layers, log, style, tileset
+from . import log, style, tileset
 from .errors import BadInput, TilebatchError
+from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
 from .tiles import Tile, metatile_of
 
@@ -123,11 +124,11 @@ class MetatileCache:
 class Preview:
     """Everything a request needs, and the answer to each path, apart from HTTP itself."""
 
-    def __init__(self, store, max_zoom: int, maplibre_dir: Path):
-        self.store, self.max_zoom = store, max_zoom
+    def __init__(self, store, schema: Schema, max_zoom: int, maplibre_dir: Path):
+        self.store, self.schema, self.max_zoom = store, schema, max_zoom
         self.cache = MetatileCache(store)
         self.description = tileset.describe(tileset.metatiles(store))
-        self.vector_layers = tileset.vector_layers(self.description, layers.load())
+        self.vector_layers = tileset.vector_layers(self.description, schema)
         self.assets = {p.name: p for p in maplibre_dir.iterdir() if p.suffix in ASSET_TYPES} \
             if maplibre_dir.is_dir() else {}
         if "maplibre-gl.mjs" not in self.assets:
@@ -138,7 +139,7 @@ class Preview:
         return {"tilejson": "3.0.0", "name": "tilebatch", "description": f"tiles of {self.store.url}",
                 "attribution": tileset.ATTRIBUTION, "scheme": "xyz", "tiles": [f"{base}/{{z}}/{{x}}/{{y}}.mvt"],
                 "minzoom": d.minzoom, "maxzoom": d.maxzoom, "bounds": list(d.bounds), "center": list(d.center),
-                "vector_layers": self.vector_layers}
+                "vector_layers": self.vector_layers, "schema": tileset.schema_metadata(self.schema)}
 
     def style(self, base: str) -> dict:
         lon, lat, zoom = self.description.center
@@ -223,7 +224,8 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE) -> int:
     """Serve the preview on 127.0.0.1:`port` (0: any free port) until interrupted."""
     if not 0 <= port <= 65535:
         raise BadInput(f"bad port {port}: expected 0..65535")
-    preview = Preview(metatile_store(cfg), cfg["metatile"]["max-zoom"], maplibre_dir)
+    schema = load_schema(cfg)
+    preview = Preview(metatile_store(cfg), schema, build_max_zoom(cfg, schema), maplibre_dir)
     try:
         server = Server(("127.0.0.1", port), preview)
     except OSError as e:

@@ -10,12 +10,15 @@ from typing import Iterator
 
 import psycopg2
 
-from . import layers, log
+from . import log, sqlfilter
+from .classify import LABEL_KEY
 from .errors import BadInput, JobFailed
-from .layers import Schema, Table
+from .schema import Schema, Table
 
 # Columns osm2pgsql adds that are not OSM tags.
 NOT_TAGS = ("osm_id", "way", "tags", "z_order", "way_area")
+# ... of which these are handed on as tags: rules may read and sort by them.
+PSEUDO_TAGS = ("way_area", "z_order")
 
 
 def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
@@ -84,8 +87,8 @@ class Source:
         columns, has_tags = self._columns[table_key], self.tables[table_key].tags
 
         def tag(key: str) -> str:
-            from_hstore = layers.hstore_tag(key) if has_tags else "NULL::text"
-            if key in columns and (key not in NOT_TAGS or key == "way_area"):
+            from_hstore = sqlfilter.hstore_tag(key) if has_tags else "NULL::text"
+            if key in columns and (key not in NOT_TAGS or key in PSEUDO_TAGS):
                 return f"coalesce({_identifier(key)}::text, {from_hstore})"
             return from_hstore
 
@@ -107,15 +110,18 @@ class Source:
         for c in text_columns:
             key = psycopg2.extensions.QuotedString(c).getquoted().decode()
             parts.append(f"(CASE WHEN {_identifier(c)} IS NULL THEN ''::hstore ELSE hstore({key}, {_identifier(c)}) END)")
-        if "way_area" in columns:
-            parts.append("hstore('way_area', way_area::text)")
+        parts += [f"hstore('{c}', {c}::text)" for c in PSEUDO_TAGS if c in columns]
+        if table_key in self.schema.label_tables:
+            # From the whole polygon, so that it is the same point whichever tile clipped it.
+            point = f"ST_PointOnSurface({self.tables[table_key].geometry_column})"
+            parts.append(f"hstore('{LABEL_KEY}', ST_X({point})::text || ' ' || ST_Y({point})::text)")
         return " || ".join(parts)
 
     def rows(self, table_key: str, box: tuple, zoom: int | None = None,
              simplify: float = 0.0) -> Iterator[tuple[int, bytes, dict]]:
         """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
 
-        With a zoom, only rows some layer shows at that zoom (layers.sql_filter),
+        With a zoom, only rows some layer shows at that zoom (sqlfilter.sql_filter),
         simplified in the database by `simplify` metres; without, every row (RAWR).
         The filter reads osm2pgsql's tag columns directly, so the merged tags are
         built only for the rows it keeps.
@@ -125,7 +131,7 @@ class Source:
             return
         where = "TRUE"
         if zoom is not None:
-            where = layers.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
+            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
             if where is None:
                 return
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"

@@ -15,14 +15,13 @@ from typing import Iterator, NamedTuple
 import mercantile
 from pmtiles.tile import zxy_to_tileid
 
-from . import layers, metatile
+from . import metatile
+from .schema import Schema, layer_fields
 from .errors import BadInput
 from .tiles import METATILE_ZOOMS, Tile, metatile_members
 
 ATTRIBUTION = "© OpenStreetMap contributors"
 _META_KEY_RE = re.compile(r"(?:^|/)(\d+)/(\d+)/(\d+)\." + re.escape(metatile.EXT) + r"$")
-# TileJSON field types for the layer schema's property types.
-_FIELD_TYPES = {"str": "String", "int": "Number", "float": "Number"}
 
 
 class Description(NamedTuple):
@@ -69,15 +68,15 @@ def describe(metas: list[Tile]) -> Description:
     return Description((west, south, east, north), ((west + east) / 2, (south + north) / 2, zoom), minzoom, maxzoom)
 
 
-def vector_layers(desc: Description, schema: layers.Schema | None = None) -> list[dict]:
+def vector_layers(desc: Description, schema: Schema) -> list[dict]:
     """TileJSON `vector_layers`: one entry per layer of the schema, with its fields."""
-    schema = schema or layers.load()
-    out = []
-    for layer in schema.layers:
-        fields = {"kind": "String", "name": "String"}
-        fields.update({p.name: _FIELD_TYPES[p.type] for p in layer.props})
-        out.append({"id": layer.name, "fields": fields, "minzoom": desc.minzoom, "maxzoom": desc.maxzoom})
-    return out
+    return [{"id": layer.name, "fields": layer_fields(layer), "minzoom": desc.minzoom, "maxzoom": desc.maxzoom}
+            for layer in schema.layers]
+
+
+def schema_metadata(schema: Schema) -> dict:
+    """Which schema the tiles follow, as TileJSON and export metadata carry it."""
+    return {"name": schema.name, "digest": schema.digest}
 
 
 def read_members(store, meta: Tile) -> dict[str, bytes]:

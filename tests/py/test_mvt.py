@@ -13,7 +13,7 @@ import pytest
 import shapely
 from hypothesis import given, settings, strategies as st
 
-from tilebatch import config, layers, metatile, mvt, rawr, render, source
+from tilebatch import config, metatile, mvt, rawr, render, schema as schemas, source
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, ancestor, metatile_members
@@ -50,7 +50,7 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
     store = open_store(f"file://{root}/out")
     rawr_store = open_store(f"file://{root}/rawr")
     cfg = config.load("config.yaml", environ={})
-    schema = layers.load()
+    schema = schemas.load(schemas.schema_path('tilezen'))
     keys = {t.name: t.key for t in schema.tables.values()}
     src = source.Source(source.connect(cfg), schema)
     group_zoom, queue_zoom = cfg["rawr"]["group-zoom"], cfg["batch"]["queue-zoom"]

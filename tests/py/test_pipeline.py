@@ -7,7 +7,7 @@ import mapbox_vector_tile
 import psycopg2
 import pytest
 
-from tilebatch import config, layers, metatile, rawr, render, source
+from tilebatch import classify, config, metatile, rawr, render, schema as schemas, source
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import ancestor, metatile_of, tile_at, tile_bounds_3857
@@ -41,7 +41,7 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
     got = built_tile(root, tile)
     assert {"buildings", "roads", "pois", "places"} <= set(got)
     # Buildings smaller than the schema's minimum area (in square pixels of a 256-pixel tile) are left out.
-    building_px = {layer.name: layer for layer in layers.load().layers}["buildings"].min_area_px
+    building_px = {layer.name: layer for layer in schemas.load(schemas.schema_path('tilezen')).layers}["buildings"].min_area_px
     smallest = building_px * (40075016.686 / 2 ** 15 / 256) ** 2
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
         envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 3857)"
@@ -60,17 +60,10 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
         assert feature["properties"]["kind"]
 
 
-def canonical(tile_layers: dict) -> dict:
-    """A tile's features per layer, comparable across paths: properties and geometry, sorted."""
-    return {name: sorted((json.dumps(f["properties"], sort_keys=True), json.dumps(f["geometry"], sort_keys=True))
-                         for f in layer["features"])
-            for name, layer in tile_layers.items()}
-
-
 @pytest.mark.parametrize("zoom", [13, 16])
 def test_rawr_and_postgis_paths_agree(db_url, zoom):
     cfg = config.load("config.yaml", environ={})
-    schema = layers.load()
+    schema = schemas.load(schemas.schema_path('tilezen'))
     src = source.Source(source.connect(cfg), schema)
     tile = tile_at(*CENTRAL, zoom)
     group = ancestor(tile, 10)
@@ -81,7 +74,7 @@ def test_rawr_and_postgis_paths_agree(db_url, zoom):
     a, _ = render.render_tile(schema, from_rawr, tile)
     b, _ = render.render_tile(schema, from_db, tile)
     assert a, "the central tile is not empty"
-    assert canonical(decode(a)) == canonical(decode(b))
+    assert a == b  # byte for byte: features in the same order, whichever order the tables came in
 
 
 def test_two_builds_are_byte_identical(built_store, tmp_path):
@@ -117,12 +110,23 @@ def test_every_metatile_zoom_is_built(built_store):
 def test_completion_records(built_store):
     root, _ = built_store
     store = open_store(f"file://{root}/out")
-    kinds = {k.split("/")[2] for k in store.list("runs/test-build/")}
+    kinds = {k.split("/")[2] for k in store.list("runs/test-build/") if k.count("/") > 2}
     assert kinds == {"rawr", "meta-high", "meta-low"}
     z7 = tile_at(*CENTRAL, 7)
     rec = json.loads(store.read(f"runs/test-build/meta-high/7/{z7.x}/{z7.y}.json"))
     assert rec["counts"]["metatiles"] > 0 and rec["counts"]["tiles"] >= rec["counts"]["metatiles"]
     assert rec["seconds"] > 0 and rec["peak_memory_mb"] > 10 and rec["run_id"] == "test-build"
+    tilezen = schemas.load(schemas.schema_path("tilezen"))
+    assert rec["schema"] == {"name": "tilezen", "digest": tilezen.digest}
+    assert json.loads(store.read("runs/test-build/schema.json")) == rec["schema"]
+
+
+def test_a_job_with_another_schema_than_its_run_stops(built_store):
+    _, env = built_store
+    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "0/0/0", "--run_id", "test-build",
+                   env={**env, "TILEQUEUE__schema__name": "shortbread"})
+    assert proc.returncode == 2
+    assert "run test-build was started with schema tilezen" in last_error(proc)
 
 
 def test_rerun_skips_done_jobs_and_force_redoes_them(built_store):
@@ -200,7 +204,7 @@ def test_tile_command_prints_geojson(built_store):
 
 def test_rawr_tile_format(db_url):
     cfg = config.load("config.yaml", environ={})
-    src = source.Source(source.connect(cfg), layers.load())
+    src = source.Source(source.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
     tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
     unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables)[0])}
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon"}
@@ -228,8 +232,8 @@ def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
 @pytest.mark.parametrize("value, kept", [("12", 12), ("12.5 m", 12.5), ("9" * 400, None), ("1e30", 1.0),
                                          ("tall", None), (str(2 ** 60), None)])
 def test_numeric_properties_keep_only_sane_numbers(value, kept):
-    schema = layers.load()
-    [match] = [m for m in layers.classify(schema, "polygon", {"building": "yes", "height": value})]
+    schema = schemas.load(schemas.schema_path('tilezen'))
+    [match] = [m for m in classify.classify(schema, "polygon", {"building": "yes", "height": value})]
     assert match.props.get("height") == kept
 
 
@@ -240,7 +244,7 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
     group = ancestor(tile_at(*CENTRAL, 15), 10)
     packed = []
     for parallel in (False, True):
-        src = source.Source(source.connect(cfg), layers.load())
+        src = source.Source(source.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
         with src.conn.cursor() as cur:
             if parallel:
                 cur.execute("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; "
