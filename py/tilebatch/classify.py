@@ -15,7 +15,7 @@ from .schema import Expr, Layer, Rule, Schema
 # from the whole polygon (source.py) and carried as a tag, so that the point is
 # the same on both paths however the polygon was clipped.
 LABEL_KEY = "_label"
-_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 _TRUE, _FALSE = frozenset(("yes", "true", "1")), frozenset(("no", "false", "0"))
 
 
@@ -48,7 +48,8 @@ def holds(condition: tuple, tags: dict) -> bool:
 
 
 def number(text: str) -> float | None:
-    """The number a tag's text starts with ("12 m" -> 12.0); None when none, or past 2**53 (noise, not a value)."""
+    """The number a tag's text starts with ("12 m" -> 12.0, "1.5e+06" -> 1500000.0); None when none, or past
+    2**53 (noise, not a value)."""
     m = _NUMBER.match(text)
     if not m:
         return None

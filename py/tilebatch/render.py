@@ -189,10 +189,40 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
         kept = keep[offset:offset + n]
         if kept.any():
             idx = idx[kept]
-            out.append(mvt.Layer(schema.layers[i].name, geoms[offset:offset + n][kept],
-                                 feats.props.take(idx, tile.z), feats.ids[idx]))
+            layer = mvt.Layer(schema.layers[i].name, geoms[offset:offset + n][kept],
+                              feats.props.take(idx, tile.z), feats.ids[idx])
+            out.append(merge_lines(layer) if tile.z < schema.layers[i].merge_below else layer)
         offset += n
     return out
+
+
+_LINES = (shapely.GeometryType.LINESTRING, shapely.GeometryType.MULTILINESTRING)
+
+
+def merge_lines(layer: mvt.Layer) -> mvt.Layer:
+    """The layer with its lines of equal properties merged: one feature each, where its first one was.
+
+    At low zooms a road is dozens of ways with the same properties; one
+    feature of joined lines draws the same, labels better, and costs a
+    fraction of the bytes. Points and polygons stay as they are; a merged
+    feature keeps the id of its first way.
+    """
+    props, n = layer.props, len(layer.geoms)
+    bounds = props.offsets.tolist()
+    pairs = list(zip(props.key_of.tolist(), props.group[props.value_of].tolist()))
+    is_line = np.isin(shapely.get_type_id(layer.geoms), _LINES).tolist()
+    first_of, members = {}, {}
+    for f in range(n):
+        key = (tuple(pairs[bounds[f]:bounds[f + 1]]),) if is_line[f] else f
+        members.setdefault(first_of.setdefault(key, f), []).append(f)
+    if len(members) == n:
+        return layer
+    firsts = np.array(list(members), dtype=np.int64)
+    geoms = layer.geoms[firsts].copy()
+    for k, group in enumerate(members.values()):
+        if len(group) > 1:
+            geoms[k] = shapely.line_merge(shapely.multilinestrings(shapely.get_parts(layer.geoms[group])))
+    return mvt.Layer(layer.name, geoms, props.take(firsts), None if layer.ids is None else layer.ids[firsts])
 
 
 def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
@@ -201,7 +231,7 @@ def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     tile_layers_ = tile_layers(schema, features, tile, near)
     if not tile_layers_:
         return b"", 0
-    return mvt.encode(tile_layers_), sum(len(layer.ids) for layer in tile_layers_)
+    return mvt.encode(tile_layers_), sum(len(layer.geoms) for layer in tile_layers_)
 
 
 def render_metatile(schema: Schema, features: list[LayerFeatures | None], meta: Tile,

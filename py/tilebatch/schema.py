@@ -13,6 +13,7 @@ Errors name the file, the line and what is wrong (SchemaError, exit 2).
 import hashlib
 import math
 import os
+import re
 from typing import Any, NamedTuple
 
 import yaml
@@ -92,6 +93,7 @@ class Layer(NamedTuple):
     name: str
     simplify_px: float
     min_area_px: float
+    merge_below: int    # below this zoom, lines of equal properties in a tile are merged
     sort: tuple         # ((property, descending), ...)
     unless: tuple       # names of layers whose match keeps a row out of this one
     props: tuple        # ((name, Expr), ...) for every feature of the layer
@@ -124,18 +126,30 @@ class _Map(dict):
 
 class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r}",
+                                                            key_node.start_mark)
+                seen.add(key_node.value)
+        self.flatten_mapping(node)  # YAML merge keys (<<: *names) are the way a schema shares a block
         out = _Map()
         out.line, out.lines = node.start_mark.line + 1, {}
-        for key_node, value_node in node.value:
+        for key_node, value_node in node.value:  # merged keys first, so the mapping's own win
             key = self.construct_object(key_node, deep=True)
-            if key in out:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             out[key] = self.construct_object(value_node, deep=True)
             out.lines[key] = key_node.start_mark.line + 1
         return out
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _Loader.construct_mapping)
+# OSM's values are words: `yes`, `no`, `on` stay words (YAML 1.1 would read booleans); true and false are booleans.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 
 
 class _At(NamedTuple):
@@ -210,7 +224,8 @@ def load(path: str) -> Schema:
 def _schema(path: str, data: bytes, doc) -> Schema:
     at = _At(path, 1, "")
     at.expect(isinstance(doc, dict), "expected a mapping with tables and layers")
-    _known(at, doc, ("name", "max_zoom", "tables", "layers", "description"))
+    # Top-level keys starting with a dot hold blocks that layers share through YAML anchors.
+    _known(at, {k: v for k, v in doc.items() if not str(k).startswith(".")}, ("name", "max_zoom", "tables", "layers"))
     name = doc.get("name", os.path.splitext(os.path.basename(path))[0])
     at.inside(doc, "name").expect(isinstance(name, str) and bool(name), "expected a word")
     max_zoom = doc.get("max_zoom", 16)
@@ -258,7 +273,10 @@ def _table(at: _At, key, spec) -> Table:
 def _layer(at: _At, name, spec, tables, max_zoom) -> Layer:
     at.expect(isinstance(spec, dict) and isinstance(spec.get("rules"), list) and bool(spec["rules"]),
               "needs a list of rules")
-    _known(at, spec, ("simplify_px", "min_area_px", "geometry", "sort", "unless", "properties", "rules"))
+    _known(at, spec, ("simplify_px", "min_area_px", "merge_below", "geometry", "sort", "unless", "properties",
+                      "rules"))
+    at.inside(spec, "merge_below").expect(_is_int(spec.get("merge_below", 0)) and spec.get("merge_below", 0) >= 0,
+                                          "expected a zoom")
     for key in ("simplify_px", "min_area_px"):
         at.inside(spec, key).expect(_is_number(spec.get(key, 0)) and spec.get(key, 0) >= 0,
                                     "expected a number of pixels, 0 or more")
@@ -276,7 +294,7 @@ def _layer(at: _At, name, spec, tables, max_zoom) -> Layer:
     for key, _ in sort:
         at.inside(spec, "sort").expect(key in prop_names, f"sorts by {key!r}, which no rule or property sets")
     return Layer(str(name), float(spec.get("simplify_px", 0)), float(spec.get("min_area_px", 0)),
-                 tuple(sort), unless, props, rules)
+                 spec.get("merge_below", 0), tuple(sort), unless, props, rules)
 
 
 def _words(at: _At, value) -> list:

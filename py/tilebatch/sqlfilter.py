@@ -46,7 +46,7 @@ def _zoom_sql(expr: Expr, tag_sql) -> str | None:
         cases = " ".join(f"WHEN {quote(v)} THEN {z}" for v, z in sorted(expr.values.items()))
         return f"(CASE {value} {cases} ELSE {default} END)"
     if expr.at_least is not None:
-        number = value if expr.area is not None else f"(substring({value} from '^\\s*(-?\\d+(?:\\.\\d+)?)'))::float8"
+        number = value if expr.area is not None else f"(substring({value} from '^\\s*(-?\\d+(?:\\.\\d+)?(?:[eE][-+]?\\d+)?)'))::float8"
         cases = " ".join(f"WHEN {number} >= {t!r} THEN {z}" for t, z in expr.at_least)
         return f"(CASE {cases} ELSE {default} END)"
     return None
