@@ -60,10 +60,10 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
         assert feature["properties"]["kind"]
 
 
-@pytest.mark.parametrize("zoom", [13, 16])
-def test_rawr_and_postgis_paths_agree(db_url, zoom):
+@pytest.mark.parametrize("name, zoom", [("tilezen", 13), ("tilezen", 16), ("shortbread", 13), ("shortbread", 14)])
+def test_rawr_and_postgis_paths_agree(db_url, name, zoom):
     cfg = config.load("config.yaml", environ={})
-    schema = schemas.load(schemas.schema_path('tilezen'))
+    schema = schemas.load(schemas.schema_path(name))
     src = source.Source(source.connect(cfg), schema)
     tile = tile_at(*CENTRAL, zoom)
     group = ancestor(tile, 10)

@@ -1,0 +1,103 @@
+"""Every built-in schema against its examples (`schemas/<name>.spec.yaml`), with no database.
+
+An example is a row (table, OSM tags, optionally its geometry as WKT in
+longitude/latitude) and what the schema must make of it: the layers it goes
+into, with kind, min zoom and properties (a subset). Each example runs through
+the classifier and the renderer: the feature must be in the tile at the
+schema's max zoom with those properties, and in no tile below its min zoom.
+"""
+
+import glob
+import os
+
+import mapbox_vector_tile
+import mercantile
+import pytest
+import shapely
+import yaml
+
+from tilebatch import classify, render, schema as schemas
+from tilebatch.tiles import Tile
+
+SPECS = sorted(glob.glob(os.path.join(schemas.BUILTIN_DIR, "*.spec.yaml")))
+# A spot in central Helsinki, and small shapes around it, for examples that give no geometry.
+DEFAULT_WKT = {"point": "POINT (24.9410 60.1695)",
+               "line": "LINESTRING (24.9400 60.1690, 24.9420 60.1700)",
+               "polygon": "POLYGON ((24.9400 60.1690, 24.9420 60.1690, 24.9420 60.1700, 24.9400 60.1700, 24.9400 60.1690))"}
+
+
+def _examples():
+    for path in SPECS:
+        name = os.path.basename(path)[:-len(".spec.yaml")]
+        with open(path, encoding="utf-8") as f:
+            for i, case in enumerate(yaml.load(f, Loader=schemas._Loader)):
+                yield pytest.param(name, case, id=f"{name}-{i}-{case.get('name', '')}")
+
+
+def test_every_builtin_schema_has_examples():
+    builtin = {os.path.basename(p)[:-5] for p in glob.glob(os.path.join(schemas.BUILTIN_DIR, "*.yaml"))
+               if not p.endswith(".spec.yaml")}
+    assert {"tilezen", "shortbread"} <= builtin
+    assert {os.path.basename(p)[:-len(".spec.yaml")] for p in SPECS} == builtin
+
+
+def row(case: dict, table: dict):
+    """(id, WKB, tags) as a source table gives them, EPSG:3857, with way_area and the label point."""
+    geom = shapely.from_wkt(case.get("geometry", DEFAULT_WKT.get(case["table"], DEFAULT_WKT["polygon"])))
+    geom = shapely.transform(geom, lambda c: shapely.get_coordinates(shapely.points(
+        [mercantile.xy(lon, lat) for lon, lat in c])))
+    tags = {str(k): str(v) for k, v in (case.get("tags") or {}).items()} if table.tags else {}
+    if shapely.get_type_id(geom) in (3, 6):
+        tags.setdefault("way_area", repr(float(shapely.area(geom))))
+        point = shapely.point_on_surface(geom)
+        tags[classify.LABEL_KEY] = f"{point.x!r} {point.y!r}"
+    return case.get("id", 1), shapely.to_wkb(geom), tags, geom
+
+
+def rendered(schema, table_key, one_row, tile: Tile) -> dict:
+    row_id, wkb, tags, _ = one_row
+    features = render.collect(schema, [(table_key, [(row_id, wkb, tags)])])
+    data, _ = render.render_tile(schema, features, tile)
+    return mapbox_vector_tile.decode(data) if data else {}
+
+
+@pytest.mark.parametrize("schema_name, case", list(_examples()))
+def test_example(schema_name, case):
+    schema = schemas.load(schemas.schema_path(schema_name))
+    table = schema.tables[case["table"]]
+    one_row = row(case, table)
+    row_id, _, tags, geom = one_row
+    matches = classify.classify(schema, table.key, tags, row_id)
+    got = {schema.layers[m.layer].name: m for m in matches}
+    expected = {e["layer"]: e for e in case["expect"]}
+    assert set(got) == set(expected), f"layers {sorted(got)}, expected {sorted(expected)}"
+    for name, want in expected.items():
+        m = got[name]
+        # A spot the feature covers, to pick the tiles to look in.
+        spot = shapely.line_interpolate_point(shapely.boundary(geom), 0.1, normalized=True) \
+            if m.geometry == "boundary" else shapely.point_on_surface(geom)
+        lon, lat = mercantile.lnglat(*shapely.get_coordinates(spot)[0])
+        assert ("kind" in want) <= ("kind" in m.props)
+        if "kind" in want:
+            assert m.props["kind"] == want["kind"]
+        if "min_zoom" in want:
+            assert m.min_zoom == want["min_zoom"]
+        if "max_zoom" in want:
+            assert m.max_zoom == want["max_zoom"]
+        for key, value in (want.get("properties") or {}).items():
+            assert key in m.props and m.props[key] == value and type(m.props[key]) is type(value), \
+                f"{name}.{key}: {m.props.get(key)!r}, expected {value!r}"
+        for key in want.get("absent", []):
+            assert key not in m.props
+        # Through the renderer: in the tile at the max zoom, and nowhere below the min zoom.
+        top = mercantile.tile(lon, lat, m.max_zoom)
+        decoded = rendered(schema, table.key, one_row, Tile(top.x, top.y, top.z))
+        assert name in decoded, f"{name} missing from tile {top}"
+        feature = decoded[name]["features"][0]
+        shown = {k: v for k, v in m.props.items() if not k.startswith("_")}
+        assert feature["properties"] == shown
+        if want.get("geometry"):
+            assert feature["geometry"]["type"] == want["geometry"]
+        if m.min_zoom > 0:
+            below = mercantile.tile(lon, lat, m.min_zoom - 1)
+            assert name not in rendered(schema, table.key, one_row, Tile(below.x, below.y, below.z))
