@@ -183,7 +183,7 @@ def schema_path(name: str) -> str:
     if os.sep not in name and not name.endswith((".yaml", ".yml")):
         path = os.path.join(BUILTIN_DIR, f"{name}.yaml")
         if not os.path.exists(path):
-            builtin = sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".yaml"))
+            builtin = sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".yaml") and "." not in f[:-5])
             raise SchemaError(f"schema.name {name!r}: no built-in schema of that name (built in: "
                               f"{', '.join(builtin)}); give a path to a YAML file for your own")
         return path
@@ -232,8 +232,9 @@ def _schema(path: str, data: bytes, doc) -> Schema:
     at.inside(doc, "max_zoom").expect(_is_int(max_zoom) and 3 <= max_zoom <= 16, "expected a zoom in 3..16")
     for key in ("tables", "layers"):
         at.inside(doc, key).expect(isinstance(doc.get(key), dict) and bool(doc[key]), "expected a mapping")
-    tables = {key: _table(at.inside(doc["tables"], key), key, spec) for key, spec in doc["tables"].items()}
-    layers = tuple(_layer(at.inside(doc["layers"], name_), name_, spec, tables, max_zoom)
+    tables = {key: _table(at.inside(doc, "tables").inside(doc["tables"], key), key, spec)
+              for key, spec in doc["tables"].items()}
+    layers = tuple(_layer(at.inside(doc, "layers").inside(doc["layers"], name_), name_, spec, tables, max_zoom)
                    for name_, spec in doc["layers"].items())
     names = [layer.name for layer in layers]
     for layer in layers:
