@@ -15,7 +15,8 @@ import time
 
 import mapbox_vector_tile
 
-from tilebatch import config, layers, local, mvt, rawr, render, source
+from tilebatch import config, local, mvt, rawr, render, source
+from tilebatch.schema import load_schema
 from tilebatch.tiles import bbox_tiles, children, format_tile, parse_bbox, tile_at
 
 ZOOMS = range(13, 17)
@@ -72,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = config.load(args.config)
     bbox = parse_bbox(args.bbox) if args.bbox else local.data_extent(cfg)
-    schema = layers.load()
+    schema = load_schema(cfg)
     src = source.Source(source.connect(cfg), schema)
     group_zoom = cfg["rawr"]["group-zoom"]
     central = [tile_at(*CENTRAL, z) for z in ZOOMS]

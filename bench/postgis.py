@@ -1,7 +1,7 @@
 """PostGIS alone: the tiles tilebatch built, each rendered by one SQL query with ST_AsMVT.
 
 This is what a user would write instead of a pipeline: per tile and layer,
-the rows layers.yaml shows at that zoom (the same filters, layers.sql_filter,
+the rows the schema shows at that zoom (the same filters, sqlfilter.sql_filter,
 read from osm2pgsql's tag columns as tilebatch reads them, merged tags built
 only for the rows kept), cut with ST_AsMVTGeom and encoded
 with ST_AsMVT, the layers concatenated into one tile. Every tile tilebatch
@@ -13,8 +13,8 @@ import time
 
 import mapbox_vector_tile
 
-from tilebatch import layers, metatile, source
-from tilebatch.layers import Layer, Lookup, Schema
+from tilebatch import metatile, source, sqlfilter
+from tilebatch.schema import Expr, Layer, Schema, load_schema
 from tilebatch.tiles import metatile_members, parse_tile
 
 from . import measure
@@ -38,32 +38,41 @@ def _quote(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def _lookup_sql(lookup: Lookup) -> str:
-    if lookup.tag is None:
-        return _quote(lookup.constant)
-    if lookup.values is None:
-        return f"coalesce(tags->{_quote(lookup.tag)}, {_quote(lookup.default) if lookup.default else 'NULL'})"
-    cases = " ".join(f"WHEN {_quote(v)} THEN {_quote(k)}" for v, k in sorted(lookup.values.items()))
-    default = _quote(lookup.default) if lookup.default is not None else "NULL"
-    return f"(CASE tags->{_quote(lookup.tag)} {cases} ELSE {default} END)"
+def _value_sql(expr: Expr | None) -> str:
+    """SQL for a kind or property that is a constant or a tag (looked up); NULL for what a hand-written query
+    would leave out."""
+    if expr is None:
+        return "NULL"
+    if expr.tags is None:
+        return _quote(expr.const) if expr.const is not None and expr.any is None and expr.all is None else "NULL"
+    value = f"coalesce({', '.join(f'tags->{_quote(t)}' for t in expr.tags)})"
+    default = _value_sql(expr.default)
+    if expr.values is None:
+        return f"coalesce({value}, {default})"
+    cases = " ".join(f"WHEN {_quote(v)} THEN {_quote(k)}" for v, k in sorted(expr.values.items()))
+    return f"(CASE {value} {cases} ELSE {default} END)"
+
+
+_GEOMETRY = {"boundary": "ST_Boundary(g)", "label": "ST_PointOnSurface(g)", None: "g"}
 
 
 def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> str | None:
-    """The rows of one table in one layer at `zoom`, as (id, kind, name, properties..., geom)."""
+    """The rows of one table in one layer at `zoom`, as (id, kind, properties..., geom)."""
     alone = lambda rules: schema._replace(layers=(layer._replace(rules=rules),))  # noqa: E731
-    where = layers.sql_filter(alone(layer.rules), table_key, zoom)
+    where = sqlfilter.sql_filter(alone(layer.rules), table_key, zoom)
     if where is None:
         return None
-    kinds = []
+    kinds, geoms = [], []
     for rule in layer.rules:
-        rule_where = layers.sql_filter(alone((rule,)), table_key, zoom) if rule.table == table_key else None
+        rule_where = sqlfilter.sql_filter(alone((rule,)), table_key, zoom) if rule.table == table_key else None
         if rule_where is not None:
-            kinds.append(f"WHEN {rule_where} THEN {_lookup_sql(rule.kind)}")
-    geom = "ST_Boundary(g)" if layer.boundary else "g"
-    props = "".join(f", tags->{_quote(p.tag)} AS {p.name}" for p in layer.props)
-    return (f"SELECT id, (CASE {' '.join(kinds)} END) AS kind, tags->'name' AS name{props},"
-            f" ST_AsMVTGeom({geom}, ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER}, true) AS geom"
-            f" FROM rows_{table_key} WHERE {where}")
+            kinds.append(f"WHEN {rule_where} THEN {_value_sql(rule.kind)}")
+            geoms.append(f"WHEN {rule_where} THEN {_GEOMETRY[rule.geometry]}")
+    props = "".join(f", {_value_sql(e)} AS \"{name}\"" for name, e in layer.props
+                    if e.prefix is None and not name.startswith("_"))
+    return (f"SELECT id, (CASE {' '.join(kinds)} END) AS kind{props},"
+            f" ST_AsMVTGeom((CASE {' '.join(geoms)} END), ST_TileEnvelope(%(z)s, %(x)s, %(y)s), {EXTENT}, {BUFFER},"
+            f" true) AS geom FROM rows_{table_key} WHERE {where}")
 
 
 def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
@@ -71,13 +80,13 @@ def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
 
     Each table's rows in the tile (and its buffer) that some layer shows at
     `zoom` are read once, filtered on osm2pgsql's tag columns as tilebatch
-    filters them (layers.sql_filter with the Source's tag SQL), their tags
+    filters them (sqlfilter.sql_filter with the Source's tag SQL), their tags
     merged once for the rows kept, then shared by every layer (MATERIALIZED),
     as a careful hand-written tile query would.
     """
     ctes, keys = [], []
     for key, table in src.tables.items():
-        where = layers.sql_filter(schema, key, zoom, src._tag_sql(key))
+        where = sqlfilter.sql_filter(schema, key, zoom, src._tag_sql(key))
         if where is None:
             continue
         keys.append(key)
@@ -98,7 +107,7 @@ def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
 
 def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
     """Seconds, CPU seconds, tiles and features of rendering `tiles` with ST_AsMVT."""
-    schema = layers.load()
+    schema = load_schema(cfg)
     conn = source.connect({**cfg, "postgresql": {**cfg["postgresql"], "dbnames": [ds.dbname]}})
     src = source.Source(conn, schema)
     out = []

@@ -2,7 +2,7 @@
 
 The style knows layers and geometry types, not the kinds in them: each layer
 has one colour, polygons are filled, lines stroked, points drawn as dots, and
-names written beside points and along roads. A new kind in layers.yaml shows up
+names written beside points and along roads. A new kind in a schema shows up
 on the map without a change here. No `glyphs` URL: MapLibre then draws the
 letters with a local font, so the page needs nothing from outside.
 """
