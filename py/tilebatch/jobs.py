@@ -95,6 +95,7 @@ def run_job(kind: str, args, cfg, work) -> int:
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(time.process_time() - cpu_started, 3),
             "peak_memory_mb": peak_memory_mb(), "schema": schema}
+    records.keep_run_schema(metatile_store(cfg), run_id, schema)
     records.write_record(metatile_store(cfg), run_id, kind, tile, info)
     log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id")})
     return 0

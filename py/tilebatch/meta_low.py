@@ -7,7 +7,7 @@ over a planet pulls only what a z0..z3 map shows.
 """
 
 from . import render, source
-from .schema import load_schema, simplify_tolerance
+from .schema import build_max_zoom, load_schema, simplify_tolerance
 from .errors import BadInput
 from .jobs import add_job_command
 from .schema import Schema
@@ -28,19 +28,20 @@ def features_at(src: source.Source, schema: Schema, area: Tile, zoom: int) -> li
     return render.collect(schema, ((key, src.rows(key, box, zoom, simplify)) for key in src.tables))
 
 
-def job_metatiles(tile: Tile, queue_zoom: int) -> list[Tile]:
-    """The metatiles a meta-low job renders."""
+def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:
+    """The metatiles a meta-low job renders: none whose tiles lie beyond the build's max zoom."""
     if tile.z < queue_zoom:
-        return [tile]
-    return [tile] + [m for z in range(tile.z + 1, tile.z + METATILE_ZOOMS) for m in children(tile, z)]
+        return [tile] if tile.z == 0 or tile.z + METATILE_ZOOMS <= max_zoom else []
+    return [m for z in range(tile.z, tile.z + METATILE_ZOOMS) if z + METATILE_ZOOMS <= max_zoom
+            for m in children(tile, z)]
 
 
 def meta_low_job(tile: Tile, cfg: dict) -> dict:
     queue_zoom = cfg["batch"]["queue-zoom"]
     if tile.z > queue_zoom:
         raise BadInput(f"meta-low jobs run at zooms 0..{queue_zoom}, not z{tile.z}")
-    metas = job_metatiles(tile, queue_zoom)
     schema = load_schema(cfg)
+    metas = job_metatiles(tile, queue_zoom, build_max_zoom(cfg, schema))
     src = source.Source(source.connect(cfg), schema)
     out = metatile_store(cfg)
     members = {meta: {} for meta in metas}

@@ -28,23 +28,29 @@ def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
     return json.loads(data) if data else None
 
 
-def check_run_schema(store, run_id: str, schema: Schema) -> dict:
-    """The schema of the run, as records carry it; BadInput when the run was started with another one.
+def _schema_key(run_id: str) -> str:
+    return f"runs/{run_id}/schema.json"
 
-    The first job of a run (or its enqueue) writes it: tiles of two schemas
-    mixed in one store would draw as neither.
+
+def check_run_schema(store, run_id: str, schema: Schema) -> dict:
+    """The schema as records carry it; BadInput when the run has finished jobs with another one.
+
+    Tiles of two schemas mixed in one store would draw as neither. The first
+    job of a run to finish leaves its schema (`keep_run_schema`).
     """
     mine = {"name": schema.name, "digest": schema.digest}
-    key = f"runs/{run_id}/schema.json"
-    data = store.read(key)
-    if data is None:
-        store.write(key, json.dumps(mine, sort_keys=True).encode())
-        return mine
-    theirs = json.loads(data)
+    data = store.read(_schema_key(run_id))
+    theirs = json.loads(data) if data else mine
     if theirs != mine:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
                        f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
     return mine
+
+
+def keep_run_schema(store, run_id: str, mine: dict) -> None:
+    """Note the run's schema, unless an earlier job did."""
+    if not store.exists(_schema_key(run_id)):
+        store.write(_schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
 
 
 def done_tiles(store, run_id: str, job: str) -> set[Tile]:
