@@ -2,9 +2,11 @@
 
 A small HTTP server on 127.0.0.1 serves the tiles (`/{z}/{x}/{y}.mvt`, cut out
 of their metatiles), a TileJSON 3.0.0 description (`/tilejson.json`), a
-MapLibre style (`/style.json`) and a page with the map (`/`). MapLibre GL JS
-itself comes from web/node_modules (installed by `make setup`) and is served
-from here too, so the preview needs no network.
+MapLibre style (`/style.json`) and a page with the map (`/`). The style is the
+public one made for a built-in schema (public_styles: VersaTiles colorful for
+Shortbread, Protomaps light for Tilezen), else our generic one (style). MapLibre
+GL JS and the fonts come from web/node_modules (installed by `make setup`) and
+are served from here too, so the preview needs no network.
 
 The server shows the store as it was when it started: the description is
 worked out once, and a metatile once read stays in a small cache (one read
@@ -19,7 +21,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from . import log, style, tileset
+from . import log, public_styles, style, tileset
 from .errors import BadInput, TilebatchError
 from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
@@ -30,6 +32,7 @@ JSON_TYPE = "application/json"
 PAGE = Path(__file__).with_name("preview.html")
 DEFAULT_MAPLIBRE = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "maplibre-gl" / "dist"
 ASSET_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".map": JSON_TYPE}
+FONT_TYPE = "font/woff2"
 CACHE_SIZE = 32  # metatiles; a z13 metatile of a dense city unpacks to a few MB
 
 _TILE_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/([^/]+)\.mvt$")
@@ -133,6 +136,21 @@ class Preview:
             if maplibre_dir.is_dir() else {}
         if "maplibre-gl.mjs" not in self.assets:
             raise BadInput(f"MapLibre GL JS is not installed in {maplibre_dir}: run make setup")
+        # A built-in schema is drawn by its public style, a schema of one's own by the generic style.
+        self.public_style = self.subsets = None
+        self.fonts = {}
+        name = public_styles.for_schema(schema)
+        if name:
+            self.public_style = public_styles.make(name)
+            absent = public_styles.absent_source_layers(self.public_style, self._source_layers())
+            if absent:
+                log.warning("the tiles lack layers the style draws: those style layers are left out",
+                            style=name, layers=sorted(absent))
+            self.subsets = public_styles.unicode_ranges()
+            self.fonts = {p.name: p for p in (public_styles.FONT_PACKAGE / "files").glob("*.woff2")}
+
+    def _source_layers(self) -> set[str]:
+        return {layer["id"] for layer in self.vector_layers}
 
     def tilejson(self, base: str) -> dict:
         d = self.description
@@ -143,7 +161,9 @@ class Preview:
 
     def style(self, base: str) -> dict:
         lon, lat, zoom = self.description.center
-        return {**style.style(f"{base}/tilejson.json"), "center": [lon, lat], "zoom": zoom}
+        drawn = public_styles.point_at(self.public_style, base, self.subsets, self._source_layers()) \
+            if self.public_style else style.style(f"{base}/tilejson.json")
+        return {**drawn, "center": [lon, lat], "zoom": zoom}
 
     def respond(self, target: str, base: str) -> tuple[int, str | None, bytes]:
         """(status, content type, body) for a request target; HTTPError for what cannot be served."""
@@ -161,6 +181,9 @@ class Preview:
         if name in self.assets and name != path:
             asset = self.assets[name]
             return 200, ASSET_TYPES[asset.suffix], asset.read_bytes()
+        name = path.removeprefix("/fonts/")
+        if name in self.fonts and name != path:
+            return 200, FONT_TYPE, self.fonts[name].read_bytes()
         raise HTTPError(404, f"nothing at {path[:80]!r}")
 
 
