@@ -1,0 +1,146 @@
+"""web/style-coverage.mjs: how many layers of a public style a set of tiles feeds, by MapLibre's filter code."""
+
+import gzip
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+
+import mapbox_vector_tile
+import pytest
+from conftest import TOP, run_cli
+
+TOOL = TOP / "web" / "style-coverage.mjs"
+REFERENCE = TOP / "tests" / "data" / "shortbread-reference" / "shortbread-helsinki.mbtiles"
+# Layers of Protomaps light our demo build fed when this tool was written; issue 10 aims at 45.
+TILEZEN_FLOOR = 28
+FIGURE_RE = re.compile(r"^style layers drawing: (\d+)/(\d+)$")
+
+
+def coverage(style, tiles, *extra):
+    return subprocess.run([shutil.which("node"), str(TOOL), "--style", str(style), *extra, str(tiles)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def figure(proc) -> tuple[int, int]:
+    assert proc.returncode == 0, proc.stderr
+    m = FIGURE_RE.match(proc.stdout.splitlines()[-1])
+    assert m, proc.stdout
+    return int(m[1]), int(m[2])
+
+
+def write_mbtiles(path, tiles: dict, maxzoom: int) -> None:
+    """An MBTiles file of {(z, x, y): MVT bytes}, rows in TMS order as the format has them."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+    db.execute("CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB)")
+    db.executemany("INSERT INTO metadata VALUES (?, ?)", [("format", "pbf"), ("maxzoom", str(maxzoom))])
+    db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
+                   [(z, x, (1 << z) - 1 - y, data) for (z, x, y), data in tiles.items()])
+    db.commit()
+    db.close()
+
+
+def mvt(layers: dict) -> bytes:
+    """A tile of {layer: [(WKT, properties)]}."""
+    return mapbox_vector_tile.encode([{"name": name, "features": [{"geometry": g, "properties": p} for g, p in feats]}
+                                      for name, feats in layers.items()])
+
+
+SQUARE = "POLYGON ((100 100, 1000 100, 1000 1000, 100 1000, 100 100))"
+
+
+@pytest.fixture
+def hand_made(tmp_path):
+    """A z10 tile and a z12 tile (the top zoom), the first gzipped as exports write them."""
+    path = tmp_path / "tiles.mbtiles"
+    write_mbtiles(path, {
+        (10, 583, 296): gzip.compress(mvt({
+            "areas": [(SQUARE, {"kind": "park"})],
+            "ways": [("LINESTRING (0 0, 2000 2000)", {"kind": "road"})],
+            "spots": [("POINT (50 50)", {"kind": "cafe"})],
+        })),
+        (12, 2332, 1184): mvt({"late": [("POINT (50 50)", {"kind": "late"})]}),
+    }, maxzoom=12)
+    return path
+
+
+def layer(id_, type_, source_layer, filter_=None, **extra):
+    out = {"id": id_, "type": type_, "source": "s", "source-layer": source_layer, **extra}
+    return {**out, "filter": filter_} if filter_ is not None else out
+
+
+# Each layer tries one rule of the definition; True: it draws from the hand-made tiles.
+DEFINITION = [
+    (layer("fill-areas", "fill", "areas"), True),
+    (layer("fill-ways", "fill", "ways"), False),               # a line has no area to fill
+    (layer("line-areas", "line", "areas"), True),              # a polygon's outline
+    (layer("extrusion-areas", "fill-extrusion", "areas"), True),
+    (layer("heatmap-areas", "heatmap", "areas"), False),       # heatmaps: points only
+    (layer("circle-ways", "circle", "ways"), True),
+    (layer("symbol-spots", "symbol", "spots"), True),
+    (layer("along-spots", "symbol", "spots", layout={"symbol-placement": "line"}), False),
+    (layer("along-ways", "symbol", "ways", layout={"symbol-placement": "line"}), True),
+    (layer("park", "fill", "areas", ["==", ["get", "kind"], "park"]), True),
+    (layer("forest", "fill", "areas", ["==", ["get", "kind"], "forest"]), False),
+    (layer("legacy-type", "line", "ways", ["==", "$type", "LineString"]), True),
+    (layer("minzoom-10.5", "fill", "areas", minzoom=10.5), True),  # MapLibre builds z10 tiles for it
+    (layer("minzoom-11", "fill", "areas", minzoom=11), False),      # z10 is not the top zoom
+    (layer("zoom-below-11", "circle", "spots", ["<", ["zoom"], 11]), True),
+    (layer("zoom-from-11", "circle", "spots", [">=", ["zoom"], 11]), False),
+    (layer("overzoomed", "circle", "late", minzoom=18), True),      # the top zoom's tiles at z18
+    (layer("overzoomed-filter", "circle", "late", [">=", ["zoom"], 20]), True),
+    (layer("maxzoom-12", "circle", "late", maxzoom=12), False),     # maxzoom is exclusive
+    (layer("absent", "fill", "nowhere"), False),
+]
+
+
+def test_each_rule_of_the_definition(hand_made, tmp_path):
+    style = tmp_path / "style.json"
+    style.write_text(json.dumps({
+        "version": 8, "sources": {"s": {"type": "vector", "tiles": ["http://127.0.0.1/{z}/{x}/{y}.mvt"]}},
+        "layers": [{"id": "background", "type": "background"}] + [spec for spec, _ in DEFINITION]}))
+    proc = coverage(style, hand_made, "--missing")
+    missing = {line.split("\t")[0] for line in proc.stdout.splitlines()[:-1]}
+    assert missing == {spec["id"] for spec, draws in DEFINITION if not draws}
+    assert figure(proc) == (sum(draws for _, draws in DEFINITION), len(DEFINITION))
+
+
+def test_the_reference_shortbread_build_feeds_101_of_colorful():
+    # The figure published with the reference build: the definition is the same one.
+    assert figure(coverage("versatiles-colorful", REFERENCE)) == (101, 275)
+
+
+def test_the_demo_build_and_protomaps_light(built_store, tmp_path):
+    _, env = built_store
+    out = tmp_path / "demo.mbtiles"
+    proc = run_cli("export", "--config", "config.yaml", out, env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = coverage("protomaps-light", out, "--missing")
+    drawing, total = figure(proc)
+    print(proc.stdout)  # pytest -s shows the figure and the layers that draw nothing
+    assert total == 70 and drawing >= TILEZEN_FLOOR
+    assert len(proc.stdout.splitlines()) - 1 == total - drawing
+
+
+def test_bad_input_is_one_line_and_exit_2(hand_made, tmp_path):
+    bad_filter = tmp_path / "bad-filter.json"
+    bad_filter.write_text(json.dumps({"version": 8, "sources": {}, "layers": [
+        layer("frob", "fill", "areas", ["frob", 1])]}))
+    corrupt = tmp_path / "corrupt.mbtiles"
+    write_mbtiles(corrupt, {(3, 4, 2): gzip.compress(b"\x1f\x8bnot a tile")}, maxzoom=3)
+    cases = [
+        (("versatiles-colorful", tmp_path / "nothing.mbtiles"), "cannot read"),
+        (("versatiles-colorful", TOOL), "is not an MBTiles file"),
+        (("no-such-style", hand_made), "cannot read the style no-such-style"),
+        ((bad_filter, hand_made), 'style layer "frob": bad filter'),
+        (("protomaps-light", corrupt), "tile 3/4/2 in"),
+    ]
+    for (style, tiles), message in cases:
+        proc = coverage(style, tiles)
+        assert (proc.returncode, proc.stdout) == (2, ""), proc
+        assert proc.stderr.startswith("style-coverage: ") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1
+    proc = subprocess.run([shutil.which("node"), str(TOOL)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
