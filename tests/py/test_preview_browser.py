@@ -34,19 +34,49 @@ def browser(tmp_path):
         yield b
 
 
-def test_central_helsinki_at_z15_draws_at_least_five_layers(built_store, browser):
+RENDERED_SYMBOLS = "map.queryRenderedFeatures().filter((f) => f.layer.type === 'symbol').length"
+
+
+def draw(server, browser, name: str) -> dict:
+    """Open central Helsinki at z15 and wait until the map has drawn it: what it shows."""
+    browser.call("Page.navigate", {"url": f"{server.url}/#15/60.170/24.945"})
+    try:
+        browser.evaluate(WAIT_FOR_IDLE, timeout=90)
+    except Exception as e:
+        raise AssertionError(f"the map did not finish drawing: {e}; page errors: {browser.errors()}") from None
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.screenshot(str(ARTIFACTS / f"preview-helsinki-z15-{name}.png"))
+    return {"view": browser.evaluate("[map.getZoom(), map.getCenter().lng, map.getCenter().lat]"),
+            "sources": browser.evaluate("Object.keys(map.getStyle().sources)"),
+            "layers": browser.evaluate(RENDERED_LAYERS),
+            "labels": browser.evaluate(RENDERED_SYMBOLS)}
+
+
+# Schema: the source its public style reads, and how many of our layers it must show at least.
+PUBLIC = {"tilezen": ("protomaps", 5), "shortbread": ("versatiles-shortbread", 1)}
+
+
+@pytest.mark.parametrize("schema", PUBLIC)
+def test_central_helsinki_at_z15_in_the_schemas_public_style(built_store, browser, schema):
     _, env = built_store
-    with serving(env) as server:
-        browser.call("Page.navigate", {"url": f"{server.url}/#15/60.170/24.945"})
-        try:
-            browser.evaluate(WAIT_FOR_IDLE, timeout=90)
-        except Exception as e:
-            raise AssertionError(f"the map did not finish drawing: {e}; page errors: {browser.errors()}") from None
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.screenshot(str(ARTIFACTS / "preview-helsinki-z15.png"))
-        view = browser.evaluate("[map.getZoom(), map.getCenter().lng, map.getCenter().lat]")
-        layers = browser.evaluate(RENDERED_LAYERS)
-    assert view == pytest.approx([15, 24.945, 60.170], abs=1e-3)
-    assert len(layers) >= 5, layers
+    with serving({**env, "TILEQUEUE__schema__name": schema}) as server:
+        shown = draw(server, browser, schema)
+    source, at_least = PUBLIC[schema]
+    assert shown["view"] == pytest.approx([15, 24.945, 60.170], abs=1e-3)
+    assert shown["sources"] == [source]
+    assert len(shown["layers"]) >= at_least, shown["layers"]
+    if schema == "tilezen":
+        assert shown["labels"] > 0  # street names: the letters came from the font files served with the map
     assert browser.errors() == []
     assert "Traceback" not in server.stderr
+
+
+def test_a_schema_of_ones_own_is_drawn_with_the_generic_style(built_store, browser, tmp_path):
+    _, env = built_store
+    own = tmp_path / "my-schema.yaml"
+    own.write_bytes((TOP / "py" / "tilebatch" / "layers.yaml").read_bytes())
+    with serving({**env, "TILEQUEUE__schema__name": str(own)}) as server:
+        shown = draw(server, browser, "generic")
+    assert shown["sources"] == ["tilebatch"]
+    assert len(shown["layers"]) >= 5, shown["layers"]
+    assert browser.errors() == []

@@ -5,7 +5,7 @@ import threading
 
 import mercantile
 import pytest
-from conftest import last_error, run_cli
+from conftest import BIN, TOP, last_error, run_cli
 from tilebatch import metatile, serve
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
@@ -74,6 +74,9 @@ def test_head_answers_without_a_body(server, small):
     ("/maplibre/..\\..\\package.json", 400),
     ("/maplibre/maplibre-gl.d.ts", 404),  # only the files a browser needs
     ("/maplibre/", 404),
+    ("/fonts/", 404),
+    ("/fonts/noto-sans-latin-400-normal.woff", 404),  # woff2 only: what the style names
+    ("/fonts/../package.json", 400),
     ("/config.yaml", 404),
     ("/etc/passwd", 404),
 ])
@@ -108,12 +111,41 @@ def test_tilejson_describes_what_was_built(server):
     assert "OpenStreetMap" in tj["attribution"]
 
 
-def test_style_draws_every_layer_from_the_tilejson(server):
+def test_tilezen_is_drawn_with_protomaps_light_from_this_server(server):
     style = server.json("/style.json")
     assert style["version"] == 8
-    assert style["sources"]["tilebatch"] == {"type": "vector", "url": f"{server.url}/tilejson.json"}
+    assert style["sources"]["protomaps"]["url"] == f"{server.url}/tilejson.json" and len(style["sources"]) == 1
+    assert "glyphs" not in style and "sprite" not in style  # neither is published where we could get it
     drawn = {layer.get("source-layer") for layer in style["layers"]} - {None}
-    assert drawn == LAYERS
+    assert drawn and drawn <= LAYERS
+    urls = {face["url"] for faces in style["font-faces"].values() for face in faces}
+    assert urls
+    for url in urls:
+        assert url.startswith(f"{server.url}/fonts/")
+        status, headers, body = server.get(url.removeprefix(server.url))
+        assert (status, headers["content-type"], body[:4]) == (200, "font/woff2", b"wOF2")
+
+
+def test_shortbread_is_drawn_with_versatiles_colorful(small):
+    with serving({**small[0], "TILEQUEUE__schema__name": "shortbread"}) as s:
+        style = s.json("/style.json")
+    assert list(style["sources"]) == ["versatiles-shortbread"]
+    assert style["sources"]["versatiles-shortbread"]["url"] == f"{s.url}/tilejson.json"
+    assert {"noto_sans_regular", "noto_sans_bold"} <= set(style["font-faces"])
+    # The style layers of source-layers the tiles lack are left out, and the log says which.
+    warnings = [json.loads(line) for line in s.stderr.splitlines() if '"level": "warning"' in line]
+    (left_out,) = [w["layers"] for w in warnings if w["msg"].startswith("the tiles lack layers the style draws")]
+    assert "streets" in left_out and "places" not in left_out
+    assert {layer.get("source-layer") for layer in style["layers"]} - {None} <= LAYERS
+
+
+def test_a_schema_of_ones_own_is_drawn_with_the_generic_style(small, tmp_path):
+    own = tmp_path / "my-schema.yaml"
+    own.write_bytes((TOP / "py" / "tilebatch" / "layers.yaml").read_bytes())
+    with serving({**small[0], "TILEQUEUE__schema__name": str(own)}) as s:
+        style = s.json("/style.json")
+    assert style["sources"] == {"tilebatch": {"type": "vector", "url": f"{s.url}/tilejson.json"}}
+    assert {layer.get("source-layer") for layer in style["layers"]} - {None} == LAYERS
     assert "glyphs" not in style and "sprite" not in style  # letters drawn locally: nothing from outside
 
 
@@ -211,6 +243,13 @@ def test_a_taken_port_is_refused(server, small):
     proc = run_cli("serve", "--config", "config.yaml", "--port", server.port, env=small[0])
     assert proc.returncode == 2
     assert f"cannot listen on 127.0.0.1:{server.port}" in last_error(proc)
+
+
+def test_without_node_it_says_to_run_setup(small):
+    proc = run_cli("serve", "--config", "config.yaml", "--port", "0", env={**small[0], "PATH": str(BIN)})
+    assert proc.returncode == 2
+    assert last_error(proc) == "Node.js is not installed: run make setup"
+    assert "Traceback" not in proc.stderr
 
 
 def test_without_maplibre_it_says_to_run_setup(small, tmp_path):
