@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo demo-data db-start db-stop preview export clean
+.PHONY: help setup test demo demo-data db-start db-stop preview export style-coverage clean
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PO
 
 export: setup ## write the build into one file: make export FORMAT=pmtiles|mbtiles OUT=file
 	@tilebatch export --config $(CONFIG) --format $(FORMAT) $(OUT)
+
+# The build exported to a scratch MBTiles file, as a map would read it, and measured there.
+style-coverage: setup ## how many layers of a public style the build feeds: STYLE=… [MISSING=1 lists those it does not]
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	tilebatch export --config '$(CONFIG)' "$$tmp/build.mbtiles" && \
+	node web/style-coverage.mjs --style '$(STYLE)' $(if $(filter 1,$(MISSING)),--missing) "$$tmp/build.mbtiles"
 
 clean: ## remove built tiles and the local database (keeps the .venv)
 	-@bin/localdb stop

