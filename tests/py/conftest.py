@@ -121,6 +121,18 @@ def built_store(db_url, tmp_path_factory):
     return root, env
 
 
+SHORTBREAD = {"TILEQUEUE__schema__name": "shortbread"}
+
+
+@pytest.fixture(scope="session")
+def shortbread_build(db_url, tmp_path_factory):
+    """A whole build of the demo data with the Shortbread schema, once a session: its root dir."""
+    root = tmp_path_factory.mktemp("shortbread")
+    proc = run_cli("build", "--config", "config.yaml", "--run_id", "sb", env={**build_env(root), **SHORTBREAD})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
 @pytest.fixture
 def queue(bucket, monkeypatch):
     """A job queue on an unmanaged compute environment and the three job definitions (512 MiB), as on AWS;

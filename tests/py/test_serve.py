@@ -6,7 +6,7 @@ import threading
 import mercantile
 import pytest
 from conftest import BIN, TOP, last_error, run_cli
-from tilebatch import metatile, serve
+from tilebatch import metatile, public_styles, serve
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
@@ -129,19 +129,29 @@ def test_tilezen_is_drawn_with_protomaps_light_from_this_server(server):
 def test_shortbread_is_drawn_with_versatiles_colorful(small):
     with serving({**small[0], "TILEQUEUE__schema__name": "shortbread"}) as s:
         style = s.json("/style.json")
+        layers = {layer["id"] for layer in s.json("/tilejson.json")["vector_layers"]}
     assert list(style["sources"]) == ["versatiles-shortbread"]
     assert style["sources"]["versatiles-shortbread"]["url"] == f"{s.url}/tilejson.json"
     assert {"noto_sans_regular", "noto_sans_bold"} <= set(style["font-faces"])
-    # The style layers of source-layers the tiles lack are left out, and the log says which.
+    # Shortbread has every source-layer colorful reads: no style layer is left out.
+    assert len(style["layers"]) == len(public_styles.make("versatiles-colorful")["layers"])
+    assert {layer.get("source-layer") for layer in style["layers"]} - {None} <= layers
+    assert "left out" not in s.stderr
+
+
+def test_style_layers_of_source_layers_the_tiles_lack_are_left_out_and_named(small):
+    with serving(small[0]) as s:  # Tilezen has no landcover, which Protomaps light draws
+        style = s.json("/style.json")
+    assert "landcover" not in {layer.get("source-layer") for layer in style["layers"]}
     warnings = [json.loads(line) for line in s.stderr.splitlines() if '"level": "warning"' in line]
-    (left_out,) = [w["layers"] for w in warnings if w["msg"].startswith("the tiles lack layers the style draws")]
-    assert "streets" in left_out and "places" not in left_out
-    assert {layer.get("source-layer") for layer in style["layers"]} - {None} <= LAYERS
+    left_out = [(w["style"], w["layers"]) for w in warnings if "left out" in w["msg"]]
+    assert left_out == [("protomaps-light", ["landcover"])]
 
 
 def test_a_schema_of_ones_own_is_drawn_with_the_generic_style(small, tmp_path):
+    # A copy of a built-in schema, even under its name, is one's own: no public style promises to draw it.
     own = tmp_path / "my-schema.yaml"
-    own.write_bytes((TOP / "py" / "tilebatch" / "layers.yaml").read_bytes())
+    own.write_bytes((TOP / "py" / "tilebatch" / "schemas" / "tilezen.yaml").read_bytes())
     with serving({**small[0], "TILEQUEUE__schema__name": str(own)}) as s:
         style = s.json("/style.json")
     assert style["sources"] == {"tilebatch": {"type": "vector", "url": f"{s.url}/tilejson.json"}}

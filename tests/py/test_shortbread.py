@@ -11,17 +11,15 @@ import os
 
 import mapbox_vector_tile
 import psycopg2
-import pytest
 
 from tilebatch import tileset
 from tilebatch.store import open_store
 from tilebatch.tiles import tile_at
 
-from conftest import TOP, build_env, run_cli
+from conftest import SHORTBREAD, TOP, build_env, run_cli
 from test_pipeline import CENTRAL, clip_box
 
 REFERENCE = TOP / "tests/data/shortbread-reference-counts.txt"
-SHORTBREAD = {"TILEQUEUE__schema__name": "shortbread"}
 MERGED = "lines of equal properties are joined into one feature per tile; the reference joins only neighbours in " \
          "its own sort order, so it writes more features at z14 and fewer at z8..13 where its order groups them"
 SMALL = "the reference's simplification drops polygons that collapse at low zooms; we keep every polygon above " \
@@ -62,14 +60,6 @@ def layer_counts(root) -> dict:
         for name, layer in mapbox_vector_tile.decode(data).items():
             counts[name, tile.z] += len(layer["features"])
     return counts
-
-
-@pytest.fixture(scope="module")
-def shortbread_build(db_url, tmp_path_factory):
-    root = tmp_path_factory.mktemp("shortbread")
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "sb", env={**build_env(root), **SHORTBREAD})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
 
 
 def test_layer_counts_follow_the_reference(shortbread_build):
