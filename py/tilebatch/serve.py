@@ -162,7 +162,7 @@ class Preview:
     def style(self, base: str) -> dict:
         lon, lat, zoom = self.description.center
         drawn = public_styles.point_at(self.public_style, base, self.subsets, self._source_layers()) \
-            if self.public_style else style.style(f"{base}/tilejson.json")
+            if self.public_style else style.style(f"{base}/tilejson.json", [lay.name for lay in self.schema.layers])
         return {**drawn, "center": [lon, lat], "zoom": zoom}
 
     def respond(self, target: str, base: str) -> tuple[int, str | None, bytes]:

@@ -1,9 +1,10 @@
-"""The preview map's MapLibre style: every layer drawn, whatever kinds it holds.
+"""The preview map's generic MapLibre style: every layer of any schema drawn, whatever kinds it holds.
 
 The style knows layers and geometry types, not the kinds in them: each layer
-has one colour, polygons are filled, lines stroked, points drawn as dots, and
-names written beside points and along roads. A new kind in a schema shows up
-on the map without a change here. No `glyphs` URL: MapLibre then draws the
+has one colour (Tilezen's layers their own, any other layer one of a palette),
+polygons are filled, lines stroked, points drawn as dots, and names written
+beside points and along lines. A new kind or layer in a schema shows up on
+the map without a change here. No `glyphs` URL: MapLibre then draws the
 letters with a local font, so the page needs nothing from outside.
 """
 
@@ -24,10 +25,12 @@ COLOURS = {
     "places": "#333333",
 }
 FILL_OPACITY = {"landuse": 0.6, "buildings": 0.9}
+# The colours of layers with none of their own, by their place in the schema.
+PALETTE = ["#8dd3c7", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#bc80bd", "#ccebc5"]
 ROAD_CASING = "#bcb2a3"
 # How much wider than a minor road each road kind is drawn; kinds not listed get 1.
 ROAD_WIDTH = {"highway": 2.2, "major_road": 1.6, "path": 0.5}
-LABELLED_POINTS = ("pois", "places", "transit")
+LABELLED_POINTS = ("pois", "places", "transit")  # names in their layer's colour
 
 
 def _geometry(kind: str) -> list:
@@ -55,13 +58,19 @@ def _road_width(extra: float = 0) -> list:
     return _zoom_width(2.5, factor, extra)
 
 
-def layers() -> list[dict]:
+def colours(layer_names: list[str]) -> dict:
+    """Each layer's colour, in schema order."""
+    return {name: COLOURS.get(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(layer_names)}
+
+
+def layers(layer_names: list[str]) -> list[dict]:
     """Every style layer, bottom to top: fills, lines, dots, then names."""
     out = [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND}}]
-    for name, colour in COLOURS.items():
+    by_layer = colours(layer_names)
+    for name, colour in by_layer.items():
         out.append(_layer(f"{name}-fill", "fill", name, "Polygon",
                           {"fill-color": colour, "fill-opacity": FILL_OPACITY.get(name, 1)}))
-    for name, colour in COLOURS.items():
+    for name, colour in by_layer.items():
         if name == "roads":
             out.append(_layer("roads-casing", "line", name, "LineString",
                               {"line-color": ROAD_CASING, "line-width": _road_width(extra=1.5)},
@@ -73,25 +82,26 @@ def layers() -> list[dict]:
             paint = {"line-color": colour, "line-width": _zoom_width(1.2)}
         out.append(_layer(f"{name}-line", "line", name, "LineString", paint,
                           layout={"line-cap": "round", "line-join": "round"}))
-    for name, colour in COLOURS.items():
+    for name, colour in by_layer.items():
         out.append(_layer(f"{name}-point", "circle", name, "Point",
                           {"circle-color": colour, "circle-radius": 3,
                            "circle-stroke-color": "#ffffff", "circle-stroke-width": 1}))
-    out.append(_layer("roads-name", "symbol", "roads", "LineString",
-                      {"text-color": "#555555", "text-halo-color": "#ffffff", "text-halo-width": 1.5},
-                      layout={"symbol-placement": "line", "text-field": ["get", "name"],
-                              "text-font": FONT, "text-size": 11}, minzoom=14))
-    for name in LABELLED_POINTS:
+    for name, colour in by_layer.items():
+        out.append(_layer(f"{name}-line-name", "symbol", name, "LineString",
+                          {"text-color": "#555555", "text-halo-color": "#ffffff", "text-halo-width": 1.5},
+                          layout={"symbol-placement": "line", "text-field": ["get", "name"],
+                                  "text-font": FONT, "text-size": 11}, minzoom=14))
         out.append(_layer(f"{name}-name", "symbol", name, "Point",
-                          {"text-color": COLOURS[name], "text-halo-color": "#ffffff", "text-halo-width": 1.5},
+                          {"text-color": colour if name in LABELLED_POINTS else "#333333",
+                           "text-halo-color": "#ffffff", "text-halo-width": 1.5},
                           layout={"text-field": ["get", "name"], "text-font": FONT,
                                   "text-size": 14 if name == "places" else 11,
                                   "text-anchor": "top", "text-offset": [0, 0.6]}))
     return out
 
 
-def style(tilejson_url: str) -> dict:
-    """The whole MapLibre style (spec version 8), its one source read from `tilejson_url`."""
+def style(tilejson_url: str, layer_names: list[str]) -> dict:
+    """The whole MapLibre style (spec version 8) for a schema's layers, its one source read from `tilejson_url`."""
     return {"version": 8, "name": "tilebatch preview",
             "sources": {SOURCE: {"type": "vector", "url": tilejson_url}},
-            "layers": layers()}
+            "layers": layers(layer_names)}

@@ -159,6 +159,16 @@ def test_a_schema_of_ones_own_is_drawn_with_the_generic_style(small, tmp_path):
     assert "glyphs" not in style and "sprite" not in style  # letters drawn locally: nothing from outside
 
 
+def test_the_generic_style_draws_the_layers_of_ones_own_schema(small, tmp_path):
+    own = tmp_path / "cafes.yaml"
+    own.write_text("tables: {point: {name: planet_osm_point}}\n"
+                   "layers: {cafes: {rules: [{table: point, where: {amenity: cafe}, kind: cafe, min_zoom: 14}]}}\n")
+    with serving({**small[0], "TILEQUEUE__schema__name": str(own)}) as s:
+        style = s.json("/style.json")
+    drawn = {(layer["source-layer"], layer["type"]) for layer in style["layers"] if "source-layer" in layer}
+    assert drawn == {("cafes", kind) for kind in ("fill", "line", "circle", "symbol")}
+
+
 def test_the_page_and_maplibre_come_from_the_server(server):
     status, headers, body = server.get("/")
     assert status == 200 and headers["content-type"].startswith("text/html")
