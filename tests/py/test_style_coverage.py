@@ -8,14 +8,19 @@ import sqlite3
 import subprocess
 
 import mapbox_vector_tile
+import mercantile
 import pytest
+import shapely
 from conftest import SHORTBREAD, TOP, build_env, run_cli
+
+from tilebatch import classify, render, schema as schemas
+from tilebatch.tiles import Tile
 
 TOOL = TOP / "web" / "style-coverage.mjs"
 REFERENCE = TOP / "tests" / "data" / "shortbread-reference" / "shortbread-helsinki.mbtiles"
 # Layers of each public style the demo build fed when this test was written: it may only go up.
 # Issue 10 aims at 45 of Protomaps light's 70, and 101 of colorful's 275 (the reference's figure).
-TILEZEN_FLOOR = 28
+TILEZEN_FLOOR = 37
 SHORTBREAD_FLOOR = 100
 FIGURE_RE = re.compile(r"^style layers drawing: (\d+)/(\d+)$")
 
@@ -129,6 +134,61 @@ def measure(env, style, tmp_path) -> tuple[int, int]:
 def test_the_demo_build_and_protomaps_light(built_store, tmp_path):
     drawing, total = measure(built_store[1], "protomaps-light", tmp_path)
     assert total == 70 and drawing >= TILEZEN_FLOOR
+
+
+# Hand-made OSM rows, one of each thing a Protomaps light layer draws: (table, WKT in metres east and
+# north of a spot in Helsinki, tags). The demo extract lacks most of them (no motorway, no airport, ...).
+SQUARE_M = "POLYGON ((0 0, 300 0, 300 300, 0 300, 0 0))"
+ROAD_M = "LINESTRING (0 0, 400 60)"
+PROTOMAPS_ROWS = [
+    ("land_polygons", "POLYGON ((-9000 -9000, 9000 -9000, 9000 9000, -9000 9000, -9000 -9000))", {}),
+    ("polygon", "POLYGON ((-8000 -8000, 8000 -8000, 8000 8000, -8000 8000, -8000 -8000))",
+     {"boundary": "administrative", "admin_level": "2", "name": "Suomi"}),
+    ("polygon", "POLYGON ((-7000 -7000, 7000 -7000, 7000 7000, -7000 7000, -7000 -7000))",
+     {"boundary": "administrative", "admin_level": "4", "name": "Uusimaa"}),
+    *[("polygon", SQUARE_M, {key: value, "name": value}) for key, value in [
+        ("leisure", "park"), ("leisure", "playground"), ("amenity", "hospital"), ("landuse", "industrial"),
+        ("amenity", "school"), ("natural", "beach"), ("tourism", "zoo"), ("aeroway", "aerodrome"),
+        ("aeroway", "runway"), ("highway", "pedestrian"), ("man_made", "pier"), ("natural", "water"),
+        ("building", "yes")]],
+    *[("line", ROAD_M, {"highway": highway, "name": highway, "oneway": "yes", "ref": "E18", **structure})
+      for highway in ("motorway", "motorway_link", "primary", "residential", "footway")
+      for structure in ({}, {"bridge": "yes"}, {"tunnel": "yes"})],
+    *[("line", ROAD_M, tags) for tags in (
+        {"highway": "service"}, {"railway": "rail"}, {"aeroway": "runway"}, {"aeroway": "taxiway"},
+        {"man_made": "pier"}, {"waterway": "river", "name": "Vantaanjoki"}, {"waterway": "stream", "name": "Oja"})],
+    *[("point", "POINT (100 100)", tags) for tags in (
+        {"addr:housenumber": "1"}, {"natural": "bay", "name": "Lahti"}, {"place": "island", "name": "Saari"},
+        {"amenity": "restaurant", "name": "Ravintola"}, {"place": "country", "name": "Suomi"},
+        {"place": "state", "name": "Uusimaa"}, {"place": "city", "name": "Helsinki"},
+        {"place": "suburb", "name": "Kluuvi"})],
+]
+
+
+def test_the_tilezen_schema_feeds_every_protomaps_light_layer_given_the_data(tmp_path):
+    """All but `landcover`, Protomaps' own layer that Tilezen does not have."""
+    schema = schemas.load(schemas.schema_path("tilezen"))
+    x0, y0 = mercantile.xy(24.945, 60.170)
+    rows, spots = {}, []
+    for i, (table, wkt, tags) in enumerate(PROTOMAPS_ROWS, start=1):
+        geom = shapely.affinity.translate(shapely.from_wkt(wkt), x0 + (i % 8) * 500, y0 + (i // 8) * 500)
+        tags = dict(tags)
+        if geom.geom_type == "Polygon" and schema.tables[table].tags:
+            point = shapely.point_on_surface(geom)
+            tags.update(way_area=repr(geom.area), **{classify.LABEL_KEY: f"{point.x!r} {point.y!r}"})
+        rows.setdefault(table, []).append((i, shapely.to_wkb(geom), tags))
+        spots.append(mercantile.lnglat(*shapely.point_on_surface(geom).coords[0]))
+    features = render.collect(schema, rows.items())
+    tiles = {}
+    for z in range(schema.max_zoom + 1):
+        for t in {mercantile.tile(lon, lat, z) for lon, lat in spots}:
+            data, _ = render.render_tile(schema, features, Tile(t.x, t.y, t.z))
+            if data:
+                tiles[(t.z, t.x, t.y)] = data
+    write_mbtiles(tmp_path / "tiles.mbtiles", tiles, schema.max_zoom)
+    proc = coverage("protomaps-light", tmp_path / "tiles.mbtiles", "--missing")
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()[:-1]] == ["landcover"]
+    assert figure(proc) == (69, 70)
 
 
 def test_the_shortbread_demo_build_and_versatiles_colorful(shortbread_build, tmp_path):
