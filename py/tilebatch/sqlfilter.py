@@ -33,6 +33,17 @@ def condition_sql(condition: tuple, tag_sql) -> str:
     return " AND ".join(_test(key, op, values, tag_sql) for key, (op, values) in condition) or "TRUE"
 
 
+# The number a tag's text starts with, as classify.number reads it.
+_NUMBER_PATTERN = quote(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+
+
+def _number_sql(expr: Expr, tag_sql) -> str:
+    """SQL for the number an expression reads: way_area in its unit, or the number its tag starts with."""
+    if expr.area is not None:
+        return f"(({tag_sql('way_area')})::float8 / {expr.area!r})"
+    return f"(substring(coalesce({', '.join(tag_sql(t) for t in expr.tags)}) from {_NUMBER_PATTERN}))::float8"
+
+
 def _zoom_sql(expr: Expr, tag_sql) -> str | None:
     """SQL for a min zoom, or None when it cannot be said in SQL (then every zoom may show the row)."""
     if expr.tags is None and expr.area is None:
@@ -40,16 +51,37 @@ def _zoom_sql(expr: Expr, tag_sql) -> str | None:
     default = _zoom_sql(expr.default, tag_sql) if expr.default is not None else None
     if default is None or expr.when is not None or expr.replace or expr.split:
         return None
-    value = f"coalesce({', '.join(tag_sql(t) for t in expr.tags)})" if expr.tags else \
-        f"(({tag_sql('way_area')})::float8 / {expr.area!r})"
     if expr.values is not None and expr.tags:
         cases = " ".join(f"WHEN {quote(v)} THEN {z}" for v, z in sorted(expr.values.items()))
-        return f"(CASE {value} {cases} ELSE {default} END)"
+        return f"(CASE coalesce({', '.join(tag_sql(t) for t in expr.tags)}) {cases} ELSE {default} END)"
     if expr.at_least is not None:
-        number = value if expr.area is not None else f"(substring({value} from '^\\s*(-?\\d+(?:\\.\\d+)?(?:[eE][-+]?\\d+)?)'))::float8"
+        number = _number_sql(expr, tag_sql)
         cases = " ".join(f"WHEN {number} >= {t!r} THEN {z}" for t, z in expr.at_least)
         return f"(CASE {cases} ELSE {default} END)"
     return None
+
+
+def lowest_zoom(expr: Expr) -> int:
+    """The lowest min zoom an expression can give (0 when it cannot be told)."""
+    if expr.tags is None and expr.area is None:
+        return expr.const if isinstance(expr.const, int) and not isinstance(expr.const, bool) else 0
+    results = list(expr.values.values()) if expr.values is not None else \
+        [r for _, r in expr.at_least] if expr.at_least is not None else None
+    if results is None or not all(isinstance(r, int) for r in results):
+        return 0
+    return min(results + ([lowest_zoom(expr.default)] if expr.default is not None else []))
+
+
+def _ladder_sql(expr: Expr, zoom: int, max_zoom: int, tag_sql) -> str | None:
+    """A number ladder's "min zoom <= zoom" as one comparison: the number reaches the lowest
+    threshold whose zoom is no deeper (a superset when the ladder is not monotonic)."""
+    if expr.at_least is None or expr.when is not None or expr.default is None or \
+            min(lowest_zoom(expr.default), max_zoom) <= zoom:
+        return None
+    thresholds = [t for t, r in expr.at_least if isinstance(r, int) and min(r, max_zoom) <= zoom]
+    if not thresholds:
+        return "FALSE"
+    return f"{_number_sql(expr, tag_sql)} >= {min(thresholds)!r}"
 
 
 def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str | None:
@@ -66,11 +98,14 @@ def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str
         for rule in layer.rules:
             if rule.table != table or (rule.max_zoom is not None and rule.max_zoom < zoom):
                 continue
-            if isinstance(rule.min_zoom.const, int) and min(rule.min_zoom.const, schema.max_zoom) > zoom:
+            if min(lowest_zoom(rule.min_zoom), schema.max_zoom) > zoom:
                 continue
             parts = [condition_sql(rule.where, tag_sql)]
-            min_zoom = _zoom_sql(rule.min_zoom, tag_sql) if rule.min_zoom.const is None else None
-            if min_zoom is not None:
+            ladder = _ladder_sql(rule.min_zoom, zoom, schema.max_zoom, tag_sql)
+            min_zoom = _zoom_sql(rule.min_zoom, tag_sql) if rule.min_zoom.const is None and ladder is None else None
+            if ladder is not None:
+                parts.append(ladder)
+            elif min_zoom is not None:
                 parts.append(f"LEAST({min_zoom}, {schema.max_zoom}) <= {zoom}")
             if area > 0 and schema.tables[table].tags:
                 parts.append(f"coalesce(({tag_sql('way_area')})::float8, 'Infinity') >= {area!r}")
