@@ -140,7 +140,9 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
 
     Within a layer the first rule that holds wins. A rule with a `max_zoom`
     wins only up to it: the rules after it are tried for the zooms above, so
-    a layer can say what a row is at low zooms and at high zooms apart. A min
+    a layer can say what a row is at low zooms and at high zooms apart. A rule
+    with `more` adds its feature and lets the rules after it go on (a
+    polygon's label point beside the polygon). A min
     zoom beyond the schema's max zoom is the max zoom: the feature appears in
     the last tiles built rather than in none. A layer with `unless` leaves out
     the rows that went into one of those layers.
@@ -153,11 +155,16 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
         for rule in rules:
             if not holds(rule.where, tags):
                 continue
+            zoom = evaluate(rule.min_zoom, tags)
+            if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
+                continue
             top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-            low = min(max(evaluate(rule.min_zoom, tags), floor), schema.max_zoom)
+            low = min(max(zoom, floor), schema.max_zoom)
             if low <= top:
                 props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
                 out.append(Match(i, low, top, rule.geometry, props, zooms))
+            if rule.more:
+                continue
             if rule.max_zoom is None:
                 break
             floor = rule.max_zoom + 1

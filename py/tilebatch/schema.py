@@ -87,6 +87,7 @@ class Rule(NamedTuple):
     min_zoom: Expr
     max_zoom: int | None
     props: tuple        # ((name, Expr), ...), after the layer's
+    more: bool          # the rules after it are tried too (it adds a feature, it does not decide)
 
 
 class Layer(NamedTuple):
@@ -306,7 +307,8 @@ def _words(at: _At, value) -> list:
 
 def _rule(at: _At, spec, tables, layer_geometry, max_zoom) -> Rule:
     at.expect(isinstance(spec, dict), "expected a mapping")
-    _known(at, spec, ("table", "where", "geometry", "kind", "min_zoom", "max_zoom", "properties"))
+    _known(at, spec, ("table", "where", "geometry", "kind", "min_zoom", "max_zoom", "more", "properties"))
+    at.inside(spec, "more").expect(isinstance(spec.get("more", False), bool), "expected true or false")
     at.inside(spec, "table").expect(spec.get("table") in tables, f"table must be one of {sorted(tables)}")
     table = tables[spec["table"]]
     where = _condition(at.inside(spec, "where"), spec.get("where") or {})
@@ -322,8 +324,8 @@ def _rule(at: _At, spec, tables, layer_geometry, max_zoom) -> Rule:
     rule_max = spec.get("max_zoom")
     at.inside(spec, "max_zoom").expect(rule_max is None or (_is_int(rule_max) and 0 <= rule_max <= max_zoom),
                                        f"expected a zoom in 0..{max_zoom}")
-    return Rule(table.key, where, geometry, kind, min_zoom, rule_max, _props(at.inside(spec, "properties"),
-                                                                              spec.get("properties")))
+    return Rule(table.key, where, geometry, kind, min_zoom, rule_max,
+                _props(at.inside(spec, "properties"), spec.get("properties")), spec.get("more", False))
 
 
 def _condition(at: _At, spec) -> tuple:

@@ -68,11 +68,12 @@ def test_example(schema_name, case):
     one_row = row(case, table)
     row_id, _, tags, geom = one_row
     matches = classify.classify(schema, table.key, tags, row_id)
-    got = {schema.layers[m.layer].name: m for m in matches}
-    expected = {e["layer"]: e for e in case["expect"]}
-    assert set(got) == set(expected), f"layers {sorted(got)}, expected {sorted(expected)}"
-    for name, want in expected.items():
-        m = got[name]
+    got = [(schema.layers[m.layer].name, m) for m in matches]
+    layer_order = [layer.name for layer in schema.layers]
+    expected = sorted(case["expect"], key=lambda e: layer_order.index(e["layer"]) if e["layer"] in layer_order else -1)
+    assert [n for n, _ in got] == [e["layer"] for e in expected], \
+        f"layers {[n for n, _ in got]}, expected {[e['layer'] for e in expected]}"
+    for (name, m), want in zip(got, expected):
         # A spot the feature covers, to pick the tiles to look in.
         spot = shapely.line_interpolate_point(shapely.boundary(geom), 0.1, normalized=True) \
             if m.geometry == "boundary" else shapely.point_on_surface(geom)
@@ -93,11 +94,11 @@ def test_example(schema_name, case):
         top = mercantile.tile(lon, lat, m.max_zoom)
         decoded = rendered(schema, table.key, one_row, Tile(top.x, top.y, top.z))
         assert name in decoded, f"{name} missing from tile {top}"
-        feature = decoded[name]["features"][0]
         shown = {k: v for k, v in m.props.items() if not k.startswith("_")}
-        assert feature["properties"] == shown
+        features = [f for f in decoded[name]["features"] if f["properties"] == shown]
+        assert features, f"no feature in {name} with {shown}"
         if want.get("geometry"):
-            assert feature["geometry"]["type"] == want["geometry"]
+            assert features[0]["geometry"]["type"] == want["geometry"]
         if m.min_zoom > 0:
             below = mercantile.tile(lon, lat, m.min_zoom - 1)
             assert name not in rendered(schema, table.key, one_row, Tile(below.x, below.y, below.z))
