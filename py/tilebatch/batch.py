@@ -8,42 +8,35 @@ boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 
 import json
 
-from . import log, runs
+from . import faults, log, runs
 from .enqueue import Dependency, depends_on, list_text, plan, read_tile_file, select_tiles
-from .errors import BadInput, JobFailed
+from .errors import BadInput
 from .jobs import check_run_id
 from .records import JOB_KINDS
-from .store import FileStore, metatile_store
+from .store import FileStore, client_config, metatile_store
 from .tiles import parse_bbox, parse_tile
 
 
 def batch_client(cfg: dict):
     """A Batch client with adaptive retries: a planet's submissions should not trip throttling."""
     import boto3
-    from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
     try:
-        return boto3.client("batch", region_name=cfg["batch"]["region"],
-                            config=Config(retries={"mode": "adaptive", "max_attempts": 10}))
+        return boto3.client("batch", region_name=cfg["batch"]["region"], config=client_config(cfg["aws"]))
     except NoRegionError:
         raise BadInput("no AWS region: set batch.region or AWS_DEFAULT_REGION") from None
 
 
 def call(what: str, fn, **kwargs):
-    """One Batch call; its errors said in one line (a refused request is bad input)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    """One Batch call; its errors said in one line: throttling, 5xx or an unreachable endpoint
+    may pass (exit 1), a refused request will not (exit 2)."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return fn(**kwargs)
-    except ClientError as e:
-        err = e.response.get("Error", {})
-        cls = JobFailed if err.get("Code") == "ServerException" else BadInput
-        raise cls(f"{what}: {err.get('Code')}: {err.get('Message')}") from None
-    except NoCredentialsError:
-        raise BadInput(f"{what}: no AWS credentials") from None
-    except BotoCoreError as e:
-        raise JobFailed(f"{what}: {e}") from None
+    except (ClientError, BotoCoreError) as e:
+        raise faults.aws_error(what, e) from None
 
 
 def check_queue(client, queue: str) -> None:
@@ -85,14 +78,14 @@ def _tiles(args, cfg) -> list:
     listed = None
     if args.file is not None:
         listed = read_tile_file(args.file)
-    return select_tiles(queue_zoom, tile=parse_tile(args.tile) if args.tile else None,
-                        bbox=parse_bbox(args.bbox) if args.bbox else None,
+    return select_tiles(queue_zoom, tile=parse_tile(args.tile) if args.tile is not None else None,
+                        bbox=parse_bbox(args.bbox) if args.bbox is not None else None,
                         listed=listed, with_pyramid=args.pyramid)
 
 
 def enqueue(args, cfg) -> int:
     """Plan, check everything, then write the tile lists and submit; print one JSON line a job."""
-    run_id = check_run_id(args.run_id or cfg["batch"]["run_id"])
+    run_id = check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"])
     log.bind(run_id=run_id, job=args.job)
     b = cfg["batch"]
     subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
@@ -112,15 +105,23 @@ def enqueue(args, cfg) -> int:
     needs = depends_on(subs, deps)
     # A list already there from an earlier enqueue of this run may feed running
     # children: it is reused when it holds the same tiles and never overwritten.
+    reused = set()
     for sub in arrays:
         old = store.read(sub.list_key)
         if old is not None and old.decode() != list_text(sub.tiles):
             raise BadInput(f"tile list {sub.list_key} already holds other tiles: use a new run id")
+        if old is not None:
+            reused.add(sub.list_key)
 
     log.info("enqueue planned", jobs=len(subs), tiles=sum(len(s.tiles) for s in subs),
              job_definition=definition, job_queue=b["job-queue"], dry_run=args.dry_run)
     if not args.dry_run:
-        runs.add_expected(store, run_id, args.job, [t for s in subs for t in s.tiles])
+        written = runs.add_expected(store, run_id, args.job, [t for s in subs for t in s.tiles])
+        # Another enqueue of this run at the same moment may have taken these list numbers.
+        for sub in arrays:
+            if sub.list_key not in reused and written.get(sub.list_key) != sub.tiles:
+                raise BadInput(f"tile list {sub.list_key} was just written with other tiles by another "
+                               "enqueue of this run: use a new run id")
     # add_expected wrote the array jobs' lists: the run's expected tiles, chunked as plan chunks them.
     submit_jobs(client, store, cfg, run_id, args.job, subs, needs, definition, write_lists=False,
                 dry_run=args.dry_run)

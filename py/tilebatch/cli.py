@@ -1,17 +1,21 @@
 """The `tilebatch` command: one subcommand per verb, errors as one log line and an exit code.
 
-Exit codes: 0 done; 1 failed, a retry may help; 2 bad input or configuration.
+Exit codes: 0 done; 1 failed, a retry may help; 2 bad input or configuration;
+130 interrupted, 143 terminated (SIGTERM). Whatever goes wrong is said in one
+JSON log line at level error, a bug included: never a traceback on stderr.
 Each command module adds its own subcommands (`add_commands`), each bound to a
 function `(args, cfg) -> exit code`.
 """
 
 import argparse
+import os
+import signal
 import sys
 
 import yaml
 
-from . import config, log
-from .errors import TilebatchError
+from . import config, faults, log
+from .errors import Terminated, TilebatchError
 
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -39,6 +43,8 @@ def _config_get(args, cfg) -> int:
     value = config.get(cfg, args.key)
     if isinstance(value, dict):
         yaml.safe_dump(config.masked(value), sys.stdout, sort_keys=False)
+    elif config.is_secret(args.key) and value:
+        print(log.MASK)
     else:
         for item in value if isinstance(value, list) else [value]:
             print("" if item is None else item)
@@ -68,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
         cfg = config.load(getattr(args, "config", None))
@@ -76,9 +87,27 @@ def main(argv=None) -> int:
     except TilebatchError as e:
         log.error(str(e), exit_code=e.exit_code)
         return e.exit_code
+    except Terminated:
+        log.error("terminated", exit_code=143)
+        return 143
     except KeyboardInterrupt:
         log.error("interrupted", exit_code=130)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tilebatch config show | head`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except MemoryError:
+        log.error("out of memory", exit_code=1)
+        return 1
+    except OSError as e:
+        error = faults.os_error(type(e).__name__, e)
+        log.error(str(error), exit_code=error.exit_code, traceback=faults.one_line_traceback(e))
+        return error.exit_code
+    except Exception as e:  # a bug: said in one line, so that the log filter for errors finds it
+        log.error("unexpected error", error_type=type(e).__name__, error=faults.first_line(e),
+                  traceback=faults.one_line_traceback(e), exit_code=1)
+        return 1
 
 
 if __name__ == "__main__":

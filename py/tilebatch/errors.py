@@ -1,7 +1,8 @@
-"""The two ways a command can fail, and the exit code each one means.
+"""The ways a command can fail, and the exit code each one means.
 
 A BadInput can never succeed on retry (exit 2: Batch job definitions tell it
-not to retry); a JobFailed might (exit 1).
+not to retry); a JobFailed might (exit 1). Which outside failure is which is
+decided in faults.py.
 """
 
 
@@ -21,3 +22,7 @@ class JobFailed(TilebatchError, RuntimeError):
     """The work failed for a reason a retry may cure (database down, network)."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Batch stopping a job, a runner ending its jobs): stop as on Ctrl-C, cleaning up."""

@@ -19,7 +19,7 @@ from .tiles import Tile, format_tile, parse_tile
 
 # Batch job names allow 128 letters, digits, '-' and '_'; the run id goes into
 # them beside a prefix and a tile, so it keeps to 64.
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 def add_job_command(sub, common, name: str, kind: str, help: str, work) -> None:
@@ -33,7 +33,7 @@ def add_job_command(sub, common, name: str, kind: str, help: str, work) -> None:
 
 def check_run_id(run_id: str | None) -> str:
     """The run id, if it can name Batch jobs; BadInput otherwise."""
-    if not run_id:
+    if run_id is None:
         raise BadInput("no run id: give --run_id or set batch.run_id")
     if not RUN_ID_RE.match(run_id):
         raise BadInput(f"bad run id {run_id!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
@@ -41,7 +41,7 @@ def check_run_id(run_id: str | None) -> str:
 
 
 def job_run_id(args, cfg) -> str:
-    return check_run_id(args.run_id or cfg["batch"]["run_id"])
+    return check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"])
 
 
 def resolve_tile(text: str, cfg: dict, environ=os.environ) -> Tile:

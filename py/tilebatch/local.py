@@ -6,27 +6,36 @@ a pool of processes. It records what the run expects first (runs.py), so
 `tilebatch status` and `missing` see local runs as they see Batch runs. Jobs
 with a completion record are skipped, so running the same run again picks up
 where it stopped; `--attempts N` does that by itself up to N times.
+
+Jobs never outlive the runner: each runs in its own process group, is ended
+(SIGTERM, then SIGKILL) when the runner is interrupted or terminated, and gets
+SIGTERM from the kernel when the runner dies, even of SIGKILL. A job killed
+for memory is told from one killed by hand by the kernel's own count.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+import psycopg2
 from tqdm import tqdm
 
-from . import log, records, runs, source
-from .errors import BadInput, JobFailed
+from . import faults, log, oom, records, runs, source
+from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import check_run_id
-from .store import metatile_store
+from .store import metatile_store, rawr_sink
 from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox, tile_at
 
 COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
-OUT_OF_MEMORY_CODES = (-9, 137)  # killed: on this machine, most likely by the kernel's OOM killer
-INTERRUPTED_CODES = (-2, 130)  # Ctrl-C: stopped, not failed
+KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
+INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
+JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
+SWEEP_AFTER_SECONDS = 3600  # temporary files older than this are a killed write's, not a live one's
 
 
 def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
@@ -47,8 +56,8 @@ def data_extent(cfg: dict) -> Bbox:
                         "  SELECT way FROM planet_osm_point UNION ALL SELECT way FROM planet_osm_line"
                         "  UNION ALL SELECT way FROM planet_osm_polygon) rows) extent")
             box = cur.fetchone()
-    except Exception as e:  # psycopg2 errors: a missing table or a broken connection
-        raise BadInput(f"cannot find the data's extent: {str(e).strip().splitlines()[0]}") from None
+    except psycopg2.Error as e:  # a missing table (exit 2), a broken connection or a timeout (exit 1)
+        raise faults.db_error("cannot find the data's extent", e) from None
     finally:
         conn.close()
     if box[0] is None:
@@ -62,6 +71,30 @@ def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> 
     if config_path:
         cmd += ["--config", config_path]
     return cmd + ["--tile", format_tile(tile), "--run_id", run_id]
+
+
+def spawn(cmd: list[str]) -> subprocess.Popen:
+    """Start a job in its own process group (a terminal's Ctrl-C reaches the runner, which ends
+    its jobs itself), set to get SIGTERM from the kernel when the runner dies, however it dies."""
+    return subprocess.Popen(["setpriv", "--pdeathsig", "TERM", "--", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def end_jobs(procs: list[subprocess.Popen], grace: float = JOB_GRACE_SECONDS) -> None:
+    """SIGTERM to each job's process group; SIGKILL to what still runs after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
 
 
 class Runner:
@@ -83,10 +116,23 @@ class Runner:
         self.ran, self.failed = [], []
         self.counts = {kind: [0, 0] for kind in COMMANDS}  # done, expected
         self._lock = threading.Lock()
+        self._procs: set = set()  # jobs running now
+        self._stopping = threading.Event()
+        self._failed_before: set = set()  # (kind, tile) with a failure record from an earlier round
+
+    def sweep(self) -> None:
+        """Remove what writes killed half-way left in the stores (file stores only hold any)."""
+        for store in (self.store, rawr_sink(self.cfg)):
+            store.sweep(SWEEP_AFTER_SECONDS)
 
     def expect(self, jobs: dict[str, list[Tile]]) -> None:
         for kind, tiles in jobs.items():
             runs.add_expected(self.store, self.run_id, kind, tiles)
+
+    def missing(self, jobs: dict[str, list[Tile]]) -> list:
+        """This build's jobs without a completion record (another build of the run may add its own)."""
+        states = runs.run_states(self.store, self.run_id, self.cfg["rawr"]["group-zoom"])
+        return [(s.job, t) for s in states for t in s.missing if t in set(jobs.get(s.job, []))]
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
@@ -96,6 +142,7 @@ class Runner:
             done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
             todo = [t for t in tiles if t not in done]
             self.counts[kind] = [len(tiles) - len(todo), len(tiles)]
+            self._failed_before = {(kind, t) for t in runs.failures(self.store, self.run_id, kind)}
             self._stage(kind, todo)
             if self.failed:
                 return
@@ -117,9 +164,13 @@ class Runner:
                 for f in finished:
                     f.result()
                     bar.update(1)
-        except KeyboardInterrupt:
-            # The children got the same SIGINT from the terminal: let them go, start no more.
-            pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start no more jobs, end the running ones
+            self._stopping.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                running = list(self._procs)
+            log.warning("stopping: ending the running jobs", jobs=len(running))
+            end_jobs(running)
             raise
         finally:
             stop.set()
@@ -132,28 +183,70 @@ class Runner:
                 self.report(self.progress_line())
 
     def _run_one(self, kind: str, tile: Tile) -> None:
-        proc = subprocess.run(job_command(kind, tile, self.config_path, self.run_id),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if self._stopping.is_set():
+            return
+        key = records.record_key(self.run_id, kind, tile)
+        before = self.store.read(key) if self.force else None
+        kills = oom.oom_kills()
+        proc = spawn(job_command(kind, tile, self.config_path, self.run_id))
         with self._lock:
-            if proc.returncode == 0:
-                self.ran.append((kind, tile))
-                self.counts[kind][0] += 1
-                if not self.on_terminal and not self.quiet:
-                    sys.stderr.write(proc.stderr)
-                return
-            self.failed.append((kind, tile, proc.returncode))
-        oom = proc.returncode in OUT_OF_MEMORY_CODES
-        if proc.returncode not in INTERRUPTED_CODES:
-            runs.write_failure(self.store, self.run_id, kind, tile, runs.Failure(proc.returncode, oom, None))
+            self._procs.add(proc)
+        try:
+            _, stderr = proc.communicate()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+        code = proc.returncode
+        if code != 0 and self._recorded_since(key, before):
+            log.warning("job ended badly after writing its completion record: done", failed_job=kind,
+                        failed_tile=format_tile(tile), exit_code=code)
+            code = 0
+        if code == 0:
+            self._succeeded(kind, tile, stderr)
+            return
+        if code in INTERRUPTED_CODES and self._stopping.is_set():
+            log.warning("job stopped", failed_job=kind, failed_tile=format_tile(tile), exit_code=code)
+            with self._lock:
+                self.failed.append((kind, tile, code))
+            return
+        after = oom.oom_kills()
+        out_of_memory = code in KILLED_CODES and kills is not None and after is not None and after > kills
+        with self._lock:
+            self.failed.append((kind, tile, code))
         if self.quiet:
-            sys.stderr.write(proc.stderr)
-        last = proc.stderr.strip().splitlines()[-1:] or [""]
+            sys.stderr.write(stderr)
+        last = stderr.strip().splitlines()[-1:] or [""]
         try:
             reason = json.loads(last[0])["msg"]
         except (ValueError, KeyError, TypeError):
-            reason = last[0] or ("out of memory" if oom else "no output")
-        log.error("job failed", failed_job=kind, failed_tile=format_tile(tile), exit_code=proc.returncode,
-                  reason=reason)
+            reason = last[0] or ("out of memory" if out_of_memory else "killed" if code in KILLED_CODES
+                                 else "no output")
+        # Said before anything else is tried: recording it may fail too (the store gone), and then
+        # this line is all that tells which job failed and why.
+        log.error("job failed", failed_job=kind, failed_tile=format_tile(tile), exit_code=code,
+                  reason=reason, out_of_memory=out_of_memory)
+        try:
+            runs.write_failure(self.store, self.run_id, kind, tile, runs.Failure(code, out_of_memory, None))
+        except TilebatchError as e:
+            log.warning("cannot record the job's failure", failed_job=kind, failed_tile=format_tile(tile),
+                        error=str(e))
+
+    def _recorded_since(self, key: str, before: bytes | None) -> bool:
+        """Whether the job wrote its completion record (then whatever ended it, its work is done)."""
+        try:
+            now = self.store.read(key)
+        except TilebatchError:
+            return False
+        return now is not None and now != before
+
+    def _succeeded(self, kind: str, tile: Tile, stderr: str) -> None:
+        with self._lock:
+            self.ran.append((kind, tile))
+            self.counts[kind][0] += 1
+            if not self.on_terminal and not self.quiet:
+                sys.stderr.write(stderr)
+        if (kind, tile) in self._failed_before:  # an earlier round's failure, no longer true
+            runs.clear_failure(self.store, self.run_id, kind, tile)
 
     def totals(self, jobs: dict[str, list[Tile]]) -> dict:
         """What the run's jobs wrote, from their completion records."""
@@ -169,12 +262,12 @@ class Runner:
 
 def run_build(runner: Runner, jobs: dict[str, list[Tile]], attempts: int) -> list:
     """Run the jobs, then whatever is still missing, up to `attempts` rounds; the jobs still missing."""
+    runner.sweep()
     runner.expect(jobs)
     for attempt in range(1, attempts + 1):
         runner.failed = []
         runner.run(jobs)
-        states = runs.run_states(runner.store, runner.run_id, runner.cfg["rawr"]["group-zoom"])
-        missing = [(s.job, t) for s in states for t in s.missing]
+        missing = runner.missing(jobs)
         if not missing:
             return []
         log.warning("jobs missing after a round", attempt=attempt, attempts=attempts, missing=len(missing))
@@ -183,9 +276,9 @@ def run_build(runner: Runner, jobs: dict[str, list[Tile]], attempts: int) -> lis
 
 
 def build(args, cfg) -> int:
-    run_id = check_run_id(args.run_id or cfg["batch"]["run_id"] or "local")
+    run_id = check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"] or "local")
     log.bind(run_id=run_id, job="build")
-    bbox = parse_bbox(args.bbox) if args.bbox else data_extent(cfg)
+    bbox = parse_bbox(args.bbox) if args.bbox is not None else data_extent(cfg)
     workers = args.jobs or os.cpu_count() or 1
     if workers < 1 or args.attempts < 1:
         raise BadInput("--jobs and --attempts need to be at least 1")

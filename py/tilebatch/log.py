@@ -1,7 +1,8 @@
 """Logs: one JSON object a line on stderr, each carrying the run id, job kind and tile.
 
 The context is set once per job (`bind`), so a Batch log group can be searched
-by run id without every call site passing it along.
+by run id without every call site passing it along. Secrets the configuration
+holds are registered (`hide`) and never written, whatever message carries them.
 """
 
 import json
@@ -9,6 +10,8 @@ import sys
 import time
 
 _context: dict = {}
+_secrets: set = set()
+MASK = "********"
 
 
 def bind(**fields) -> None:
@@ -20,11 +23,30 @@ def bind(**fields) -> None:
             _context[k] = v
 
 
+def hide(secret: str) -> None:
+    """Never write this value: it is masked in every later log line."""
+    if secret:
+        _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret (also as JSON escapes it) masked."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        escaped = json.dumps(secret)[1:-1]
+        if escaped != secret:
+            text = text.replace(escaped, MASK)
+    return text
+
+
 def emit(level: str, msg: str, **fields) -> None:
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level,
              "run_id": _context.get("run_id"), **_context, "msg": msg, **fields}
-    sys.stderr.write(json.dumps(entry, default=str) + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(redact(json.dumps(entry, default=str)) + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # stderr closed: nobody is listening
+        pass
 
 
 def info(msg: str, **fields) -> None:

@@ -24,11 +24,11 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
     last_meta_zoom = build_max_zoom(cfg, schema) - METATILE_ZOOMS
     counts = {"rawr_tiles_read": 0, "metatiles": 0, "tiles": 0, "features": 0}
     for group in children(tile, group_zoom):
-        data = source.read(source.tile_key(group, rawr.EXT))
-        if data is None:
+        members = rawr.read_tile(source, group, queue_zoom)
+        if members is None:
             continue
         features = render.collect(schema, ((table_keys[name], records)
-                                           for name, records in rawr.unpack(data) if name in table_keys))
+                                           for name, records in members if name in table_keys))
         counts["rawr_tiles_read"] += 1
         for zoom in range(group_zoom, last_meta_zoom + 1):
             for meta in children(group, zoom):

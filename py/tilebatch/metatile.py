@@ -2,13 +2,17 @@
 
 Entries carry a fixed timestamp and are sorted by name, so the same tiles give
 byte-identical zips. Empty tiles are left out (absent means empty to the
-serving side), and a metatile with no tiles at all is not written.
+serving side), and a metatile with no tiles at all is not written: so a
+metatile that is there but does not open, even an empty file, is corrupt.
 """
 
 import io
 import zipfile
+import zlib
 
-from .tiles import Tile, metatile_of
+from . import faults
+from .errors import BadInput
+from .tiles import Tile, format_tile, metatile_of
 
 EXT = "zip"
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
@@ -38,8 +42,24 @@ def key(store, meta: Tile) -> str:
     return store.tile_key(meta, EXT)
 
 
+def read_members(store, meta: Tile) -> dict[str, bytes]:
+    """The tiles in one metatile by member name; {} when it is not in the store (nothing there).
+
+    A metatile that is there but not a whole zip (0 bytes included: an empty
+    metatile is never written) is corrupt: BadInput naming it, and how to rebuild it.
+    """
+    name = key(store, meta)
+    data = store.read(name)
+    if data is None:
+        return {}
+    try:
+        return unpack(data)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise BadInput(f"metatile {name} in {store.url} is corrupt ({faults.first_line(e)}): rebuild it with "
+                       f"`echo {format_tile(meta)} | tilebatch rebuild --file -`") from None
+
+
 def read_tile(store, tile: Tile) -> bytes:
     """One tile's MVT bytes from its metatile; b"" when the tile or its metatile is empty."""
     meta, member = metatile_of(tile)
-    data = store.read(key(store, meta))
-    return unpack(data).get(member, b"") if data else b""
+    return read_members(store, meta).get(member, b"")

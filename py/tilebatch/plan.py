@@ -201,7 +201,7 @@ def text(est: dict, model_source: str) -> str:
 
 
 def plan_command(args, cfg) -> int:
-    bbox = parse_bbox(args.bbox) if args.bbox else PLANET
+    bbox = parse_bbox(args.bbox) if args.bbox is not None else PLANET
     price = parse_price(args.price)
     if args.rows_per_z7 is not None and args.rows_per_z7 < 0:
         raise BadInput(f"bad --rows-per-z7 {args.rows_per_z7}: expected 0 or more")

@@ -11,16 +11,17 @@ margin is wider than any tile buffer at z13..z16, so the clip never shows.
 import io
 import itertools
 import zipfile
+import zlib
 from typing import Iterable, Iterator
 
 import msgpack
 
-from . import source
+from . import faults, source
 from .schema import load_schema
 from .errors import BadInput
 from .jobs import add_job_command
 from .store import rawr_sink
-from .tiles import Tile, children, format_tile, tile_bounds_3857
+from .tiles import Tile, ancestor, children, format_tile, tile_bounds_3857
 
 MARGIN = 1 / 64  # of the tile's side, on each side
 EXT = "zip"
@@ -66,11 +67,30 @@ def pack(tables: dict[str, Iterable]) -> tuple[bytes, int]:
     return buf.getvalue(), count
 
 
-def unpack(data: bytes) -> Iterator[tuple[str, Iterator]]:
-    """(table name, records) for each member of a RAWR zip; records stream from the member."""
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        for name in z.namelist():
-            yield name, msgpack.Unpacker(io.BytesIO(z.read(name)), raw=False, use_list=False)
+def unpack(data: bytes, name: str = "RAWR tile", hint: str = "") -> Iterator[tuple[str, Iterator]]:
+    """(table name, records) for each member of a RAWR zip; records stream from the member.
+
+    The zip's checksums catch any damage as a member is read: BadInput naming `name`, then `hint`.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            for member in z.namelist():
+                yield member, msgpack.Unpacker(io.BytesIO(z.read(member)), raw=False, use_list=False)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        raise BadInput(f"{name} is corrupt ({faults.first_line(e)}){hint}") from None
+
+
+def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterator]] | None:
+    """The members of the RAWR tile at `tile` (unpack); None when there is none.
+
+    A corrupt one is bad input (no retry mends it), named with the rawr job that rebuilds it.
+    """
+    key = store.tile_key(tile, EXT)
+    data = store.read(key)
+    if data is None:
+        return None
+    job = format_tile(ancestor(tile, queue_zoom))
+    return unpack(data, f"RAWR tile {key} in {store.url}", f": rebuild it with `tilebatch rawr-tile --tile {job}`")
 
 
 def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:

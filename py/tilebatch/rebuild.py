@@ -31,7 +31,7 @@ def say(line: str) -> None:
 def rebuild_jobs(args, cfg) -> tuple[str, dict]:
     """What to rebuild, and how to say it: a box's jobs, or those of a tile list (an expire list)."""
     queue_zoom = cfg["batch"]["queue-zoom"]
-    if args.bbox:
+    if args.bbox is not None:
         return f"bbox {args.bbox}", local.plan(parse_bbox(args.bbox), queue_zoom)
     listed = read_tile_file(args.file)
     if not listed:
@@ -43,7 +43,7 @@ def rebuild_jobs(args, cfg) -> tuple[str, dict]:
 
 def rebuild(args, cfg) -> int:
     what, jobs = rebuild_jobs(args, cfg)
-    run_id = check_run_id(args.run_id or default_run_id())
+    run_id = check_run_id(args.run_id if args.run_id is not None else default_run_id())
     log.bind(run_id=run_id, job="rebuild")
     executor = args.executor or ("batch" if cfg["batch"]["job-queue"] else "local")
     if executor == "batch" and not cfg["batch"]["job-queue"]:

@@ -7,6 +7,7 @@ one prefix per job kind rather than by looking at tiles.
 import json
 import re
 
+from . import log
 from .errors import BadInput
 from .schema import Schema
 from .tiles import Tile, parse_tile
@@ -24,8 +25,20 @@ def write_record(store, run_id: str, job: str, tile: Tile, info: dict) -> None:
 
 
 def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
-    data = store.read(record_key(run_id, job, tile))
-    return json.loads(data) if data else None
+    """A job's completion record; None without one. One that does not parse (damaged in the store:
+    records are written whole) still says the job finished, but nothing more: a warning, and None."""
+    key = record_key(run_id, job, tile)
+    data = store.read(key)
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        log.warning("completion record unreadable, its counts left out", key=key, store=store.url)
+        return None
+    return record
 
 
 def _schema_key(run_id: str) -> str:
@@ -40,7 +53,13 @@ def check_run_schema(store, run_id: str, schema: Schema) -> dict:
     """
     mine = {"name": schema.name, "digest": schema.digest}
     data = store.read(_schema_key(run_id))
-    theirs = json.loads(data) if data else mine
+    try:
+        theirs = json.loads(data) if data is not None else mine
+    except ValueError:
+        theirs = None
+    if not isinstance(theirs, dict):
+        raise BadInput(f"{_schema_key(run_id)} in {store.url} is damaged: delete it, and the run's next job "
+                       "writes it again")
     if theirs != mine:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
                        f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
@@ -48,9 +67,9 @@ def check_run_schema(store, run_id: str, schema: Schema) -> dict:
 
 
 def keep_run_schema(store, run_id: str, mine: dict) -> None:
-    """Note the run's schema, unless an earlier job did."""
-    if not store.exists(_schema_key(run_id)):
-        store.write(_schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
+    """Note the run's schema, unless an earlier job did (created only: two jobs finishing at once
+    cannot both write it)."""
+    store.write_new(_schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
 
 
 def done_tiles(store, run_id: str, job: str) -> set[Tile]:

@@ -13,13 +13,19 @@ Everything a run knows lives in the store under `runs/{run_id}/`:
 Missing work is the expected jobs without a record, found by listing these
 few prefixes, never by looking at tiles. A meta-high job split into smaller
 jobs (z8..z10 under its z7 tile) counts as done when every part is.
+
+Tile lists are only ever created, never replaced (`write_new`): two builds of
+one run at once each add their lists after the other's, so neither loses
+tiles the run expects.
 """
 
 import json
 import re
 from typing import NamedTuple
 
+from . import log
 from .enqueue import MAX_ARRAY_SIZE, list_key, list_text, parse_tile_lines
+from .errors import JobFailed
 from .records import JOB_KINDS, done_tiles
 from .tiles import Tile, children, format_tile, parse_tile
 
@@ -35,18 +41,34 @@ def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
     return out
 
 
-def add_expected(store, run_id: str, job: str, tiles: list[Tile]) -> None:
-    """Add tiles to what the run expects, in lists of at most one array job each.
+def add_expected(store, run_id: str, job: str, tiles: list[Tile], tries: int = 100) -> dict[str, list[Tile]]:
+    """Add tiles to what the run expects, in lists of at most one array job each; the lists written.
 
     Lists already written are never changed (running array children read
-    them); new tiles go into new lists after them.
+    them); new tiles go into new lists after them. A list number another
+    writer took first is read back, and the rest goes after it.
     """
+    written: dict[str, list[Tile]] = {}
+    new, index = _unlisted(store, run_id, job, tiles)
+    for _ in range(tries):
+        while new:
+            key = list_key(run_id, job, index)
+            if not store.write_new(key, list_text(new[:MAX_ARRAY_SIZE]).encode()):
+                break
+            written[key], new, index = new[:MAX_ARRAY_SIZE], new[MAX_ARRAY_SIZE:], index + 1
+        if not new:
+            return written
+        new, index = _unlisted(store, run_id, job, new)
+    raise JobFailed(f"cannot add to the tile lists of run {run_id} ({job}): other writers keep taking "
+                    f"the next list number; try again")
+
+
+def _unlisted(store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Tile], int]:
+    """The tiles no list of the run holds yet, and the number of the next list."""
     keys = [k for k in store.list(f"runs/{run_id}/{job}/tiles-") if _LIST_RE.search(k)]
     known = expected_tiles(store, run_id, job) if keys else set()
-    new = [t for t in tiles if t not in known]
-    first = max((int(_LIST_RE.search(k).group(1)) for k in keys), default=-1) + 1
-    for i, start in enumerate(range(0, len(new), MAX_ARRAY_SIZE)):
-        store.write(list_key(run_id, job, first + i), list_text(new[start:start + MAX_ARRAY_SIZE]).encode())
+    index = max((int(_LIST_RE.search(k).group(1)) for k in keys), default=-1) + 1
+    return [t for t in tiles if t not in known], index
 
 
 def covered(tile: Tile, done: set[Tile], deepest: int) -> bool:
@@ -72,13 +94,20 @@ def write_failure(store, run_id: str, job: str, tile: Tile, failure: Failure) ->
     store.write(failure_key(run_id, job, tile), json.dumps(failure._asdict(), sort_keys=True).encode())
 
 
+def clear_failure(store, run_id: str, job: str, tile: Tile) -> None:
+    store.delete(failure_key(run_id, job, tile))
+
+
 def failures(store, run_id: str, job: str) -> dict[Tile, Failure]:
-    """The last failure recorded for each tile of a job kind."""
+    """The last failure recorded for each tile of a job kind; an unreadable record is passed over."""
     prefix = f"runs/{run_id}/failures/{job}/"
     out = {}
     for key in store.list(prefix):
         if key.endswith(".json"):
-            out[parse_tile(key[len(prefix):-5])] = Failure(**json.loads(store.read(key)))
+            try:
+                out[parse_tile(key[len(prefix):-5])] = Failure(**json.loads(store.read(key) or b"null"))
+            except (ValueError, TypeError):
+                log.warning("failure record unreadable, passed over", key=key, store=store.url)
     return out
 
 

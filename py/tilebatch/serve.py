@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from . import log, public_styles, style, tileset
+from . import log, metatile, public_styles, style, tileset
 from .errors import BadInput, TilebatchError
 from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
@@ -110,7 +110,7 @@ class MetatileCache:
             found = self._cached(meta)
             if found is not None:
                 return found
-            members = tileset.read_members(self.store, meta)
+            members = metatile.read_members(self.store, meta)
             with self._lock:
                 self._entries[meta] = members
                 while len(self._entries) > self.size:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import psycopg2
 
-from . import log, sqlfilter
+from . import faults, log, sqlfilter
 from .classify import LABEL_KEY
 from .errors import BadInput, JobFailed
 from .schema import Schema, Table
@@ -40,9 +40,15 @@ def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
 
 
 def connect(cfg: dict, section: str = "postgresql"):
-    """A connection to the first host that answers; BadInput when none does."""
+    """A connection to the first host that answers.
+
+    JobFailed when none does (down, refusing, timing out, full: a retry may
+    find one); BadInput when every host refused the settings themselves (no
+    such database or role, authentication failed).
+    """
     problems = []
     for params in connection_params(cfg, section):
+        where = f"{params['host']}:{params['port']}/{params['dbname']}"
         try:
             # JIT off: a low-zoom query over a large box is priced high enough for
             # PostgreSQL to compile its zoom filter with LLVM, which costs more CPU
@@ -50,11 +56,11 @@ def connect(cfg: dict, section: str = "postgresql"):
             conn = psycopg2.connect(**params, application_name="tilebatch", options="-c jit=off")
             conn.set_session(readonly=True, autocommit=True)
             return conn
-        except psycopg2.OperationalError as e:
-            where = f"{params['host']}:{params['port']}/{params['dbname']}"
-            problems.append(f"{where}: {str(e).strip().splitlines()[0]}")
+        except psycopg2.Error as e:
+            problems.append(faults.db_error(where, e))
             log.warning("database unreachable, trying the next", database=where)
-    raise BadInput("cannot connect to the database: " + "; ".join(problems))
+    cls = BadInput if all(isinstance(p, BadInput) for p in problems) else JobFailed
+    raise cls("cannot connect to the database: " + "; ".join(map(str, problems)))
 
 
 def _identifier(name: str) -> str:
@@ -68,6 +74,12 @@ class Source:
         self.conn, self.schema = conn, schema
         self.tables: dict[str, Table] = {}
         self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type}
+        try:
+            self._find_tables(conn, schema)
+        except psycopg2.Error as e:
+            raise faults.db_error("database: reading the tables' columns", e) from None
+
+    def _find_tables(self, conn, schema: Schema) -> None:
         with conn.cursor() as cur:
             for table in schema.tables.values():
                 cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table.name,))
@@ -153,5 +165,5 @@ class Source:
                         continue
                     it = iter(flat)
                     yield row_id, bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
-        except psycopg2.OperationalError as e:
-            raise JobFailed(f"database query on {table.name} failed: {str(e).strip().splitlines()[0]}") from None
+        except psycopg2.Error as e:
+            raise faults.db_error(f"database query on {table.name} failed", e) from None

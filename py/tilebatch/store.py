@@ -4,18 +4,27 @@
 `s3://bucket/prefix` is S3 (or any S3 endpoint: boto3 honours
 AWS_ENDPOINT_URL). Both offer the same five operations on keys relative to the
 store's root, and both write atomically: a reader sees a whole object or none.
+`write_new` writes only if the key is not there yet, so two writers cannot
+overwrite each other (a hard link on files, a conditional PUT on S3).
+
+Failures say what they mean (faults.py): an unreachable endpoint, throttling
+or a full disk is worth a retry (exit 1), a missing bucket or a store that
+refuses writes is not (exit 2).
 """
 
 import hashlib
 import os
 import tempfile
+import time
 from typing import Iterator, Protocol
 from urllib.parse import urlparse
 
-from .errors import BadInput, JobFailed
+from . import config, faults, log
+from .errors import BadInput
 from .tiles import Tile
 
 KEY_FORMATS = ("hash-prefix", "prefix-hash", "prefix")
+TEMP_PREFIX = ".tmp-"  # a file store's writes in progress; never listed, swept when old
 
 
 class StoreError(BadInput):
@@ -26,10 +35,12 @@ class Store(Protocol):
     url: str
 
     def write(self, key: str, data: bytes) -> None: ...
+    def write_new(self, key: str, data: bytes) -> bool: ...
     def read(self, key: str) -> bytes | None: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
+    def sweep(self, older_than: float) -> int: ...
 
 
 def tile_key(tile: Tile, ext: str, key_format: str = "prefix", date_prefix: str = "") -> str:
@@ -54,28 +65,33 @@ def metatile_store(cfg: dict):
     """The store for metatiles and run records (section `store`)."""
     s = cfg["store"]
     url = f"s3://{s['name']}/{s['path']}" if s["name"] else s["url"]
-    return open_store(url, s["key-format-type"], s["date-prefix"], s["region"])
+    return open_store(url, s["key-format-type"], s["date-prefix"], s["region"], cfg["aws"])
 
 
 def rawr_sink(cfg: dict):
     """The store the rawr job writes RAWR tiles to (section `rawr.sink`)."""
     s = cfg["rawr"]["sink"]
     url = f"s3://{s['bucket']}/{s['prefix']}" if s["bucket"] else s["url"]
-    return open_store(url, region=s["region"])
+    return open_store(url, region=s["region"], aws=cfg["aws"])
 
 
 def rawr_source(cfg: dict):
     """The store meta-high reads RAWR tiles from (section `rawr.source`, else the sink)."""
     s = cfg["rawr"]["source"]
     if s["s3"]["bucket"]:
-        return open_store(f"s3://{s['s3']['bucket']}/{s['s3']['prefix']}", region=s["s3"]["region"])
+        return open_store(f"s3://{s['s3']['bucket']}/{s['s3']['prefix']}", region=s["s3"]["region"],
+                          aws=cfg["aws"])
     if s["url"]:
-        return open_store(s["url"])
+        return open_store(s["url"], aws=cfg["aws"])
     return rawr_sink(cfg)
 
 
-def open_store(url: str, key_format: str | None = None, date_prefix: str = "", region: str | None = None):
-    """The store at `url`; key_format defaults to hash-prefix on S3 and prefix on files."""
+def open_store(url: str, key_format: str | None = None, date_prefix: str = "", region: str | None = None,
+               aws: dict | None = None):
+    """The store at `url`; key_format defaults to hash-prefix on S3 and prefix on files.
+
+    `aws` is the configuration's `aws` section (timeouts and attempts of every call).
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
         root = parsed.netloc + parsed.path
@@ -85,7 +101,7 @@ def open_store(url: str, key_format: str | None = None, date_prefix: str = "", r
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise StoreError(f"bad store URL {url!r}: no bucket")
-        return S3Store(parsed.netloc, parsed.path.strip("/"), key_format or "hash-prefix", date_prefix, region)
+        return S3Store(parsed.netloc, parsed.path.strip("/"), key_format or "hash-prefix", date_prefix, region, aws)
     raise StoreError(f"bad store URL {url!r}: expected file:///dir or s3://bucket/prefix")
 
 
@@ -113,24 +129,50 @@ class FileStore:
             raise StoreError(f"bad key {key!r}: outside the store")
         return path
 
-    def write(self, key: str, data: bytes) -> None:
+    def _temp(self, key: str, data: bytes) -> tuple[str, str]:
+        """A temporary file beside the key's path holding `data`, flushed to disk: (its path, the key's path)."""
         path = self._path(key)
         folder = os.path.dirname(path)
         try:
             os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
         except OSError as e:
-            raise StoreError(f"store {self.url}: cannot write {key}: {e.strerror}") from None
+            raise faults.os_error(f"store {self.url}: cannot write {key}", e) from None
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
+        except BaseException as e:
+            _unlink(tmp)
+            if isinstance(e, OSError):
+                raise faults.os_error(f"store {self.url}: cannot write {key}", e) from None
             raise
+        return tmp, path
+
+    def write(self, key: str, data: bytes) -> None:
+        tmp, path = self._temp(key, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException as e:
+            _unlink(tmp)
+            if isinstance(e, OSError):
+                raise faults.os_error(f"store {self.url}: cannot write {key}", e) from None
+            raise
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Write `key` unless it exists: True if written. A hard link never replaces a file."""
+        tmp, path = self._temp(key, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise faults.os_error(f"store {self.url}: cannot write {key}", e) from None
+        finally:
+            _unlink(tmp)
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -138,6 +180,8 @@ class FileStore:
                 return f.read()
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise faults.os_error(f"store {self.url}: cannot read {key}", e) from None
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._path(key))
@@ -150,7 +194,7 @@ class FileStore:
             rel = os.path.relpath(folder, self.root)
             for name in sorted(files):
                 key = name if rel == "." else f"{rel}/{name}"
-                if key.startswith(prefix) and not name.startswith(".tmp-"):
+                if key.startswith(prefix) and not name.startswith(TEMP_PREFIX):
                     yield key
 
     def delete(self, key: str) -> None:
@@ -158,25 +202,43 @@ class FileStore:
             os.unlink(self._path(key))
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise faults.os_error(f"store {self.url}: cannot delete {key}", e) from None
+
+    def sweep(self, older_than: float) -> int:
+        """Remove the temporary files of writes killed half-way that are older than `older_than`
+        seconds (younger ones may be another writer's, still at work); how many went."""
+        cutoff, removed = time.time() - older_than, 0
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    path = os.path.join(folder, name)
+                    try:
+                        if os.lstat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as e:
+                        raise faults.os_error(f"store {self.url}: cannot remove {name}", e) from None
+        if removed:
+            log.info("old temporary files removed", store=self.url, files=removed)
+        return removed
 
 
 class S3Store:
     """A bucket and key prefix; a PUT is atomic, so no temporary object is needed."""
 
     def __init__(self, bucket: str, prefix: str = "", key_format: str = "hash-prefix",
-                 date_prefix: str = "", region: str | None = None):
+                 date_prefix: str = "", region: str | None = None, aws: dict | None = None):
         import boto3
-        from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}".rstrip("/")
         self.key_format = _check_key_format(key_format)
         self.date_prefix = date_prefix
-        self.client = boto3.client(
-            "s3",
-            region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-            config=Config(retries={"mode": "adaptive", "max_attempts": 5}, connect_timeout=5, read_timeout=60),
-        )
+        self.client = boto3.client("s3", region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                                   config=client_config(aws))
 
     def tile_key(self, tile: Tile, ext: str) -> str:
         return tile_key(tile, ext, self.key_format, self.date_prefix)
@@ -185,27 +247,32 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _call(self, what: str, fn, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return fn(Bucket=self.bucket, **kwargs)
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchBucket",):
+            if code == "NoSuchBucket":
                 raise StoreError(f"store {self.url}: bucket {self.bucket!r} does not exist") from None
             if code in ("NoSuchKey", "404", "NotFound"):
                 raise KeyError(kwargs.get("Key")) from None
-            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise StoreError(f"store {self.url}: {what} refused: {code}") from None
-            raise JobFailed(f"store {self.url}: {what} failed: {code} {e}") from None
-        except EndpointConnectionError:
-            endpoint = self.client.meta.endpoint_url
-            raise StoreError(f"store {self.url}: cannot reach {endpoint}") from None
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise FileExistsError(kwargs.get("Key")) from None
+            raise faults.aws_error(f"store {self.url}: {what}", e) from None
         except BotoCoreError as e:
-            raise JobFailed(f"store {self.url}: {what} failed: {e}") from None
+            raise faults.aws_error(f"store {self.url}: {what}", e) from None
 
     def write(self, key: str, data: bytes) -> None:
         self._call(f"write {key}", self.client.put_object, Key=self._full(key), Body=data)
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Write `key` unless it exists: True if written (a conditional PUT, If-None-Match: *)."""
+        try:
+            self._call(f"write {key}", self.client.put_object, Key=self._full(key), Body=data, IfNoneMatch="*")
+            return True
+        except FileExistsError:
+            return False
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -234,3 +301,24 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", self.client.delete_object, Key=self._full(key))
+
+    def sweep(self, older_than: float) -> int:
+        """Nothing to do: a PUT is atomic, S3 holds no temporary objects."""
+        return 0
+
+
+def client_config(aws: dict | None):
+    """botocore's settings for every AWS client, from the `aws` section: timeouts, and attempts
+    with adaptive backoff, so that throttling slows a job down rather than failing it."""
+    from botocore.config import Config
+
+    aws = aws or config.defaults(config.SCHEMA["aws"])
+    return Config(retries={"mode": "adaptive", "max_attempts": aws["max-attempts"]},
+                  connect_timeout=aws["connect-timeout"], read_timeout=aws["read-timeout"])
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

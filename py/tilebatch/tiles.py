@@ -20,7 +20,7 @@ QUEUE_ZOOM = 7
 METATILE_ZOOMS = 3  # metatile size 8 = 2**3
 MERCATOR_MAX_LAT = 85.0511287798066
 
-_TILE_RE = re.compile(r"^\s*(\d+)/(\d+)/(\d+)\s*$")
+_TILE_RE = re.compile(r"\s*([0-9]+)/([0-9]+)/([0-9]+)\s*\Z")
 
 
 class InvalidTile(BadInput):

@@ -9,7 +9,6 @@ order for any other consumer.
 
 import math
 import re
-import zipfile
 from typing import Iterator, NamedTuple
 
 import mercantile
@@ -79,16 +78,6 @@ def schema_metadata(schema: Schema) -> dict:
     return {"name": schema.name, "digest": schema.digest}
 
 
-def read_members(store, meta: Tile) -> dict[str, bytes]:
-    """The tiles in one metatile by member name; {} when it is not in the store (nothing there)."""
-    key = metatile.key(store, meta)
-    data = store.read(key)
-    try:
-        return metatile.unpack(data) if data else {}
-    except zipfile.BadZipFile:
-        raise BadInput(f"metatile {key} in {store.url} is not a valid zip: rebuild it") from None
-
-
 def tiles(store, metas) -> Iterator[tuple[Tile, bytes]]:
     """(tile, MVT bytes) for every non-empty tile of these metatiles, given in tile-id order as `metatiles` lists them.
 
@@ -98,7 +87,7 @@ def tiles(store, metas) -> Iterator[tuple[Tile, bytes]]:
     metatile in memory.
     """
     for meta in metas:
-        members = read_members(store, meta)
+        members = metatile.read_members(store, meta)
         for tile, name in sorted(metatile_members(meta), key=lambda tn: _tile_id(tn[0])):
             if members.get(name):
                 yield tile, members[name]

@@ -57,7 +57,7 @@ def test_env_wins_over_file(tmp_path):
     ({"TILEQUEUE__store__colour": "red"}, "TILEQUEUE__store__colour: unknown key 'store.colour'"),
     ({"TILEQUEUE__nope__x": "1"}, "TILEQUEUE__nope__x: unknown key 'nope'"),
     ({"TILEQUEUE__postgresql__port": "many"}, "TILEQUEUE__postgresql__port: postgresql.port must be int"),
-    ({"TILEQUEUE__postgresql__dbnames": "[gis"}, "TILEQUEUE__postgresql__dbnames: value '[gis' is not valid YAML"),
+    ({"TILEQUEUE__postgresql__dbnames": "[gis"}, "TILEQUEUE__postgresql__dbnames: not valid YAML at line 1, column 5"),
     ({"TILEQUEUE__postgresql__port__x": "1"}, "postgresql.port is a value, not a section"),
     ({"TILEQUEUE__postgresql": "1"}, "postgresql is a section, not a value"),
     ({"TILEQUEUE__batch__queue-zoom": "true"}, "batch.queue-zoom must be int, got bool"),
@@ -72,7 +72,7 @@ def test_bad_env_names_the_variable(env, message):
 @pytest.mark.parametrize("text, message", [
     ("store:\n  colour: red\n", "key store.colour: unknown key 'store.colour'"),
     ("postgresql:\n  dbnames: gis\n", "postgresql.dbnames must be list, got str"),
-    ("store: [\n", "is not valid YAML"),
+    ("store: [\n", "not valid YAML at line 2, column 1"),
     ("- a\n- b\n", "expected a mapping of sections"),
 ])
 def test_bad_file_names_the_key(tmp_path, text, message):

@@ -123,7 +123,7 @@ def test_a_corrupt_metatile_fails_and_leaves_nothing(small, tmp_path):
     out = tmp_path / "bad.pmtiles"
     proc = run_cli("export", "--config", "config.yaml", out, env=env)
     assert proc.returncode == 2
-    assert "13/4663/2371.zip" in last_error(proc) and "not a valid zip" in last_error(proc)
+    assert "metatile 13/4663/2371.zip" in last_error(proc) and "is corrupt" in last_error(proc)
     assert "Traceback" not in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["out"]
 

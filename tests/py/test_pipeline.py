@@ -175,8 +175,6 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
     (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
     (["rawr-tile", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__dbnames": "[postgres]"},
      "table planet_osm_point is missing"),
-    (["meta-tile-low-zoom", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__port": "1"},
-     "cannot connect to the database"),
     (["build", "--bbox", "1,2,3"], {}, "bad bbox '1,2,3'"),
 ])
 def test_bad_job_input_exits_2_and_writes_nothing(tmp_path, db_url, args, env, message):

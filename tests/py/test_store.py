@@ -4,6 +4,7 @@ import socket
 import pytest
 
 from tilebatch import store
+from tilebatch.errors import JobFailed
 from tilebatch.store import StoreError, tile_key
 from tilebatch.tiles import Tile
 
@@ -79,14 +80,15 @@ def test_missing_bucket_is_a_clear_error(aws_env):
     assert e.value.exit_code == 2
 
 
-def test_unreachable_endpoint_is_a_clear_error(aws_env, monkeypatch):
+def test_unreachable_endpoint_is_an_outage_worth_a_retry(aws_env, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    s = store.open_store("s3://tiles")
-    with pytest.raises(StoreError, match=f"cannot reach http://127.0.0.1:{port}"):
+    s = store.open_store("s3://tiles", aws={"connect-timeout": 1, "read-timeout": 1, "max-attempts": 1})
+    with pytest.raises(JobFailed, match=f"store s3://tiles: read a: Could not connect to the endpoint URL: \"http://127.0.0.1:{port}/") as e:
         s.read("a")
+    assert e.value.exit_code == 1
 
 
 def test_failed_file_write_leaves_nothing(tmp_path, monkeypatch):
@@ -101,7 +103,7 @@ def test_failed_file_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fdopen", failing_fdopen)
     for key in ("old.bin", "new.bin"):
-        with pytest.raises(OSError, match="disk full"):
+        with pytest.raises(JobFailed, match=f"cannot write {key}: disk full"):
             s.write(key, b"new")
     monkeypatch.undo()
     assert s.read("old.bin") == b"old"
