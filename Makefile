@@ -47,7 +47,7 @@ style-coverage: setup ## how many layers of a public style the build feeds: STYL
 	node web/style-coverage.mjs --style '$(STYLE)' $(if $(filter 1,$(MISSING)),--missing) "$$tmp/build.mbtiles"
 
 clean: ## remove built tiles and the local database (keeps the .venv)
-	-@bin/localdb stop
+	-@bin/localdb remove
 	rm -rf out .tilebatch
 
 # bin/batch-setup reads its settings from the environment.

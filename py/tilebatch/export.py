@@ -5,9 +5,11 @@ gzip-compressed (MBTiles' `pbf` format requires it; for PMTiles the header
 says so), and the metadata a map needs: bounds, center, zoom range,
 attribution and `vector_layers`. The file is written beside its destination
 under a temporary name and renamed at the end, so a failed export leaves
-nothing half-written.
+nothing half-written; an interrupted or terminated one removes its temporary
+file, and one killed outright leaves it to be swept by a later export.
 """
 
+import glob
 import gzip
 import json
 import os
@@ -16,10 +18,10 @@ import tempfile
 
 from tqdm import tqdm
 
-from . import log, tileset
-from .errors import BadInput
+from . import faults, log, tileset
+from .errors import BadInput, JobFailed
 from .schema import Schema, load_schema
-from .store import metatile_store
+from .store import TEMP_PREFIX, metatile_store, remove_stale
 
 FORMATS = ("pmtiles", "mbtiles")
 
@@ -61,7 +63,11 @@ def write_mbtiles(path: str, tiles, desc: tileset.Description, meta: dict) -> No
             "json": json.dumps({"vector_layers": meta["vector_layers"], "schema": meta["schema"]})}
     db = sqlite3.connect(path)
     try:
+        # No rollback journal: the file is temporary until renamed, so a failed
+        # export is thrown away whole (a journal grew to hundreds of MB beside it).
         db.executescript("""
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
             PRAGMA application_id = 0x4d504258;  -- 'MPBX', the MBTiles magic number
             CREATE TABLE metadata (name TEXT, value TEXT);
             CREATE UNIQUE INDEX name ON metadata (name);
@@ -94,18 +100,28 @@ def export(store, schema: Schema, fmt: str, out: str) -> int:
             count += 1
             yield item
 
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="." + fmt)
-    os.close(fd)
+    remove_stale(glob.glob(os.path.join(glob.escape(folder), f"{TEMP_PREFIX}*.{fmt}*")))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix="." + fmt)
+        os.close(fd)
+    except OSError as e:
+        raise faults.os_error(f"cannot export to {out}", e) from None
     try:
         # The bar counts metatiles: their number is known before any is read.
         bar = tqdm(metas, desc=f"export {fmt}", unit="metatile", disable=None)
         WRITERS[fmt](tmp, counted(tileset.tiles(store, bar)), desc, _metadata(desc, schema))
         bar.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    except OSError as e:
+        raise faults.os_error(f"cannot export to {out}", e) from None
+    except sqlite3.Error as e:  # "database or disk is full", an I/O error: the world, not the input
+        raise JobFailed(f"cannot export to {out}: {faults.first_line(e)}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return count
 
 

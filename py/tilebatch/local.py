@@ -35,7 +35,6 @@ COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-til
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
 JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
-SWEEP_AFTER_SECONDS = 3600  # temporary files older than this are a killed write's, not a live one's
 
 
 def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
@@ -123,7 +122,7 @@ class Runner:
     def sweep(self) -> None:
         """Remove what writes killed half-way left in the stores (file stores only hold any)."""
         for store in (self.store, rawr_sink(self.cfg)):
-            store.sweep(SWEEP_AFTER_SECONDS)
+            store.sweep()
 
     def expect(self, jobs: dict[str, list[Tile]]) -> None:
         for kind, tiles in jobs.items():

@@ -34,6 +34,7 @@ DEFAULT_MAPLIBRE = Path(__file__).resolve().parents[2] / "web" / "node_modules" 
 ASSET_TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".css": "text/css", ".map": JSON_TYPE}
 FONT_TYPE = "font/woff2"
 CACHE_SIZE = 32  # metatiles; a z13 metatile of a dense city unpacks to a few MB
+IDLE_TIMEOUT = 30.0  # seconds; each open connection holds a thread
 
 _TILE_PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/([^/]+)\.mvt$")
 _NUMBER_RE = re.compile(r"^[0-9]{1,10}$")
@@ -191,6 +192,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a map asks for dozens of tiles at once
     server_version = "tilebatch"
     sys_version = ""
+    # Headers and body leave in one write (the buffer is flushed after each
+    # response), and nothing waits for Nagle: with headers and body sent apart,
+    # Nagle and the client's delayed ACK held every response ~40 ms.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        self.timeout = self.server.idle_timeout  # an idle kept-alive connection is closed, freeing its thread
+        super().setup()
 
     def do_GET(self):
         try:
@@ -228,12 +238,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """Quiet: a map asks for hundreds of tiles. Refusals are logged where they are made."""
 
     def log_message(self, format, *args):
-        # Only http.server's own refusals (a malformed request line, a path too long) get here.
-        log.warning(format % args)
+        # Only http.server's own refusals (a malformed request line, a path too long) get here,
+        # and idle connections timing out, which is routine.
+        if not format.startswith("Request timed out"):
+            log.warning(format % args)
 
 
 class Server(http.server.ThreadingHTTPServer):
-    def __init__(self, address, preview: Preview):
+    request_queue_size = 128  # the listen backlog: a map opens many connections at once (default 5)
+
+    def __init__(self, address, preview: Preview, idle_timeout: float = IDLE_TIMEOUT):
+        self.idle_timeout = idle_timeout
         super().__init__(address, Handler)
         self.preview = preview
 
@@ -243,14 +258,16 @@ class Server(http.server.ThreadingHTTPServer):
             log.error("request failed", error=f"{type(error).__name__}: {error}")
 
 
-def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE) -> int:
+def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_timeout: float = IDLE_TIMEOUT) -> int:
     """Serve the preview on 127.0.0.1:`port` (0: any free port) until interrupted."""
     if not 0 <= port <= 65535:
         raise BadInput(f"bad port {port}: expected 0..65535")
+    if not idle_timeout > 0:
+        raise BadInput(f"bad idle timeout {idle_timeout}: expected seconds above 0")
     schema = load_schema(cfg)
     preview = Preview(metatile_store(cfg), schema, build_max_zoom(cfg, schema), maplibre_dir)
     try:
-        server = Server(("127.0.0.1", port), preview)
+        server = Server(("127.0.0.1", port), preview, idle_timeout)
     except OSError as e:
         raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; give another --port") from None
     url = "http://%s:%d/" % server.server_address[:2]
@@ -266,7 +283,7 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE) -> int:
 
 
 def _serve(args, cfg) -> int:
-    return serve(cfg, args.port, Path(args.maplibre))
+    return serve(cfg, args.port, Path(args.maplibre), args.idle_timeout)
 
 
 def add_commands(sub, common) -> None:
@@ -275,4 +292,6 @@ def add_commands(sub, common) -> None:
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0: any free port)")
     p.add_argument("--maplibre", default=str(DEFAULT_MAPLIBRE),
                    help="folder of MapLibre GL JS's built files (default: web/node_modules/maplibre-gl/dist)")
+    p.add_argument("--idle-timeout", dest="idle_timeout", type=float, default=IDLE_TIMEOUT,
+                   help=f"seconds a kept-alive connection may sit idle before it is closed (default {IDLE_TIMEOUT})")
     p.set_defaults(func=_serve)

@@ -25,6 +25,8 @@ from .tiles import Tile
 
 KEY_FORMATS = ("hash-prefix", "prefix-hash", "prefix")
 TEMP_PREFIX = ".tmp-"  # a file store's writes in progress; never listed, swept when old
+# Temporary files older than this are a killed write's, not a live one's: a write takes seconds.
+STALE_TEMP_SECONDS = 3600
 
 
 class StoreError(BadInput):
@@ -40,7 +42,7 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str = "") -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
-    def sweep(self, older_than: float) -> int: ...
+    def sweep(self, older_than: float = ...) -> int: ...
 
 
 def tile_key(tile: Tile, ext: str, key_format: str = "prefix", date_prefix: str = "") -> str:
@@ -205,25 +207,29 @@ class FileStore:
         except OSError as e:
             raise faults.os_error(f"store {self.url}: cannot delete {key}", e) from None
 
-    def sweep(self, older_than: float) -> int:
-        """Remove the temporary files of writes killed half-way that are older than `older_than`
+    def sweep(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Remove the temporary files that writes killed half-way left, if older than `older_than`
         seconds (younger ones may be another writer's, still at work); how many went."""
-        cutoff, removed = time.time() - older_than, 0
-        for folder, _, files in os.walk(self.root):
-            for name in files:
-                if name.startswith(TEMP_PREFIX):
-                    path = os.path.join(folder, name)
-                    try:
-                        if os.lstat(path).st_mtime < cutoff:
-                            os.unlink(path)
-                            removed += 1
-                    except FileNotFoundError:
-                        pass
-                    except OSError as e:
-                        raise faults.os_error(f"store {self.url}: cannot remove {name}", e) from None
+        removed = remove_stale((os.path.join(folder, name) for folder, _, files in os.walk(self.root)
+                                for name in files if name.startswith(TEMP_PREFIX)), older_than)
         if removed:
             log.info("old temporary files removed", store=self.url, files=removed)
         return removed
+
+
+def remove_stale(paths, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Remove those of these files last changed more than `older_than` seconds ago; how many went."""
+    cutoff, removed = time.time() - older_than, 0
+    for path in paths:
+        try:
+            if os.lstat(path).st_mtime < cutoff:
+                os.unlink(path)
+                removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise faults.os_error(f"cannot remove the temporary file {path}", e) from None
+    return removed
 
 
 class S3Store:
@@ -302,7 +308,7 @@ class S3Store:
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", self.client.delete_object, Key=self._full(key))
 
-    def sweep(self, older_than: float) -> int:
+    def sweep(self, older_than: float = STALE_TEMP_SECONDS) -> int:
         """Nothing to do: a PUT is atomic, S3 holds no temporary objects."""
         return 0
 

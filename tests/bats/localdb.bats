@@ -23,7 +23,7 @@ setup() { load helpers; }
 @test "usage on no or unknown arguments" {
   run "$CHECKOUT/bin/localdb"
   assert_failure 2
-  assert_output --partial "usage: bin/localdb start|stop|status|url|psql"
+  assert_output --partial "usage: bin/localdb start|stop|status|remove|url|psql"
   run "$CHECKOUT/bin/localdb" launch
   assert_failure 2
 }
@@ -69,4 +69,33 @@ setup() { load helpers; }
   kill "$holder"
   assert_failure 2
   assert_output --partial "port $port on 127.0.0.1 is taken by another process"
+}
+
+@test "a cluster running on another port is not taken for the configured one's server" {
+  run "$CHECKOUT/bin/localdb" start
+  assert_success
+  other=$(free_port)
+  TILEQUEUE__postgresql__port=$other run "$CHECKOUT/bin/localdb" status
+  assert_failure 1
+  assert_output "localdb: not running on the configured port $other (this checkout's cluster runs on port $TILEQUEUE__postgresql__port)"
+  # start would create the database and extensions in whatever answers there: it refuses.
+  TILEQUEUE__postgresql__port=$other run "$CHECKOUT/bin/localdb" start
+  assert_failure 2
+  assert_output --partial "already runs on port $TILEQUEUE__postgresql__port, not on the configured $other"
+  run "$CHECKOUT/bin/localdb" status
+  assert_success
+}
+
+@test "remove stops the cluster and deletes it, not only the link to it" {
+  run "$CHECKOUT/bin/localdb" start
+  assert_success
+  cluster=$(readlink -f "$CHECKOUT/.tilebatch/pg")
+  [ -d "$cluster/data" ]
+  run "$CHECKOUT/bin/localdb" remove
+  assert_success
+  [ ! -e "$cluster" ]
+  [ "$(id -u)" -ne 0 ] || [ ! -e "$(dirname "$cluster")" ]  # as root, its keyed folder under /var/tmp goes too
+  [ ! -L "$CHECKOUT/.tilebatch/pg" ]
+  run "$CHECKOUT/bin/localdb" status
+  assert_failure 1
 }
