@@ -1,6 +1,9 @@
 """tilebatch serve: tiles, TileJSON, style and page over HTTP; bad requests refused, never a traceback."""
 
 import json
+import re
+import socket
+import subprocess
 import threading
 
 import mercantile
@@ -277,3 +280,41 @@ def test_without_maplibre_it_says_to_run_setup(small, tmp_path):
     assert proc.returncode == 2
     assert "make setup" in last_error(proc)
 
+
+
+def _read_response(sock) -> bytes:
+    """One whole HTTP response (headers and Content-Length bytes of body) from a socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_kept_alive_response_leaves_in_one_write(server, small):
+    """Headers and body sent apart met Nagle and the client's delayed ACK: the body came ~40 ms
+    after the headers. Sent together, the first read on the client gets the whole response."""
+    tile, data = next(iter(small[1].items()))
+    request = f"GET /{tile.z}/{tile.x}/{tile.y}.mvt HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        for _ in range(3):
+            sock.sendall(request)
+            assert _read_response(sock).endswith(data)
+        sock.sendall(request)
+        first_read = sock.recv(1 << 20)
+    assert first_read.startswith(b"HTTP/1.1 200 ") and first_read.endswith(data)
+
+
+def test_idle_connections_are_closed_and_the_backlog_is_long(small):
+    with serving(small[0], "--idle-timeout", "1") as s:
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{s.port}"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+        assert listening[0] == "LISTEN" and int(listening[2]) == 128  # Send-Q of a listener: its backlog
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as idle:
+            assert idle.recv(1) == b""  # closed by the server, long before the 30 s here
+        assert s.get("/tilejson.json")[0] == 200
+    assert s.stderr == "" or all(line.startswith("{") for line in s.stderr.splitlines())
+    assert "timed out" not in s.stderr
