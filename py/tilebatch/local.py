@@ -96,6 +96,20 @@ def end_jobs(procs: list[subprocess.Popen], grace: float = JOB_GRACE_SECONDS) ->
                 pass
 
 
+def failure_reason(stderr: str, code: int, out_of_memory: bool) -> str:
+    """Why a job failed, in a few words: its last error line, or how it was killed."""
+    if code in KILLED_CODES:
+        return "out of memory" if out_of_memory else "killed"
+    for line in reversed(stderr.strip().splitlines()):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return line.strip()[:300]  # not one of ours: it died before logging could start
+        if isinstance(entry, dict) and entry.get("level") == "error":
+            return str(entry.get("msg"))
+    return f"exit {code} with no error line"
+
+
 class Runner:
     """Runs a run's jobs in a pool, kind by kind, keeping count and showing progress.
 
@@ -214,12 +228,7 @@ class Runner:
             self.failed.append((kind, tile, code))
         if self.quiet:
             sys.stderr.write(stderr)
-        last = stderr.strip().splitlines()[-1:] or [""]
-        try:
-            reason = json.loads(last[0])["msg"]
-        except (ValueError, KeyError, TypeError):
-            reason = last[0] or ("out of memory" if out_of_memory else "killed" if code in KILLED_CODES
-                                 else "no output")
+        reason = failure_reason(stderr, code, out_of_memory)
         # Said before anything else is tried: recording it may fail too (the store gone), and then
         # this line is all that tells which job failed and why.
         log.error("job failed", failed_job=kind, failed_tile=format_tile(tile), exit_code=code,
@@ -245,7 +254,11 @@ class Runner:
             if not self.on_terminal and not self.quiet:
                 sys.stderr.write(stderr)
         if (kind, tile) in self._failed_before:  # an earlier round's failure, no longer true
-            runs.clear_failure(self.store, self.run_id, kind, tile)
+            try:
+                runs.clear_failure(self.store, self.run_id, kind, tile)
+            except TilebatchError as e:
+                log.warning("cannot clear the job's old failure record", job_done=kind, tile_done=format_tile(tile),
+                            error=str(e))
 
     def totals(self, jobs: dict[str, list[Tile]]) -> dict:
         """What the run's jobs wrote, from their completion records."""

@@ -15,6 +15,11 @@ TOP = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "faults: slow fault injection (servers stopped, disks filled, processes "
+                                       "killed); make test runs them, -m 'not faults' leaves them out")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
