@@ -156,10 +156,13 @@ def _copy(value):
 
 def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> dict:
     """The effective configuration: defaults, then the YAML file at `path`, then environment overrides."""
+    env = os.environ if environ is None else environ
+    secret_vars = [v for v in env if v.upper().startswith(ENV_PREFIX) and is_secret(v.split("__")[-1])]
+    for var in secret_vars:  # masked before anything can go wrong (a password pasted into the wrong variable)
+        log.hide(env[var])
     cfg = defaults()
     if path is not None:
         _merge_file(cfg, path)
-    env = os.environ if environ is None else environ
     for var in sorted(env):
         if var.upper().startswith(ENV_PREFIX):
             names = var[len(ENV_PREFIX):].split("__")
@@ -167,8 +170,6 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> d
             value = env[var] if is_secret(names[-1]) else _parse_yaml(env[var], var)
             set_key(cfg, names, value, var)
     _check_together(cfg)
-    for secret in _secrets(cfg):
-        log.hide(secret)
     return cfg
 
 
@@ -195,6 +196,7 @@ class _Loader(yaml.SafeLoader):
                 # `0123` stays 0123, not 83; only an unquoted empty or null means unset.
                 plain_null = value_node.style is None and value_node.value in ("", "~", "null", "Null", "NULL")
                 mapping[key] = None if plain_null else value_node.value
+                log.hide(value_node.value if not plain_null else "")
             else:
                 mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
@@ -318,14 +320,6 @@ def _check_together(cfg: dict) -> None:
     queue_zoom, group_zoom = cfg["batch"]["queue-zoom"], cfg["rawr"]["group-zoom"]
     if queue_zoom > group_zoom:
         raise ConfigError(f"batch.queue-zoom {queue_zoom} must be at most rawr.group-zoom {group_zoom}")
-
-
-def _secrets(cfg: dict):
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            yield from _secrets(v)
-        elif k in SECRET_KEYS and v:
-            yield v
 
 
 def get(cfg: dict, dotted: str):
