@@ -1,3 +1,4 @@
+import re
 import textwrap
 
 import pytest
@@ -110,3 +111,44 @@ def test_cli_bad_config_exits_2_with_one_line():
     assert proc.stdout == ""
     assert len(proc.stderr.splitlines()) == 1
     assert "TILEQUEUE__store__colour" in last_error(proc)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TILEQUEUE__metatile__max-zoom": "99"}, "metatile.max-zoom must be 3..16, got 99"),
+    ({"TILEQUEUE__batch__queue-zoom": "25"}, "batch.queue-zoom must be 0..10, got 25"),
+    ({"TILEQUEUE__batch__queue-zoom": "-1"}, "batch.queue-zoom must be 0..10, got -1"),
+    ({"TILEQUEUE__postgresql__connect-timeout": "0"}, "postgresql.connect-timeout must be 1..300, got 0"),
+    ({"TILEQUEUE__postgresql__port": "70000"}, "postgresql.port must be 1..65535, got 70000"),
+    ({"TILEQUEUE__metatile__size": "16"}, "metatile.size must be 8, got 16"),
+    ({"TILEQUEUE__rawr__group-zoom": "20"}, "rawr.group-zoom must be 8..12, got 20"),
+    ({"TILEQUEUE__batch__queue-zoom": "9", "TILEQUEUE__rawr__group-zoom": "8"},
+     "batch.queue-zoom 9 must be at most rawr.group-zoom 8"),
+    ({"TILEQUEUE__aws__max-attempts": "0"}, "aws.max-attempts must be 1..20, got 0"),
+    ({"TILEQUEUE__postgresql__dbnames": "[]"}, "postgresql.dbnames must not be an empty list"),
+    ({"TILEQUEUE__postgresql__host": "[]"}, "postgresql.host must not be an empty list"),
+    ({"TILEQUEUE__postgresql__host": "''"}, "every item of postgresql.host must be a non-empty str, got ''"),
+    ({"TILEQUEUE__postgresql__dbnames": "[gis, 5]"}, "every item of postgresql.dbnames must be a non-empty str, got 5"),
+    ({"TILEQUEUE__postgresql__host": "[db1, [db2]]"}, "every item of postgresql.host must be a non-empty str"),
+    ({"TILEQUEUE__store__key-format-type": "flat"}, "store.key-format-type must be one of hash-prefix"),
+])
+def test_values_that_would_hang_or_be_ignored_are_refused_naming_key_and_range(env, message):
+    with pytest.raises(ConfigError) as e:
+        config.load(None, environ=env)
+    assert message in str(e.value) and e.value.exit_code == 2
+
+
+def test_metatile_max_zoom_may_be_unset_or_in_range():
+    assert config.load(None, environ={})["metatile"]["max-zoom"] is None
+    assert config.load(None, environ={"TILEQUEUE__metatile__max-zoom": "14"})["metatile"]["max-zoom"] == 14
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"postgresql:\n  port: 5432\n  port: 5433\n", "not valid YAML at line 3, column 3: duplicate key port"),
+    (b"postgresql:\n  user: \xff\n", "not UTF-8 text (byte 20)"),
+    (b"[" * 5000, "nested too deeply"),
+])
+def test_files_that_used_to_pass_or_crash_are_refused(tmp_path, data, message):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.load(str(path), environ={})
