@@ -43,8 +43,6 @@ def _config_get(args, cfg) -> int:
     value = config.get(cfg, args.key)
     if isinstance(value, dict):
         yaml.safe_dump(config.masked(value), sys.stdout, sort_keys=False)
-    elif config.is_secret(args.key) and value:
-        print(log.MASK)
     else:
         for item in value if isinstance(value, list) else [value]:
             print("" if item is None else item)

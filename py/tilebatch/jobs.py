@@ -54,7 +54,7 @@ def resolve_tile(text: str, cfg: dict, environ=os.environ) -> Tile:
     data = metatile_store(cfg).read(text[1:])
     if data is None:
         raise BadInput(f"tile list {text[1:]!r} is not in the store")
-    lines = data.decode().split()
+    lines = data.decode(errors="replace").split()  # a damaged list fails on its bad line, by name
     index = int(index_text)
     if index >= len(lines):
         raise BadInput(f"tile list {text[1:]!r} has {len(lines)} tiles, no index {index}")

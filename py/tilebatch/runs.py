@@ -37,7 +37,7 @@ def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
     out = set()
     for key in store.list(f"runs/{run_id}/{job}/tiles-"):
         if _LIST_RE.search(key):
-            out.update(parse_tile_lines(store.read(key).decode(), key))
+            out.update(parse_tile_lines((store.read(key) or b"").decode(errors="replace"), key))
     return out
 
 
