@@ -19,7 +19,7 @@ import zipfile
 import psycopg2
 import pytest
 from conftest import BIN, TOP, build_env, free_port, run_cli, start_moto, stop_moto
-from tilebatch import batch, cli, config, metatile, runs
+from tilebatch import batch, cli, config, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, bbox_tiles, metatile_members, parse_bbox
@@ -431,17 +431,29 @@ def test_a_job_killed_after_writing_its_record_is_done(built_store, tmp_path):
 
 
 @faults
-def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, tmp_path):
+def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db_url, tmp_path):
     root, _ = built_store
     env = build_env(tmp_path)
-    runner = start_build(env, "--run_id", "killed", "--jobs", "2")
-    pid = job_child(runner, "rawr-tile")
-    os.kill(pid, signal.SIGSTOP)  # held, so that it could not finish on its own before the runner dies
+    watcher = psycopg2.connect(db_url)
+    watcher.autocommit = True
+    try:
+        runner = start_build(env, "--run_id", "killed", "--jobs", "2")
+        pid = job_child(runner, "rawr-tile")
+
+        def working():  # the job is under way: it has logged its start and reads the database
+            with watcher.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tilebatch'")
+                return cur.fetchone()[0]
+
+        wait_for("the rawr job to read the database", working)
+    finally:
+        watcher.close()
+    os.kill(pid, signal.SIGSTOP)  # held, so that it cannot finish before the runner is gone
     runner.kill()
     runner.communicate()
     os.kill(pid, signal.SIGCONT)
     wait_for("the orphaned job to end", lambda: not alive(pid))
-    # It was ended, not left to finish: no completion record.
+    # It was ended, not left to finish its work: no completion record.
     assert not os.path.exists(tmp_path / "out" / "runs" / "killed" / "rawr" / "7" / "72" / "37.json")
     assert_intact(tmp_path)
 
@@ -655,3 +667,13 @@ def test_a_bug_is_one_error_line_with_its_type_and_where(monkeypatch, capsys):
     assert (entry["level"], entry["msg"], entry["error_type"], entry["exit_code"]) == \
         ("error", "unexpected error", "KeyError", 1)
     assert "cli.py" in entry["traceback"] and "test_faults.py" in entry["traceback"]
+
+
+def test_out_of_memory_evidence_is_the_kernels_count_for_the_cgroup(tmp_path):
+    v2 = oom.memory_cgroup_files("0::/system.slice/batch.service\n", str(tmp_path))
+    assert str(tmp_path / "system.slice/batch.service/memory.events") in v2
+    v1 = oom.memory_cgroup_files("4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", str(tmp_path))
+    assert v1 == [str(tmp_path / "memory/docker/abc/memory.oom_control")]
+    assert oom.parse_oom_kills("low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n") == 2
+    assert oom.parse_oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 7\n") == 7
+    assert oom.parse_oom_kills("oom_kill_disable 0\nunder_oom 0\n") is None
