@@ -376,6 +376,15 @@ def test_a_full_disk_is_an_outage_that_leaves_nothing_half_written(built_store, 
 
 
 @faults
+def test_a_read_only_store_is_bad_input(built_store, tmp_path):
+    root, _ = built_store
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        env = {"TILEQUEUE__store__url": f"file://{disk}/out", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr"}
+        one_error(job("meta-tile", env), 2, f"store file://{disk}/out: cannot write", "Read-only file system")
+
+
+@faults
 def test_export_onto_a_full_disk_is_an_outage_and_leaves_nothing(built_store, tmp_path):
     _, env = built_store
     with tmpfs(tmp_path / "disk", "64k") as disk:
