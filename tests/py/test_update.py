@@ -56,7 +56,10 @@ def change_file(url: str, path) -> tuple[int, list]:
     """One building moved east and one road added, as a gzipped osmChange; the building's id and nodes."""
     conn = psycopg2.connect(url)
     with conn.cursor() as cur:
+        # A plain building, large enough for Tilezen to show from z13, and no POI (which may show earlier).
         cur.execute("SELECT osm_id FROM planet_osm_polygon WHERE building IS NOT NULL AND osm_id > 0 "
+                    "AND way_area >= 5000 AND name IS NULL AND amenity IS NULL AND tourism IS NULL AND shop IS NULL "
+                    "AND leisure IS NULL AND historic IS NULL AND office IS NULL "
                     "ORDER BY way <-> ST_Transform(ST_SetSRID(ST_MakePoint(%s, %s), 4326), 3857) LIMIT 1", CENTRAL)
         building = cur.fetchone()[0]
         cur.execute("SELECT n.id, n.lat / 1e7::float8, n.lon / 1e7::float8 FROM planet_osm_ways w, unnest(w.nodes) AS nid "
