@@ -68,9 +68,13 @@ JOB_KINDS := rawr meta-high meta-low
 export REGISTRY REGION JOB_NAME_PREFIX RAWR_IMAGE META_HIGH_IMAGE META_LOW_IMAGE VCPUS
 export RAWR_MEMORY META_HIGH_MEMORY META_LOW_MEMORY JOB_TIMEOUT JOB_ROLE_ARN EXECUTION_ROLE_ARN
 export DB_HOST DB_PORT DB_NAME DB_USER DB_PASSWORD_PLAIN DB_PASSWORD DATE_PREFIX
-.PHONY: image push jobdefs enqueue
+.PHONY: base-image image push jobdefs enqueue
 
-image: ## build the three job images (docker/*/Makefile; TAG=…)
+base-image: ## build LOCAL_BASE_IMAGE, a Python 3.11 from Debian packages, for make image BASE_IMAGE=… (no Docker Hub)
+	@bin/setup --images
+	@DEBIAN_MIRROR='$(DEBIAN_MIRROR)' bin/base-image '$(LOCAL_BASE_IMAGE)'
+
+image: ## build the three job images (docker/*/Makefile; TAG=…, BASE_IMAGE=…)
 	@for job in $(JOB_KINDS); do $(MAKE) --no-print-directory -C docker/$$job image TAG='$(TAG)' || exit; done
 
 push: ## build the job images and push them to ECR (REGISTRY=…, TAG=…)

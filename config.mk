@@ -49,9 +49,19 @@ RAWR_PREFIX    ?=
 # ARN of the Secrets Manager secret with the database password; empty when there is none
 DB_PASSWORD_SECRET_ARN ?=
 
-# Job images (make image / push; docker/image.mk). REGISTRY is required for push
+# Job images (make base-image / image / push; docker/image.mk). REGISTRY is required for push
 # and jobdefs: the account's ECR registry, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com
 REGISTRY       ?=
+# the Python image the job images start from: Docker Hub's, or on a machine that
+# cannot pull from there the stand-in make base-image builds (LOCAL_BASE_IMAGE)
+BASE_IMAGE     ?= python:3.11-slim-bookworm
+# the tag make base-image gives its Python 3.11 built from Debian 12 packages
+LOCAL_BASE_IMAGE ?= tilebatch-python:3.11-bookworm
+# the Debian mirror make base-image fetches from; empty: the one apt on this machine uses
+DEBIAN_MIRROR  ?=
+# the network of docker build's steps; host works on an engine without a bridge
+# network too (dockerd --bridge=none); empty: the engine's default
+BUILD_NETWORK  ?= host
 # the AWS region of the registry, the job queue and the buckets
 REGION         ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 # image tag: the checked-out commit ("-dirty" with uncommitted changes), so a job

@@ -1,6 +1,6 @@
 # Builds and pushes one job image; docker/<job>/Makefile sets JOB and IMAGE and
 # includes this. Every variable has its default in config.mk:
-#   make image                   build the shared base image, then the job image IMAGE:TAG
+#   make image                   build the shared base image on BASE_IMAGE, then the job image IMAGE:TAG
 #   make push REGISTRY=<ECR>     build, log in to ECR, create the repository if missing, tag, push
 TOP := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))..)
 include $(TOP)/config.mk
@@ -13,7 +13,7 @@ SHELL := /bin/bash
 
 # Expanded once: the default runs git, and a commit half-way must not change it.
 TAG := $(TAG)
-BASE_IMAGE = $(IMAGE_PREFIX)-base:$(TAG)
+SHARED_IMAGE = $(IMAGE_PREFIX)-base:$(TAG)
 REMOTE     = $(REGISTRY)/$(IMAGE):$(TAG)
 
 # Checked before anything is built, so a push cannot half-happen for want of it.
@@ -23,10 +23,13 @@ $(error REGISTRY is not set: give the account's ECR registry, e.g. make push REG
 endif
 endif
 
+BUILD = docker build --force-rm $(if $(BUILD_NETWORK),--network $(BUILD_NETWORK))
+
 # The context is the repository top: the base image copies py/ and config.yaml.
 image:
-	docker build -f $(TOP)/docker/base.Dockerfile -t $(BASE_IMAGE) $(TOP)
-	docker build -f $(TOP)/docker/$(JOB)/Dockerfile --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE):$(TAG) $(TOP)
+	$(BUILD) -f $(TOP)/docker/base.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(SHARED_IMAGE) $(TOP)
+	$(BUILD) -f $(TOP)/docker/$(JOB)/Dockerfile --build-arg BASE=$(SHARED_IMAGE) -t $(IMAGE):$(TAG) $(TOP)
+	docker image ls --format 'image: {{.Repository}}:{{.Tag}} {{.Size}}' $(IMAGE):$(TAG)
 
 push: image
 	aws ecr get-login-password --region $(REGION) | docker login --username AWS --password-stdin $(REGISTRY)

@@ -14,7 +14,7 @@ import sys
 
 import yaml
 
-from . import config, faults, log
+from . import __version__, config, faults, log
 from .errors import Terminated, TilebatchError
 
 # Modules that add subcommands, in the order `--help` lists them.
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="config.yaml to read (default: built-in defaults)")
     parser = argparse.ArgumentParser(prog="tilebatch", description=__doc__.splitlines()[0], parents=[common])
+    parser.add_argument("--version", action="version", version=f"tilebatch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub, common)

@@ -83,7 +83,8 @@ def run_job(kind: str, args, cfg, work) -> int:
     The record goes last: a job killed half-way leaves none, so it counts as missing.
     """
     run_id = job_run_id(args, cfg)
-    log.bind(run_id=run_id, job=kind)
+    # The tile as given until it is resolved, so that an error about a bad one or its list names it.
+    log.bind(run_id=run_id, job=kind, tile=args.tile)
     tile = resolve_tile(args.tile, cfg)
     log.bind(tile=format_tile(tile))
     schema = records.check_run_schema(metatile_store(cfg), run_id, load_schema(cfg))

@@ -3,9 +3,13 @@
 The context is set once per job (`bind`), so a Batch log group can be searched
 by run id without every call site passing it along. Secrets the configuration
 holds are registered (`hide`) and never written, whatever message carries them.
+When TILEBATCH_LOG_CONTEXT names a file, the context is kept there too, as a
+JSON object: the job images' entrypoint (docker/job-entrypoint) ends the log
+with a line of its own that carries it.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -21,6 +25,10 @@ def bind(**fields) -> None:
             _context.pop(k, None)
         else:
             _context[k] = v
+    path = os.environ.get("TILEBATCH_LOG_CONTEXT")
+    if path:
+        with open(path, "w") as f:
+            f.write(redact(json.dumps({"run_id": _context.get("run_id"), **_context}, default=str)))
 
 
 def hide(secret: str) -> None:
