@@ -29,7 +29,8 @@ demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
 
 # The tests need the local database with the demo data; a database they had to
 # start for themselves they stop again afterwards.
-test: setup ## run every test: pytest, bats, shellcheck, hadolint
+test: ## run every test: pytest, bats, shellcheck, hadolint; builds and runs the job images in Docker
+	@bin/setup --images
 	@was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
 	$(MAKE) --no-print-directory demo-data && tests/run; status=$$?; \
 	[ -n "$$was_running" ] || bin/localdb stop; exit $$status
