@@ -139,7 +139,9 @@ def pushed(request, registry, aws, tmp_path_factory):
     for image in images.values():
         sh("docker", "image", "rm", image)  # the tag only: the layers stay under the local name
         sh("docker", "pull", "-q", image)
-    return images
+    yield images
+    # The registry goes with the test; the images stay, under their local names, as the next build's cache.
+    sh("docker", "image", "rm", *images.values())
 
 
 def test_push_creates_the_ecr_repositories_and_the_registry_serves_the_images(pushed, registry, aws, tmp_path):
