@@ -59,8 +59,10 @@ def client(aws: dict, service: str):
 
 
 def say(request, line: str) -> None:
-    """A line on the terminal of `make test` (image sizes, build seconds), whatever pytest captures."""
-    request.config.pluginmanager.getplugin("terminalreporter").write_line(f"images: {line}")
+    """A line on the terminal of `make test` (image sizes, build seconds), past pytest's capture."""
+    plugins = request.config.pluginmanager
+    with plugins.getplugin("capturemanager").global_and_fixture_disabled():
+        plugins.getplugin("terminalreporter").write_line(f"images: {line}")
 
 
 def last_line(proc) -> dict:
