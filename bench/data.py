@@ -10,7 +10,6 @@ with missing nodes for tilemaker, which aborts on them. Everything lands under
 .tilebatch/bench/ and is skipped when already built from the same source.
 """
 
-import hashlib
 import math
 import os
 import subprocess
@@ -18,7 +17,7 @@ from typing import NamedTuple
 
 import osmium
 import psycopg2
-
+from tilebatch import load as tilebatch_load
 from tilebatch import source
 from tilebatch.tiles import Bbox, Tile, ancestor, tile_at
 
@@ -119,11 +118,6 @@ def clean_for_tilemaker(pbf: str, out: str) -> None:
     os.remove(ids)
 
 
-def sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def admin_connection(cfg: dict, dbname: str):
     """A read-write autocommit connection to `dbname` on the configured server."""
     params = source.connection_params(cfg)[0]
@@ -137,8 +131,8 @@ def database_url(cfg: dict, dbname: str) -> str:
     return f"postgresql://{p['user']}@{p['host']}:{p['port']}/{dbname}"
 
 
-def loaded_sha(cfg: dict, dbname: str) -> str | None:
-    """The sha256 of the file last loaded into `dbname`, None when there is none."""
+def create_database(cfg: dict, dbname: str) -> None:
+    """Make `dbname` on the configured server unless it is there."""
     admin = admin_connection(cfg, "postgres")
     try:
         with admin.cursor() as cur:
@@ -147,35 +141,13 @@ def loaded_sha(cfg: dict, dbname: str) -> str | None:
                 cur.execute(f'CREATE DATABASE "{dbname}"')
     finally:
         admin.close()
-    conn = admin_connection(cfg, dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-            cur.execute("CREATE EXTENSION IF NOT EXISTS hstore")
-            cur.execute("CREATE TABLE IF NOT EXISTS tilebatch_load (pbf_sha256 text NOT NULL)")
-            cur.execute("SELECT pbf_sha256 FROM tilebatch_load")
-            row = cur.fetchone()
-            return row[0] if row else None
-    finally:
-        conn.close()
 
 
 def load(cfg: dict, pbf: str, dbname: str, log) -> None:
-    """Load `pbf` into `dbname` with osm2pgsql --slim --hstore, unless it holds it already."""
-    want = sha256(pbf)
-    if loaded_sha(cfg, dbname) == want:
-        return
-    log(f"loading {os.path.basename(pbf)} into {dbname} with osm2pgsql")
-    subprocess.run(["osm2pgsql", "--slim", "--hstore", "--create", "--log-level=warn", "--log-progress=false",
-                    "-d", database_url(cfg, dbname), pbf], check=True)
-    conn = admin_connection(cfg, dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("TRUNCATE tilebatch_load")
-            cur.execute("INSERT INTO tilebatch_load VALUES (%s)", (want,))
-            cur.execute("ANALYZE")
-    finally:
-        conn.close()
+    """Load `pbf` into `dbname` as make load does (which skips it when it holds it already)."""
+    create_database(cfg, dbname)
+    log(f"loading {os.path.basename(pbf)} into {dbname} unless it is there")
+    tilebatch_load.load(cfg, pbf, database_url(cfg, dbname), flat_nodes_dir=WORK)
 
 
 def ensure(cfg: dict, size: int, log) -> Dataset:
@@ -186,7 +158,7 @@ def ensure(cfg: dict, size: int, log) -> Dataset:
     stem = os.path.join(WORK, f"helsinki-x{size}")
     pbf, clean = stem + ".osm.pbf", stem + "-clean.osm.pbf"
     stamp = stem + ".source-sha256"
-    source_sha = RECIPE + ":" + sha256(SOURCE_PBF)
+    source_sha = RECIPE + ":" + tilebatch_load.file_sha256(SOURCE_PBF)
     fresh = os.path.exists(stamp) and open(stamp).read() == source_sha
     if not (fresh and os.path.exists(pbf) and os.path.exists(clean)):
         log(f"writing {size} copies of the extract to {os.path.relpath(pbf, TOP)}")

@@ -15,7 +15,7 @@ import time
 
 import mapbox_vector_tile
 
-from tilebatch import config, local, mvt, rawr, render, source
+from tilebatch import config, load, mvt, rawr, render, source
 from tilebatch.schema import load_schema
 from tilebatch.tiles import bbox_tiles, children, format_tile, parse_bbox, tile_at
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per tile and encoder; the best counts")
     args = parser.parse_args()
     cfg = config.load(args.config)
-    bbox = parse_bbox(args.bbox) if args.bbox else local.data_extent(cfg)
+    bbox = parse_bbox(args.bbox) if args.bbox else load.data_extent(cfg)
     schema = load_schema(cfg)
     src = source.Source(source.connect(cfg), schema)
     group_zoom = cfg["rawr"]["group-zoom"]

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tilebatch.rawr",
     "tilebatch.meta_high",
     "tilebatch.meta_low",
+    "tilebatch.load",
     "tilebatch.local",
     "tilebatch.decode",
     "tilebatch.rebuild",

@@ -22,14 +22,13 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-import psycopg2
 from tqdm import tqdm
 
-from . import faults, log, oom, records, runs, source
+from . import load, log, oom, records, runs, tileset
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import check_run_id
 from .store import metatile_store, rawr_sink
-from .tiles import Bbox, Tile, bbox_tiles, format_tile, make_bbox, parse_bbox, tile_at
+from .tiles import Bbox, Tile, bbox_tiles, format_tile, parse_bbox, tile_at
 
 COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
@@ -43,25 +42,6 @@ def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
     queue_tiles = bbox_tiles(bbox, queue_zoom)
     return {"rawr": queue_tiles, "meta-high": queue_tiles,
             "meta-low": [t for z in range(queue_zoom + 1) for t in bbox_tiles(bbox, z)]}
-
-
-def data_extent(cfg: dict) -> Bbox:
-    """The box around every row of the source tables, in WGS84."""
-    conn = source.connect(cfg)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ("
-                        " SELECT ST_Transform(ST_SetSRID(ST_Extent(way), 3857), 4326) AS e FROM ("
-                        "  SELECT way FROM planet_osm_point UNION ALL SELECT way FROM planet_osm_line"
-                        "  UNION ALL SELECT way FROM planet_osm_polygon) rows) extent")
-            box = cur.fetchone()
-    except psycopg2.Error as e:  # a missing table (exit 2), a broken connection or a timeout (exit 1)
-        raise faults.db_error("cannot find the data's extent", e) from None
-    finally:
-        conn.close()
-    if box[0] is None:
-        raise BadInput("the database has no rows: load an extract first (make demo-data)")
-    return make_bbox(*box)
 
 
 def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
@@ -287,10 +267,20 @@ def run_build(runner: Runner, jobs: dict[str, list[Tile]], attempts: int) -> lis
     return missing
 
 
+def _store_holds(store) -> str:
+    """What a preview or an export of the store will show: its zooms and bounds."""
+    metas = tileset.metatiles(store)
+    if not metas:
+        return "the store holds no tiles: the box has nothing the schema shows"
+    d = tileset.describe(metas)
+    return (f"the store holds tiles of zooms {d.minzoom}..{d.maxzoom} over "
+            f"{','.join(f'{v:.5f}' for v in d.bounds)} (west,south,east,north)")
+
+
 def build(args, cfg) -> int:
     run_id = check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"] or "local")
     log.bind(run_id=run_id, job="build")
-    bbox = parse_bbox(args.bbox) if args.bbox is not None else data_extent(cfg)
+    bbox = parse_bbox(args.bbox) if args.bbox is not None else load.data_extent(cfg)
     workers = args.jobs or os.cpu_count() or 1
     if workers < 1 or args.attempts < 1:
         raise BadInput("--jobs and --attempts need to be at least 1")
@@ -307,6 +297,7 @@ def build(args, cfg) -> int:
           f"already done, {len(missing)} missing, in {seconds} s")
     print(f"  {totals['rawr_tiles']} RAWR tiles, {totals['metatiles']} metatiles holding {totals['tiles']} tiles "
           f"({totals['features']} features), in {runner.store.url}")
+    print(f"  {_store_holds(runner.store)}")
     center = tile_at((bbox.west + bbox.east) / 2, (bbox.south + bbox.north) / 2, 15)
     config_arg = f" --config {args.config}" if getattr(args, "config", None) else ""
     print(f"  look at one: {os.path.relpath(sys.argv[0])} tile {format_tile(center)}{config_arg}")

@@ -14,7 +14,7 @@ import json
 import math
 from typing import NamedTuple
 
-from . import local, source
+from . import load, local, source
 from .errors import BadInput
 from .tiles import MERCATOR_MAX_LAT, Bbox, Tile, ancestor, children, make_bbox, parse_bbox
 
@@ -133,7 +133,7 @@ def count_rows(cur, tile: Tile) -> int:
 def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) -> Density:
     """Rows per z7 tile counted in the database when its data covers the box, else assumed."""
     try:
-        extent = local.data_extent(cfg)
+        extent = load.data_extent(cfg)
     except BadInput as e:
         return assumed_density(tiles, per_tile, f"no database to count in ({e})")
     if not (extent.west <= bbox.west and extent.south <= bbox.south
