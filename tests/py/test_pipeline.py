@@ -3,42 +3,16 @@
 import json
 import os
 
-import mapbox_vector_tile
-import psycopg2
 import pytest
 
 from tilebatch import classify, config, metatile, rawr, render, schema as schemas, source
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
-from tilebatch.tiles import ancestor, metatile_of, tile_at, tile_bounds_3857
+from tilebatch.tiles import ancestor, metatile_of, tile_at
 
-from conftest import build_env, free_port, last_error, run_cli
+from conftest import build_env, built_tile, counted_in_database, free_port, last_error, run_cli
 
 CENTRAL = (24.945, 60.170)
-# What Tilezen's roads layer holds by zoom 15: these highways, railway tracks, runways and taxiways,
-# ferries and piers (highway=trail or platform are not roads; the extract has no aerialway or piste).
-ROAD_HIGHWAYS = ("motorway", "trunk", "motorway_link", "trunk_link", "primary", "secondary", "tertiary",
-                 "primary_link", "secondary_link", "tertiary_link", "residential", "unclassified", "road",
-                 "living_street", "service", "raceway", "pedestrian", "footway", "cycleway", "path", "steps",
-                 "track", "bridleway", "corridor")
-ROAD_RAILWAYS = ("rail", "tram", "light_rail", "narrow_gauge", "monorail", "subway", "funicular", "preserved",
-                 "miniature", "disused")
-# Tilezen's building area steps: at zoom 15 a building or part of 50 square metres or more.
-BUILDING_Z15_M2 = 50
-
-
-def decode(data: bytes) -> dict:
-    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
-
-
-def built_tile(root, tile) -> dict:
-    return decode(metatile.read_tile(open_store(f"file://{root}/out"), tile))
-
-
-def clip_box(tile):
-    minx, miny, maxx, maxy = tile_bounds_3857(tile)
-    pad = (maxx - minx) * render.BUFFER / render.EXTENT
-    return minx - pad, miny - pad, maxx + pad, maxy + pad
 
 
 def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
@@ -46,18 +20,7 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
     tile = tile_at(*CENTRAL, 15)
     got = built_tile(root, tile)
     assert {"buildings", "roads", "pois", "places"} <= set(got)
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-        envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 3857)"
-        cur.execute(f"SELECT count(*) FROM planet_osm_polygon WHERE ST_Intersects(way, {envelope}) AND "
-                    "((building IS NOT NULL AND building <> 'no') OR "
-                    " (tags->'building:part' IS NOT NULL AND tags->'building:part' <> 'no')) AND way_area >= %s",
-                    (*clip_box(tile), BUILDING_Z15_M2))
-        buildings = cur.fetchone()[0]
-        cur.execute(f"SELECT count(*) FROM planet_osm_line WHERE ST_Intersects(way, {envelope}) AND "
-                    "(highway IN %s OR railway IN %s OR aeroway IN ('runway', 'taxiway') OR route = 'ferry'"
-                    " OR man_made IN ('pier', 'quay'))",
-                    (*clip_box(tile), ROAD_HIGHWAYS, ROAD_RAILWAYS))
-        roads = cur.fetchone()[0]
+    buildings, roads = counted_in_database(db_url, tile)
     assert buildings > 50 and roads > 50
     assert len(got["buildings"]["features"]) == buildings
     assert len(got["roads"]["features"]) == roads
@@ -67,7 +30,7 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
 
 @pytest.mark.parametrize("name, zoom", [("tilezen", 13), ("tilezen", 16), ("shortbread", 13), ("shortbread", 14)])
 def test_rawr_and_postgis_paths_agree(db_url, name, zoom):
-    cfg = config.load("config.yaml", environ={})
+    cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path(name))
     src = source.Source(source.connect(cfg), schema)
     tile = tile_at(*CENTRAL, zoom)
@@ -207,7 +170,7 @@ def test_tile_command_prints_geojson(built_store):
 
 
 def test_rawr_tile_format(db_url):
-    cfg = config.load("config.yaml", environ={})
+    cfg = config.load("config.yaml")
     src = source.Source(source.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
     tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
     unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables)[0])}
@@ -220,7 +183,7 @@ def test_rawr_tile_format(db_url):
 
 
 def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
-    cfg = config.load("config.yaml", environ={"TILEQUEUE__postgresql__host": "[127.0.0.2, 127.0.0.1]"})
+    cfg = config.load("config.yaml", environ={**os.environ, "TILEQUEUE__postgresql__host": "[127.0.0.2, 127.0.0.1]"})
     for _ in range(40):  # the order is shuffled: both orders come up (all but surely)
         conn = source.connect(cfg)
         assert conn.info.host == "127.0.0.1"
@@ -230,7 +193,7 @@ def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
     rawr_cfg = config.load("config.yaml", environ={"TILEQUEUE__rawr__postgresql__host": "replica",
                                                    "TILEQUEUE__rawr__postgresql__dbname": "rawrdb"})
     assert [(p["host"], p["dbname"], p["port"]) for p in source.connection_params(rawr_cfg, "rawr")] == \
-        [("replica", "rawrdb", 54329)]
+        [("replica", "rawrdb", rawr_cfg["postgresql"]["port"])]
 
 
 @pytest.mark.parametrize("value, kept", [("12", 12), ("12.5 m", 12.5), ("9" * 400, None), ("1e30", None), ("1.5e+03", 1500),
@@ -244,7 +207,7 @@ def test_numeric_properties_keep_only_sane_numbers(value, kept):
 def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
     """Rows sharing an id (a relation's lines) must come in the same order whatever the plan:
     one build reads them with a parallel scan, the other without."""
-    cfg = config.load("config.yaml", environ={})
+    cfg = config.load("config.yaml")
     group = ancestor(tile_at(*CENTRAL, 15), 10)
     packed = []
     for parallel in (False, True):
