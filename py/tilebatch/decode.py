@@ -17,7 +17,11 @@ from .tiles import parse_tile
 
 
 def tile_geojson(data: bytes, tile) -> dict:
-    """A FeatureCollection of an MVT tile's features in WGS84, each with its `layer` as a property."""
+    """A FeatureCollection of an MVT tile's features in WGS84, each with its tile layer as a member `layer`.
+
+    The layer goes beside `properties`, not into them: a road has a property
+    `layer` of its own (OSM's, -1 for one under the ground).
+    """
     bounds = mercantile.xy_bounds(tile)
     scale = (bounds.right - bounds.left) / EXTENT
 
@@ -34,8 +38,8 @@ def tile_geojson(data: bytes, tile) -> dict:
     for layer, content in decoded.items():
         for f in content["features"]:
             geom = shapely.transform(shapely.geometry.shape(f["geometry"]), to_lnglat)
-            features.append({"type": "Feature", "id": f.get("id"), "geometry": shapely.geometry.mapping(geom),
-                             "properties": {"layer": layer, **f["properties"]}})
+            features.append({"type": "Feature", "id": f.get("id"), "layer": layer,
+                             "geometry": shapely.geometry.mapping(geom), "properties": f["properties"]})
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -161,8 +161,14 @@ def test_tile_command_prints_geojson(built_store):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["type"] == "FeatureCollection"
-    layers_seen = {f["properties"]["layer"] for f in doc["features"]}
+    layers_seen = {f["layer"] for f in doc["features"]}
     assert {"buildings", "roads"} <= layers_seen
+    # Properties are the tile's own, a road's OSM `layer` (-1: under the ground) among them.
+    root, _ = built_store
+    in_tile = built_tile(root, tile)
+    assert sorted(json.dumps(f["properties"], sort_keys=True) for f in doc["features"] if f["layer"] == "roads") == \
+        sorted(json.dumps(f["properties"], sort_keys=True) for f in in_tile["roads"]["features"])
+    assert any(f["properties"].get("layer") == -1 for f in doc["features"] if f["layer"] == "roads")
     lng, lat = doc["features"][0]["geometry"]["coordinates"][0][0][:2] if doc["features"][0]["geometry"]["type"] == \
         "Polygon" else (CENTRAL[0], CENTRAL[1])
     assert abs(lng - CENTRAL[0]) < 0.05 and abs(lat - CENTRAL[1]) < 0.05
