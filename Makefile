@@ -49,8 +49,8 @@ test: ## run every test: pytest, bats, shellcheck, hadolint; builds and runs the
 preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PORT/
 	@tilebatch serve --config $(CONFIG) --port $(PORT)
 
-export: setup ## write the build into one file: make export FORMAT=pmtiles|mbtiles OUT=file
-	@tilebatch export --config $(CONFIG) --format $(FORMAT) $(OUT)
+export: setup ## write the build into one file: make export OUT=file.pmtiles|file.mbtiles [FORMAT=pmtiles|mbtiles]
+	@tilebatch export --config '$(CONFIG)' $(if $(FORMAT),--format '$(FORMAT)') '$(OUT)'
 
 # The build exported to a scratch MBTiles file, as a map would read it, and measured there.
 style-coverage: setup ## how many layers of a public style the build feeds: STYLE=… [MISSING=1 lists those it does not]
@@ -119,11 +119,11 @@ enqueue: setup ## submit a stage to AWS Batch: RUN_ID=… JOB=… [PYRAMID=1] [T
 # Rebuilds reach for the Batch settings only when asked to run there.
 BATCH_ENV = $(if $(filter batch,$(EXECUTOR)),$(ENQUEUE_ENV))
 
-status: setup ## where a run stands: RUN_ID=… (jobs expected, done, running, failed)
-	@env $(ENQUEUE_ENV) tilebatch status --config '$(CONFIG)' --run-id '$(RUN_ID)'
+status: setup ## where a run stands: [RUN_ID=…, default the latest] (jobs expected, done, running, failed)
+	@env $(ENQUEUE_ENV) tilebatch status --config '$(CONFIG)' $(if $(RUN_ID),--run-id '$(RUN_ID)')
 
-missing: setup ## a run's missing jobs: RUN_ID=… [ENQUEUE=1 re-submits them to Batch]
-	@env $(ENQUEUE_ENV) tilebatch missing --config '$(CONFIG)' --run-id '$(RUN_ID)' $(if $(filter 1,$(ENQUEUE)),--enqueue)
+missing: setup ## a run's missing jobs: [RUN_ID=…, default the latest] [ENQUEUE=1 re-submits them to Batch]
+	@env $(ENQUEUE_ENV) tilebatch missing --config '$(CONFIG)' $(if $(RUN_ID),--run-id '$(RUN_ID)') $(if $(filter 1,$(ENQUEUE)),--enqueue)
 
 rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is missing (bin/bbox_rebuild.sh)
 	@env $(BATCH_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh

@@ -28,8 +28,10 @@ TEST_DB        ?= gis_test
 
 # Preview (make preview) and export (make export)
 PORT           ?= 8080
-FORMAT         ?= pmtiles
-OUT            ?= tiles.$(FORMAT)
+# the file make export writes; its extension says the format unless FORMAT
+# (pmtiles or mbtiles) is given
+OUT            ?= tiles.pmtiles
+FORMAT         ?=
 
 # Style coverage (make style-coverage): a public style web/styles.mjs makes
 # (protomaps-light draws tilezen, versatiles-colorful shortbread) or a style.json

@@ -2,6 +2,7 @@
 
 Everything a run knows lives in the store under `runs/{run_id}/`:
 
+    run.json                   when the run began (the latest run is the default of status and missing)
     {job}/tiles-NNNN.txt       the tiles the run expects of each job kind
                                (written by build and batch-enqueue; Batch
                                array jobs read them too)
@@ -21,11 +22,12 @@ tiles the run expects.
 
 import json
 import re
+import time
 from typing import NamedTuple
 
 from . import log
 from .enqueue import MAX_ARRAY_SIZE, list_key, list_text, parse_tile_lines
-from .errors import JobFailed
+from .errors import BadInput, JobFailed
 from .records import JOB_KINDS, done_tiles
 from .tiles import Tile, children, format_tile, parse_tile
 
@@ -46,8 +48,10 @@ def add_expected(store, run_id: str, job: str, tiles: list[Tile], tries: int = 1
 
     Lists already written are never changed (running array children read
     them); new tiles go into new lists after them. A list number another
-    writer took first is read back, and the rest goes after it.
+    writer took first is read back, and the rest goes after it. The run's
+    first tiles also note when it began.
     """
+    store.write_new(run_key(run_id), json.dumps({"run_id": run_id, "began": time.time()}).encode())
     written: dict[str, list[Tile]] = {}
     new, index = _unlisted(store, run_id, job, tiles)
     for _ in range(tries):
@@ -69,6 +73,26 @@ def _unlisted(store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Til
     known = expected_tiles(store, run_id, job) if keys else set()
     index = max((int(_LIST_RE.search(k).group(1)) for k in keys), default=-1) + 1
     return [t for t in tiles if t not in known], index
+
+
+def run_key(run_id: str) -> str:
+    return f"runs/{run_id}/run.json"
+
+
+def run_ids(store) -> list[str]:
+    """Every run in the store, oldest first (runs from before run.json first, by name)."""
+    def began(run_id: str) -> float:
+        data = store.read(run_key(run_id))
+        return json.loads(data)["began"] if data else 0.0
+    return sorted(store.folders("runs"), key=lambda r: (began(r), r))
+
+
+def latest_run(store) -> str:
+    """The run that began last; BadInput for a store with none."""
+    found = run_ids(store)
+    if not found:
+        raise BadInput(f"the store {store.url} holds no runs: build some tiles first (make build, or make demo)")
+    return found[-1]
 
 
 def covered(tile: Tile, done: set[Tile], deepest: int) -> bool:

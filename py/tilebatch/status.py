@@ -19,13 +19,15 @@ def _bar(done: int, total: int) -> str:
 
 
 def _run(args, cfg, command: str):
-    """The run's id, store and job states; BadInput for a run the store knows nothing of."""
-    run_id = check_run_id(args.run_id)
-    log.bind(run_id=run_id, job=command)
+    """The run's id (default: the latest), store and job states; BadInput for a run the store knows nothing of."""
     store = metatile_store(cfg)
+    run_id = check_run_id(args.run_id) if args.run_id else runs.latest_run(store)
+    log.bind(run_id=run_id, job=command)
     states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
     if not any(s.expected for s in states):
-        raise BadInput(f"run {run_id!r} has no jobs in {store.url}")
+        known = runs.run_ids(store)
+        raise BadInput(f"run {run_id!r} has no jobs in {store.url}; "
+                       + (f"its runs, oldest first: {', '.join(known)}" if known else "it holds no runs"))
     return run_id, store, states
 
 
@@ -59,11 +61,14 @@ def missing(args, cfg) -> int:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("status", parents=[common], help="where a run stands: jobs expected, done, running, failed")
-    p.add_argument("--run-id", "--run_id", dest="run_id", required=True)
+    p = sub.add_parser("status", parents=[common], help="where a run stands: jobs expected, done, running, failed",
+                       description="Where a run stands: per job kind, the jobs it expects, done, running and "
+                                   "failed (running and failed from Batch for a run there).")
+    p.add_argument("--run-id", "--run_id", dest="run_id", help="the run (default: the latest in the store)")
     p.set_defaults(func=status)
-    p = sub.add_parser("missing", parents=[common], help="a run's jobs without a completion record")
-    p.add_argument("--run-id", "--run_id", dest="run_id", required=True)
+    p = sub.add_parser("missing", parents=[common], help="a run's jobs without a completion record",
+                       description="A run's jobs without a completion record, one 'job z/x/y' a line.")
+    p.add_argument("--run-id", "--run_id", dest="run_id", help="the run (default: the latest in the store)")
     p.add_argument("--enqueue", action="store_true",
                    help="re-submit them to Batch (more memory for jobs that ran out of it)")
     p.set_defaults(func=missing)

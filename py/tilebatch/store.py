@@ -12,6 +12,8 @@ or a full disk is worth a retry (exit 1), a missing bucket or a store that
 refuses writes is not (exit 2).
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import tempfile
@@ -43,6 +45,7 @@ class Store(Protocol):
     def list(self, prefix: str = "") -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
     def sweep(self, older_than: float = ...) -> int: ...
+    def folders(self, prefix: str) -> list[str]: ...
 
 
 def tile_key(tile: Tile, ext: str, key_format: str = "prefix", date_prefix: str = "") -> str:
@@ -231,6 +234,13 @@ def remove_stale(paths, older_than: float = STALE_TEMP_SECONDS) -> int:
             raise faults.os_error(f"cannot remove the temporary file {path}", e) from None
     return removed
 
+    def folders(self, prefix: str) -> list[str]:
+        """The names one level below `prefix/` (a folder's sub-folders), sorted."""
+        try:
+            return sorted(e.name for e in os.scandir(self._path(prefix)) if e.is_dir())
+        except FileNotFoundError:
+            return []
+
 
 class S3Store:
     """A bucket and key prefix; a PUT is atomic, so no temporary object is needed."""
@@ -311,6 +321,17 @@ class S3Store:
     def sweep(self, older_than: float = STALE_TEMP_SECONDS) -> int:
         """Nothing to do: a PUT is atomic, S3 holds no temporary objects."""
         return 0
+
+    def folders(self, prefix: str) -> list[str]:
+        """The names one level below `prefix/` (keys grouped at the next `/`), sorted: no key listed one by one."""
+        full = self._full(prefix.rstrip("/")) + "/"
+        names, token = [], {}
+        while True:
+            page = self._call(f"list {prefix}", self.client.list_objects_v2, Prefix=full, Delimiter="/", **token)
+            names += [p["Prefix"][len(full):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+            if not page.get("IsTruncated"):
+                return sorted(names)
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def client_config(aws: dict | None):

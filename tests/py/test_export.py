@@ -191,3 +191,23 @@ def test_a_terminal_shows_a_progress_bar_and_a_pipe_does_not(small, tmp_path):
     assert b"export pmtiles: 100%|" in seen and b"4/4 [" in seen
     piped = run_cli("export", "--config", "config.yaml", tmp_path / "u.pmtiles", env=env)
     assert all(line.startswith("{") for line in piped.stderr.splitlines())
+
+
+def make_export(tmp_path, env, *args):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    return subprocess.run(["make", "--no-print-directory", "-C", str(TOP), "export", *args], capture_output=True,
+                          text=True, env={**full, **env}, timeout=300)
+
+
+@pytest.mark.parametrize("out, fmt, want", [
+    ("tiles.mbtiles", None, "mbtiles"),   # the extension says it
+    ("tiles.pmtiles", None, "pmtiles"),
+    ("tiles.bin", "mbtiles", "mbtiles"),  # FORMAT says it
+])
+def test_make_export_writes_the_format_the_name_says(small, tmp_path, out, fmt, want):
+    env, expected = small
+    proc = make_export(tmp_path, env, f"OUT={tmp_path / out}", *([f"FORMAT={fmt}"] if fmt else []))
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / out, "rb") as f:
+        magic = f.read(16)
+    assert magic.startswith(b"PMTiles") if want == "pmtiles" else magic == b"SQLite format 3\x00"

@@ -1,12 +1,14 @@
 """tilebatch status and missing on local runs (the Batch side is in test_batch_runs.py)."""
 
+import os
 import shutil
+import subprocess
 
 from tilebatch import runs
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, children
 
-from conftest import last_error, run_cli
+from conftest import TOP, last_error, run_cli
 
 
 def copy_run(built_store, tmp_path):
@@ -63,6 +65,7 @@ def test_unknown_run_is_bad_input(built_store):
     proc = run_cli("status", "--config", "config.yaml", "--run-id", "no-such-run", env=env)
     assert proc.returncode == 2
     assert "run 'no-such-run' has no jobs" in last_error(proc)
+    assert "its runs, oldest first: " in last_error(proc) and "test-build" in last_error(proc)
     proc = run_cli("missing", "--config", "config.yaml", "--run-id", "bad run", env=env)
     assert proc.returncode == 2
     assert "bad run id" in last_error(proc)
@@ -76,3 +79,25 @@ def test_expected_lists_grow_but_never_change(tmp_path):
     assert store.read("runs/r/rawr/tiles-0000.txt") == first
     assert store.read("runs/r/rawr/tiles-0001.txt") == b"7/3/3\n"
     assert runs.expected_tiles(store, "r", "rawr") == {Tile(1, 1, 7), Tile(2, 2, 7), Tile(3, 3, 7)}
+
+
+def test_status_and_missing_default_to_the_latest_run(built_store, tmp_path):
+    env, store = copy_run(built_store, tmp_path)
+    runs.add_expected(store, "later", "rawr", [Tile(72, 37, 7)])
+    assert runs.run_ids(store)[-1] == "later"
+    proc = run_cli("status", "--config", "config.yaml", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("run later in file://")
+    assert run_cli("missing", "--config", "config.yaml", env=env).stdout == "rawr 7/72/37\n"
+    # make status right after a build (no RUN_ID): the latest run.
+    make_env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(TOP), "status"], capture_output=True, text=True,
+                          env={**make_env, **env}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("run later in file://")
+
+
+def test_a_store_with_no_runs_says_so(tmp_path):
+    proc = run_cli("status", "--config", "config.yaml", env={"TILEQUEUE__store__url": f"file://{tmp_path}"})
+    assert proc.returncode == 2
+    assert "holds no runs: build some tiles first" in last_error(proc)

@@ -51,6 +51,13 @@ def exercise(s):
     s.delete("a/b.bin")
     s.delete("a/b.bin")  # deleting twice is fine
     assert list(s.list("a/")) == ["a/c.bin"]
+    s.write("runs/r2/x/1.json", b"{}")
+    s.write("runs/r1/run.json", b"{}")
+    s.write("runs/top.txt", b"")
+    assert s.folders("runs") == ["r1", "r2"] and s.folders("runs/") == ["r1", "r2"]
+    assert s.folders("nothing") == []
+    for key in ("runs/r2/x/1.json", "runs/r1/run.json", "runs/top.txt"):
+        s.delete(key)
 
 
 def test_file_store(tmp_path):
