@@ -91,7 +91,7 @@ def export(store, schema: Schema, fmt: str, out: str) -> int:
     if not os.path.isdir(folder):
         raise BadInput(f"cannot export to {out}: folder {folder} does not exist")
     metas = tileset.metatiles(store)
-    desc = tileset.describe(metas)
+    desc = tileset.describe(store, metas)
     count = 0
 
     def counted(tiles):

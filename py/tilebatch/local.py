@@ -272,7 +272,7 @@ def _store_holds(store) -> str:
     metas = tileset.metatiles(store)
     if not metas:
         return "the store holds no tiles: the box has nothing the schema shows"
-    d = tileset.describe(metas)
+    d = tileset.describe(store, metas)
     return (f"the store holds tiles of zooms {d.minzoom}..{d.maxzoom} over "
             f"{','.join(f'{v:.5f}' for v in d.bounds)} (west,south,east,north)")
 

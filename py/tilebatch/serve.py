@@ -15,6 +15,7 @@ serves all 64 of its tiles). Restart it after a rebuild.
 
 import http.server
 import json
+import os
 import re
 import sys
 import threading
@@ -131,7 +132,7 @@ class Preview:
     def __init__(self, store, schema: Schema, max_zoom: int, maplibre_dir: Path):
         self.store, self.schema, self.max_zoom = store, schema, max_zoom
         self.cache = MetatileCache(store)
-        self.description = tileset.describe(tileset.metatiles(store))
+        self.description = tileset.describe(store, tileset.metatiles(store))
         self.vector_layers = tileset.vector_layers(self.description, schema)
         self.assets = {p.name: p for p in maplibre_dir.iterdir() if p.suffix in ASSET_TYPES} \
             if maplibre_dir.is_dir() else {}
@@ -269,7 +270,9 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_time
     try:
         server = Server(("127.0.0.1", port), preview, idle_timeout)
     except OSError as e:
-        raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; give another --port") from None
+        # Under make (make preview) the port is make's variable, not the option.
+        other = "another PORT=…, e.g. make preview PORT=9000" if os.environ.get("MAKELEVEL") else "another --port"
+        raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; give {other}") from None
     url = "http://%s:%d/" % server.server_address[:2]
     log.info("serving the preview", url=url, store=preview.store.url)
     print(f"preview: {url}  (Ctrl-C stops it)", flush=True)

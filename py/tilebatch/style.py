@@ -31,6 +31,10 @@ ROAD_CASING = "#bcb2a3"
 # How much wider than a minor road each road kind is drawn; kinds not listed get 1.
 ROAD_WIDTH = {"highway": 2.2, "major_road": 1.6, "path": 0.5}
 LABELLED_POINTS = ("pois", "places", "transit")  # names in their layer's colour
+# A road in a tunnel (is_tunnel true, or OSM's tunnel tag: yes, building_passage, ...) is drawn
+# dashed, and under the fills of UNDER_TUNNELS, so that it does not run over the buildings above it.
+TUNNEL = ["all", ["has", "is_tunnel"], ["!", ["in", ["to-string", ["get", "is_tunnel"]], ["literal", ["no", "false"]]]]]
+UNDER_TUNNELS = "buildings"
 
 
 def _geometry(kind: str) -> list:
@@ -50,7 +54,7 @@ def _zoom_width(base: float, factor=1, extra: float = 0) -> list:
 
 def _layer(id_: str, type_: str, source_layer: str, geometry: str, paint: dict, **extra) -> dict:
     return {"id": id_, "type": type_, "source": SOURCE, "source-layer": source_layer,
-            "filter": _geometry(geometry), "paint": paint, **extra}
+            "filter": _geometry(geometry), "paint": paint, **extra}  # `extra` may bring a narrower filter
 
 
 def _road_width(extra: float = 0) -> list:
@@ -64,24 +68,30 @@ def colours(layer_names: list[str]) -> dict:
 
 
 def layers(layer_names: list[str]) -> list[dict]:
-    """Every style layer, bottom to top: fills, lines, dots, then names."""
+    """Every style layer, bottom to top: fills (road tunnels under the buildings'), lines, dots, then names."""
     out = [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND}}]
     by_layer = colours(layer_names)
     for name, colour in by_layer.items():
+        if name == UNDER_TUNNELS and "roads" in by_layer:
+            out.append(_layer("roads-tunnel", "line", "roads", "LineString",
+                              {"line-color": ROAD_CASING, "line-width": _road_width(), "line-dasharray": [2, 1]},
+                              filter=["all", _geometry("LineString"), TUNNEL]))
         out.append(_layer(f"{name}-fill", "fill", name, "Polygon",
                           {"fill-color": colour, "fill-opacity": FILL_OPACITY.get(name, 1)}))
     for name, colour in by_layer.items():
         if name == "roads":
             out.append(_layer("roads-casing", "line", name, "LineString",
                               {"line-color": ROAD_CASING, "line-width": _road_width(extra=1.5)},
-                              layout={"line-cap": "round", "line-join": "round"}))
+                              layout={"line-cap": "round", "line-join": "round"},
+                              filter=["all", _geometry("LineString"), ["!", TUNNEL]]))
             paint = {"line-color": colour, "line-width": _road_width()}
         elif name == "boundaries":
             paint = {"line-color": colour, "line-width": 1.5, "line-dasharray": [3, 2]}
         else:
             paint = {"line-color": colour, "line-width": _zoom_width(1.2)}
+        not_tunnel = {"filter": ["all", _geometry("LineString"), ["!", TUNNEL]]} if name == "roads" else {}
         out.append(_layer(f"{name}-line", "line", name, "LineString", paint,
-                          layout={"line-cap": "round", "line-join": "round"}))
+                          layout={"line-cap": "round", "line-join": "round"}, **not_tunnel))
     for name, colour in by_layer.items():
         out.append(_layer(f"{name}-point", "circle", name, "Point",
                           {"circle-color": colour, "circle-radius": 3,

@@ -21,6 +21,8 @@ from .tiles import METATILE_ZOOMS, Tile, metatile_members
 
 ATTRIBUTION = "© OpenStreetMap contributors"
 _META_KEY_RE = re.compile(r"(?:^|/)(\d+)/(\d+)/(\d+)\." + re.escape(metatile.EXT) + r"$")
+# At most this many metatiles are read to find the middle of the data (data_center).
+CENTER_METATILES = 16
 
 
 class Description(NamedTuple):
@@ -51,7 +53,7 @@ def _tile_id(tile: Tile) -> int:
     return zxy_to_tileid(tile.z, tile.x, tile.y)
 
 
-def describe(metas: list[Tile]) -> Description:
+def describe(store, metas: list[Tile]) -> Description:
     """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none."""
     if not metas:
         raise BadInput("the store holds no metatiles: build some tiles first (make demo, or tilebatch build)")
@@ -64,7 +66,27 @@ def describe(metas: list[Tile]) -> Description:
     # The zoom at which the bounds span about two tiles: the whole build in view.
     span = max(east - west, 1e-9)
     zoom = min(max(int(math.log2(720 / span)), minzoom), maxzoom)
-    return Description((west, south, east, north), ((west + east) / 2, (south + north) / 2, zoom), minzoom, maxzoom)
+    lon, lat = data_center(store, metas)
+    return Description((west, south, east, north), (lon, lat, zoom), minzoom, maxzoom)
+
+
+def data_center(store, metas: list[Tile]) -> tuple[float, float]:
+    """Where the data is: the middle of the tiles that hold something, at the deepest zoom whose
+    metatiles number at most CENTER_METATILES (so a few reads, and to a tile of that zoom).
+
+    The bounds of the metatiles themselves can reach far beyond the data (a
+    z13 metatile is 64 z16 tiles), so their middle may be off it.
+    """
+    by_zoom: dict[int, list[Tile]] = {}
+    for m in metas:
+        by_zoom.setdefault(m.z, []).append(m)
+    zoom = max((z for z, ms in by_zoom.items() if len(ms) <= CENTER_METATILES), default=min(by_zoom))
+    boxes = [mercantile.bounds(t) for m in by_zoom[zoom][:CENTER_METATILES]
+             for t, name in metatile_members(m) if t.z == m.z + METATILE_ZOOMS and name in read_members(store, m)]
+    if not boxes:  # every tile of those metatiles is shallower: the metatiles' own middle
+        boxes = [mercantile.bounds(m) for m in by_zoom[zoom]]
+    return ((min(b.west for b in boxes) + max(b.east for b in boxes)) / 2,
+            (min(b.south for b in boxes) + max(b.north for b in boxes)) / 2)
 
 
 def vector_layers(desc: Description, schema: Schema) -> list[dict]:

@@ -24,6 +24,29 @@ WAIT_FOR_IDLE = """new Promise((resolve, reject) => {
 })"""
 
 RENDERED_LAYERS = "[...new Set(map.queryRenderedFeatures().map((f) => f.sourceLayer))].sort()"
+# Road tunnels drawn by a style's tunnel layers, and whether those come before (under) its first building layer.
+TUNNELS = """(() => {
+  const ids = map.getStyle().layers.map((l) => l.id);
+  const tunnel = ids.findIndex((id) => /tunnel/.test(id)), building = ids.findIndex((id) => /building/.test(id));
+  return {drawn: map.queryRenderedFeatures().filter((f) => /tunnel/.test(f.layer.id)).length,
+          under_buildings: tunnel >= 0 && tunnel < building};
+})()"""
+
+# Clicks the first point of a grid over the view that has features under it; the popup's text box.
+POPUP_AFTER_A_CLICK = """(() => {
+  const canvas = map.getCanvas();
+  for (let y = 20; y < canvas.clientHeight; y += 20) {
+    for (let x = 20; x < canvas.clientWidth; x += 20) {
+      if (map.queryRenderedFeatures([x, y]).length) {
+        map.fire("click", {point: {x, y}, lngLat: map.unproject([x, y])});
+        const pre = document.querySelector(".maplibregl-popup-content pre");
+        return {whiteSpace: getComputedStyle(pre).whiteSpace, scrollWidth: pre.scrollWidth,
+                clientWidth: pre.clientWidth, text: pre.textContent.slice(0, 200)};
+      }
+    }
+  }
+  return null;
+})()"""
 
 
 @pytest.fixture
@@ -49,7 +72,9 @@ def draw(server, browser, name: str) -> dict:
     return {"view": browser.evaluate("[map.getZoom(), map.getCenter().lng, map.getCenter().lat]"),
             "sources": browser.evaluate("Object.keys(map.getStyle().sources)"),
             "layers": browser.evaluate(RENDERED_LAYERS),
-            "labels": browser.evaluate(RENDERED_SYMBOLS)}
+            "labels": browser.evaluate(RENDERED_SYMBOLS),
+            "tunnels": browser.evaluate(TUNNELS),
+            "popup": browser.evaluate(POPUP_AFTER_A_CLICK, timeout=30)}
 
 
 # Schema: the source its public style reads.
@@ -72,6 +97,11 @@ def test_central_helsinki_at_z15_in_the_schemas_public_style(build, browser):
     assert shown["sources"] == [PUBLIC[schema]]
     assert len(shown["layers"]) >= 5, shown["layers"]
     assert shown["labels"] > 0  # names: the letters came from the font files served with the map
+    # Central Helsinki's road tunnels are drawn as tunnels, under the buildings.
+    assert shown["tunnels"]["drawn"] > 0 and shown["tunnels"]["under_buildings"], shown["tunnels"]
+    # Long property values wrap inside the popup instead of running off it.
+    popup = shown["popup"]
+    assert popup["whiteSpace"] == "pre-wrap" and popup["scrollWidth"] <= popup["clientWidth"], popup
     assert browser.errors() == []
     assert "Traceback" not in server.stderr
 

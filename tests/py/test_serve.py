@@ -1,6 +1,7 @@
 """tilebatch serve: tiles, TileJSON, style and page over HTTP; bad requests refused, never a traceback."""
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -9,7 +10,8 @@ import threading
 import mercantile
 import pytest
 from conftest import BIN, TOP, last_error, run_cli
-from tilebatch import metatile, public_styles, serve
+from tilebatch import config, load, metatile, public_styles, serve, style
+from tilebatch import schema as schemas
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
@@ -318,3 +320,34 @@ def test_idle_connections_are_closed_and_the_backlog_is_long(small):
         assert s.get("/tilejson.json")[0] == 200
     assert s.stderr == "" or all(line.startswith("{") for line in s.stderr.splitlines())
     assert "timed out" not in s.stderr
+
+
+def test_the_preview_opens_on_the_middle_of_the_data(built_store, db_url):
+    """Not on the middle of the metatiles' bounds, which reach kilometres past a small extract."""
+    _, env = built_store
+    tilezen = schemas.load(schemas.schema_path("tilezen"))
+    preview = serve.Preview(open_store(env["TILEQUEUE__store__url"]), tilezen, 16, serve.DEFAULT_MAPLIBRE)
+    lon, lat = preview.style("http://x")["center"]
+    data = load.data_extent(config.load("config.yaml", environ={**os.environ, **env}))
+    mid = ((data.west + data.east) / 2, (data.south + data.north) / 2)
+    tile = mercantile.bounds(mercantile.tile(*mid, 16))
+    assert abs(lon - mid[0]) < (tile.east - tile.west) / 2 and abs(lat - mid[1]) < (tile.north - tile.south) / 2
+
+
+def test_the_generic_style_dashes_tunnels_and_draws_them_under_the_buildings():
+    layers = style.layers(["earth", "buildings", "roads", "pois"])
+    ids = [layer["id"] for layer in layers]
+    tunnel = layers[ids.index("roads-tunnel")]
+    assert tunnel["source-layer"] == "roads" and "line-dasharray" in tunnel["paint"]
+    assert ids.index("roads-tunnel") < ids.index("buildings-fill") < ids.index("roads-line")
+    # The roads drawn over the buildings leave the tunnels out.
+    for layer_id in ("roads-casing", "roads-line"):
+        assert ["!", tunnel["filter"][2]] in layers[ids.index(layer_id)]["filter"]
+
+
+def test_a_taken_port_under_make_names_its_variable(server, small):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(TOP), "preview", f"PORT={server.port}"],
+                          capture_output=True, text=True, env={**env, **small[0]}, timeout=120)
+    assert proc.returncode != 0
+    assert "give another PORT=…, e.g. make preview PORT=9000" in last_error(proc)
