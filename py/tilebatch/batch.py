@@ -184,7 +184,10 @@ def submit_jobs(client, store, cfg: dict, run_id: str, job: str, subs: list, nee
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("batch-enqueue", parents=[common],
-                       help="submit a run's jobs to AWS Batch (array jobs over tile lists)")
+                       help="submit a run's jobs to AWS Batch (array jobs over tile lists)",
+                       description="Submit one job kind of a run to AWS Batch: the queue-zoom tiles (with "
+                                   "--pyramid, their ancestors too) as array jobs over tile lists in the store, "
+                                   "one JSON line printed a submitted job.")
     p.add_argument("--job", choices=JOB_KINDS, default="rawr",
                    help="the job kind (default rawr); the job definition is batch.job-definition, "
                         "else {job-name-prefix}-{job}")

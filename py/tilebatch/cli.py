@@ -51,12 +51,16 @@ def _config_get(args, cfg) -> int:
 
 
 def add_commands(sub, common) -> None:
-    cfg_cmd = sub.add_parser("config", parents=[common], help="print the effective configuration")
+    cfg_cmd = sub.add_parser("config", parents=[common], help="print the effective configuration",
+                             description="Print the effective configuration: built-in defaults, then the "
+                                         "config file, then TILEQUEUE__section__key overrides.")
     cfg_sub = cfg_cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
-    cfg_sub.add_parser("show", parents=[common], help="the whole configuration, secrets masked") \
+    cfg_sub.add_parser("show", parents=[common], help="the whole configuration, secrets masked",
+                       description="Print the whole configuration as YAML, secrets masked.") \
         .set_defaults(func=_config_show)
-    get = cfg_sub.add_parser("get", parents=[common], help="one value by dotted key, e.g. postgresql.port")
-    get.add_argument("key")
+    get = cfg_sub.add_parser("get", parents=[common], help="one value by dotted key, e.g. postgresql.port",
+                             description="Print one value by its dotted key; a list one item a line.")
+    get.add_argument("key", help="the dotted key, e.g. postgresql.port (- and _ alike)")
     get.set_defaults(func=_config_get)
 
 
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="config.yaml to read (default: built-in defaults)")
     parser = argparse.ArgumentParser(prog="tilebatch", description=__doc__.splitlines()[0], parents=[common])
-    parser.add_argument("--version", action="version", version=f"tilebatch {__version__}")
+    parser.add_argument("--version", action="version", version=f"tilebatch {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(sub, common)

@@ -54,6 +54,8 @@ def show_tile(args, cfg) -> int:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("tile", parents=[common], help="print one built tile as GeoJSON")
-    p.add_argument("tile", help="z/x/y")
+    p = sub.add_parser("tile", parents=[common], help="print one built tile as GeoJSON",
+                       description="Print one built tile of the store as a GeoJSON FeatureCollection in WGS84; "
+                                   "each feature's tile layer is its member 'layer'.")
+    p.add_argument("tile", help="the tile, z/x/y (up to metatile.max-zoom)")
     p.set_defaults(func=show_tile)

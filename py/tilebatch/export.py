@@ -18,7 +18,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from . import faults, log, tileset
+from . import __version__, faults, log, tileset
 from .errors import BadInput, JobFailed
 from .schema import Schema, load_schema
 from .store import TEMP_PREFIX, metatile_store, remove_stale
@@ -31,7 +31,7 @@ def _gzip(data: bytes) -> bytes:
 
 
 def _metadata(desc: tileset.Description, schema: Schema) -> dict:
-    return {"name": "tilebatch", "attribution": tileset.ATTRIBUTION,
+    return {"name": "tilebatch", "attribution": tileset.ATTRIBUTION, "generator": f"tilebatch {__version__}",
             "vector_layers": tileset.vector_layers(desc, schema), "schema": tileset.schema_metadata(schema)}
 
 
@@ -58,7 +58,8 @@ def write_mbtiles(path: str, tiles, desc: tileset.Description, meta: dict) -> No
     lon, lat, zoom = desc.center
     rows = {"name": meta["name"], "format": "pbf", "type": "baselayer",
             "description": "OpenStreetMap vector tiles built by tilebatch",
-            "attribution": meta["attribution"], "bounds": ",".join(f"{v:.6f}" for v in desc.bounds),
+            "attribution": meta["attribution"], "generator": meta["generator"],
+            "bounds": ",".join(f"{v:.6f}" for v in desc.bounds),
             "center": f"{lon:.6f},{lat:.6f},{zoom}", "minzoom": str(desc.minzoom), "maxzoom": str(desc.maxzoom),
             "json": json.dumps({"vector_layers": meta["vector_layers"], "schema": meta["schema"]})}
     db = sqlite3.connect(path)
@@ -143,7 +144,9 @@ def _export(args, cfg) -> int:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("export", parents=[common],
-                       help="write every built tile into one PMTiles or MBTiles file")
+                       help="write every built tile into one PMTiles or MBTiles file",
+                       description="Write every built tile of the store into one PMTiles or MBTiles file, "
+                                   "gzip-compressed, with bounds, center, zooms, attribution and vector_layers.")
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="pmtiles or mbtiles (default: from OUT's extension)")
     p.add_argument("out", metavar="OUT", help="the file to write, e.g. helsinki.pmtiles")

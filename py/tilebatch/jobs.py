@@ -11,7 +11,7 @@ import re
 import resource
 import time
 
-from . import log, records
+from . import __version__, log, records
 from .errors import BadInput
 from .schema import load_schema
 from .store import metatile_store
@@ -24,7 +24,7 @@ RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 def add_job_command(sub, common, name: str, kind: str, help: str, work) -> None:
     """Add the subcommand of a job kind: `--tile`, `--run_id`, and `work(tile, cfg) -> counts` run by run_job."""
-    parser = sub.add_parser(name, parents=[common], help=help)
+    parser = sub.add_parser(name, parents=[common], help=help, description=help[0].upper() + help[1:] + ".")
     parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
     parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
                         help="the run this job belongs to (default: batch.run_id)")
@@ -92,11 +92,11 @@ def run_job(kind: str, args, cfg, work) -> int:
     cpu_started = time.process_time()
     log.info("job started")
     counts = work(tile)
-    info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "counts": counts,
+    info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "version": __version__, "counts": counts,
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(time.process_time() - cpu_started, 3),
             "peak_memory_mb": peak_memory_mb(), "schema": schema}
     records.keep_run_schema(metatile_store(cfg), run_id, schema)
     records.write_record(metatile_store(cfg), run_id, kind, tile, info)
-    log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id")})
+    log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id", "version")})
     return 0

@@ -311,7 +311,10 @@ def build(args, cfg) -> int:
 
 
 def add_commands(sub, common) -> None:
-    p = sub.add_parser("build", parents=[common], help="build every tile of a box on this machine")
+    p = sub.add_parser("build", parents=[common], help="build every tile of a box on this machine",
+                       description="Build every tile of a box on this machine: every rawr job, then every "
+                                   "meta-high job, then every meta-low job, each as the command a Batch job runs, "
+                                   "in a pool of processes. Jobs of the run that are done already are skipped.")
     p.add_argument("--bbox", help="west,south,east,north (default: the data's extent)")
     p.add_argument("--run_id", "--run-id", dest="run_id", help="the run (default: batch.run_id, else 'local')")
     p.add_argument("--jobs", type=int, default=None, help="jobs at once (default: all cores)")

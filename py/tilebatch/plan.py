@@ -220,7 +220,10 @@ def plan_command(args, cfg) -> int:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("plan", parents=[common],
-                       help="estimate a run: jobs, vCPU-hours, cost and memory per job kind")
+                       help="estimate a run: jobs, vCPU-hours, cost and memory per job kind",
+                       description="Estimate a run over a box (default: the planet) before it starts: the jobs "
+                                   "of each kind, their vCPU-hours, the cost at a price per vCPU-hour and the "
+                                   "memory each kind needs, from the figures make bench measured.")
     p.add_argument("--bbox", help="west,south,east,north (default: the planet)")
     p.add_argument("--price", default="0.0425", help="US dollars per vCPU-hour (default 0.0425)")
     p.add_argument("--results", help="make bench's figures, e.g. bench/results.json (default: built-in ones)")

@@ -75,7 +75,10 @@ def rebuild(args, cfg) -> int:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("rebuild", parents=[common],
-                       help="rebuild every RAWR tile and metatile touching a box, re-running what is missing")
+                       help="rebuild every RAWR tile and metatile touching a box, re-running what is missing",
+                       description="Rebuild every RAWR tile and metatile touching a box (or the tiles of a list, "
+                                   "such as an osm2pgsql expire list), here or on Batch, then re-run what is "
+                                   "missing until nothing is or the attempts run out. Plain lines for a log file.")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--bbox", help="west,south,east,north")
     which.add_argument("--file", help="tiles, one z/x/y a line, any zoom (an osm2pgsql expire list as it is)")

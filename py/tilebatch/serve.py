@@ -291,7 +291,9 @@ def _serve(args, cfg) -> int:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("serve", parents=[common],
-                       help="preview the built tiles in the browser (a map on http://127.0.0.1:PORT/)")
+                       help="preview the built tiles in the browser (a map on http://127.0.0.1:PORT/)",
+                       description="Serve the metatile store on 127.0.0.1 as a map: the page, its style, "
+                                   "TileJSON and the tiles, MapLibre GL JS included. Ctrl-C stops it.")
     p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080; 0: any free port)")
     p.add_argument("--maplibre", default=str(DEFAULT_MAPLIBRE),
                    help="folder of MapLibre GL JS's built files (default: web/node_modules/maplibre-gl/dist)")

@@ -16,6 +16,7 @@ import pytest
 from conftest import BIN, TOP, last_error, run_cli
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
+import tilebatch
 from tilebatch import metatile, tileset
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
@@ -71,6 +72,7 @@ def test_pmtiles_reads_back_equal_to_the_store(small, tmp_path):
     assert header["min_lon_e7"] == int(deep.west * 1e7) and header["max_lat_e7"] == int(deep.north * 1e7)
     assert {layer["id"] for layer in meta["vector_layers"]} == LAYERS
     assert meta["attribution"] == "© OpenStreetMap contributors"
+    assert meta["generator"] == f"tilebatch {tilebatch.__version__}"
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
 
 
@@ -82,6 +84,7 @@ def test_mbtiles_reads_back_equal_to_the_store_with_rows_flipped(small, tmp_path
     meta, tiles = read_mbtiles(out)
     assert tiles == expected
     assert meta["format"] == "pbf" and meta["attribution"] == "© OpenStreetMap contributors"
+    assert meta["generator"] == f"tilebatch {tilebatch.__version__}"
     assert (meta["minzoom"], meta["maxzoom"]) == ("0", "16")
     west, south, east, north = (float(v) for v in meta["bounds"].split(","))
     lon, lat, zoom = meta["center"].split(",")

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+import tilebatch
 from tilebatch import classify, config, metatile, rawr, render, schema as schemas, source
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
@@ -88,6 +89,7 @@ def test_completion_records(built_store):
     tilezen = schemas.load(schemas.schema_path("tilezen"))
     assert rec["schema"] == {"name": "tilezen", "digest": tilezen.digest}
     assert json.loads(store.read("runs/test-build/schema.json")) == rec["schema"]
+    assert rec["version"] == tilebatch.__version__
 
 
 def test_a_job_with_another_schema_than_its_run_stops(built_store):
