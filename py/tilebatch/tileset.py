@@ -82,11 +82,20 @@ def data_center(store, metas: list[Tile]) -> tuple[float, float]:
         by_zoom.setdefault(m.z, []).append(m)
     zoom = max((z for z, ms in by_zoom.items() if len(ms) <= CENTER_METATILES), default=min(by_zoom))
     boxes = [mercantile.bounds(t) for m in by_zoom[zoom][:CENTER_METATILES]
-             for t, name in metatile_members(m) if t.z == m.z + METATILE_ZOOMS and name in read_members(store, m)]
+             for t, name in metatile_members(m) if t.z == m.z + METATILE_ZOOMS and name in _members_or_none(store, m)]
     if not boxes:  # every tile of those metatiles is shallower: the metatiles' own middle
         boxes = [mercantile.bounds(m) for m in by_zoom[zoom]]
     return ((min(b.west for b in boxes) + max(b.east for b in boxes)) / 2,
             (min(b.south for b in boxes) + max(b.north for b in boxes)) / 2)
+
+
+def _members_or_none(store, meta: Tile) -> dict[str, bytes]:
+    """A metatile's members; {} for a broken one, which says nothing of where the data is
+    (reading its tiles reports it)."""
+    try:
+        return read_members(store, meta)
+    except BadInput:
+        return {}
 
 
 def vector_layers(desc: Description, schema: Schema) -> list[dict]:
