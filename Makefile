@@ -74,7 +74,8 @@ batch-teardown: setup ## delete the AWS Batch stack and wait until it is gone
 	@bin/batch-setup teardown
 
 # AWS Batch jobs: images (docker/), job definitions (jobdefs/), enqueueing (bin/enqueue).
-JOB_KINDS := rawr meta-high meta-low
+# One job definition and one image (docker/KIND/) per job kind of py/tilebatch/kinds.py (test_kinds checks).
+JOB_KINDS := $(basename $(notdir $(wildcard jobdefs/*.json)))
 # bin/render-jobdef reads the job definitions' values from the environment. TAG
 # is not among them: it runs git, so each verb that needs it expands it once.
 export REGISTRY REGION JOB_NAME_PREFIX RAWR_IMAGE META_HIGH_IMAGE META_LOW_IMAGE VCPUS

@@ -19,6 +19,7 @@ import urllib.request
 import boto3
 
 from tilebatch.enqueue import select_tiles
+from tilebatch.kinds import NAMES
 
 from .data import TOP
 
@@ -97,7 +98,7 @@ def _set_up(moto: MotoServer) -> None:
                                            serviceRole=role["Role"]["Arn"])
     batch.create_job_queue(jobQueueName=QUEUE, state="ENABLED", priority=1,
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
-    for job in ("rawr", "meta-high", "meta-low"):
+    for job in NAMES:
         batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", containerProperties={
             "image": "tilebatch", "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})

@@ -10,12 +10,12 @@ import os
 import shutil
 
 from tilebatch import config, local, records
+from tilebatch.kinds import NAMES
 from tilebatch.store import metatile_store
 
 from . import data, measure
 from .data import WORK, Dataset
 
-KINDS = ("rawr", "meta-high", "meta-low")
 
 
 def job_env(ds: Dataset) -> dict:
@@ -43,7 +43,7 @@ def run(ds: Dataset, config_path: str | None, log) -> dict:
     conn = data.admin_connection(config.load(config_path), ds.dbname)
     db_cpu = measure.DatabaseCpu(conn)
     try:
-        return {kind: _run_kind(ds, kind, config_path, run_id, env, store, db_cpu, log) for kind in KINDS}
+        return {kind: _run_kind(ds, kind, config_path, run_id, env, store, db_cpu, log) for kind in NAMES}
     finally:
         conn.close()
 

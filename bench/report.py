@@ -7,7 +7,8 @@ so a saved results file prints the same report again (python -m bench.report FIL
 import json
 import sys
 
-KINDS = ("rawr", "meta-high", "meta-low")
+from tilebatch.kinds import NAMES
+
 # Zoom ranges compared: tilebatch's job kind, tilemaker's range and PostGIS's set of tiles.
 RANGES = {"high": (13, 16), "low": (0, 12), "all": (0, 16)}
 RANGE_OF_KIND = {"meta-high": "high", "meta-low": "low"}
@@ -41,8 +42,8 @@ HEADER = ["", "wall s", "CPU s", "peak MiB", "tiles", "features", "tiles/CPU-s",
 
 def end_to_end(ours: dict) -> dict:
     """rawr + meta-high + meta-low as one: summed times, the largest peak, the tiles of the two renderers."""
-    return {"seconds": sum(ours[k]["seconds"] for k in KINDS), "cpu_seconds": sum(ours[k]["cpu_seconds"] for k in KINDS),
-            "peak_memory_mb": max(ours[k]["peak_memory_mb"] for k in KINDS),
+    return {"seconds": sum(ours[k]["seconds"] for k in NAMES), "cpu_seconds": sum(ours[k]["cpu_seconds"] for k in NAMES),
+            "peak_memory_mb": max(ours[k]["peak_memory_mb"] for k in NAMES),
             "tiles": ours["meta-high"]["tiles"] + ours["meta-low"]["tiles"],
             "features": ours["meta-high"]["features"] + ours["meta-low"]["features"]}
 
@@ -51,7 +52,7 @@ def size_section(size: str, r: dict) -> list[str]:
     ours, tm, pg = r["tilebatch"], r["tilemaker"], r["postgis"]
     threads = sorted({v["threads"] for v in tm.values()})
     rows = []
-    for kind in KINDS:
+    for kind in NAMES:
         n = ours[kind]['jobs']
         rows.append(_row(f"tilebatch {kind} ({n} job{'s' * (n > 1)})", ours[kind]))
         rng = RANGE_OF_KIND.get(kind)
@@ -66,7 +67,7 @@ def size_section(size: str, r: dict) -> list[str]:
     lines = [f"== {size}x: {r['rows']:,} rows in gis_bench{size}, z7 tile {r['tile']} =="]
     lines += _table(HEADER, rows)
     lines.append("  (tilebatch: whole job processes, interpreter start included; job-only CPU s from the "
-                 "completion records: " + ", ".join(f"{k} {ours[k]['job_cpu_seconds']:.3g}" for k in KINDS) + ")")
+                 "completion records: " + ", ".join(f"{k} {ours[k]['job_cpu_seconds']:.3g}" for k in NAMES) + ")")
     return lines
 
 
@@ -91,7 +92,7 @@ def scaling(results: dict) -> list[str]:
     sizes = list(results["sizes"])
     base = results["sizes"][sizes[0]]
     rows = []
-    series = [(k, lambda r, k=k: r["tilebatch"][k]) for k in KINDS] + \
+    series = [(k, lambda r, k=k: r["tilebatch"][k]) for k in NAMES] + \
         [("tilemaker z0-16, 1 thread", lambda r: r["tilemaker"]["all-t1"]),
          ("PostGIS z13-16", lambda r: r["postgis"]["high"])]
     for name, pick in series:
@@ -124,9 +125,9 @@ def targets(results: dict) -> list[str]:
     e2e = end_to_end(ours)["cpu_seconds"]
     check("end-to-end CPU s <= 2x tilemaker 1 thread z0-16", e2e, 2 * tm["all-t1"]["cpu_seconds"],
           e2e <= 2 * tm["all-t1"]["cpu_seconds"], " s")
-    peak = max(ours[k]["peak_memory_mb"] for k in KINDS)
+    peak = max(ours[k]["peak_memory_mb"] for k in NAMES)
     check("peak memory of any job", peak, MEMORY_LIMIT_MB, peak < MEMORY_LIMIT_MB, " MiB")
-    for kind in KINDS:
+    for kind in NAMES:
         a, b = small["tilebatch"][kind], ours[kind]
         ratio = per(per(b["cpu_seconds"], b["features"]), per(a["cpu_seconds"], a["features"]))
         check(f"{kind} CPU per feature {sizes[-1]}x / {sizes[0]}x", ratio, SCALING_LIMIT, ratio <= SCALING_LIMIT)

@@ -12,7 +12,7 @@ from . import faults, log, runs
 from .enqueue import Dependency, depends_on, list_text, plan, read_tile_file, select_tiles
 from .errors import BadInput
 from .jobs import check_run_id
-from .records import JOB_KINDS
+from .kinds import NAMES
 from .store import FileStore, client_config, metatile_store
 from .tiles import parse_bbox, parse_tile
 
@@ -188,7 +188,7 @@ def add_commands(sub, common) -> None:
                        description="Submit one job kind of a run to AWS Batch: the queue-zoom tiles (with "
                                    "--pyramid, their ancestors too) as array jobs over tile lists in the store, "
                                    "one JSON line printed a submitted job.")
-    p.add_argument("--job", choices=JOB_KINDS, default="rawr",
+    p.add_argument("--job", choices=NAMES, default="rawr",
                    help="the job kind (default rawr); the job definition is batch.job-definition, "
                         "else {job-name-prefix}-{job}")
     which = p.add_mutually_exclusive_group()

@@ -12,7 +12,8 @@ import time
 
 from . import batch, runs
 from .enqueue import Dependency, depends_on, parse_tile_lines, plan, sort_tiles
-from .records import JOB_KINDS, read_record
+from .kinds import NAMES
+from .records import read_record
 from .tiles import Tile, ancestor, children, parse_tile
 
 RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -34,7 +35,7 @@ def _describe(client, job_ids: list[str]) -> dict:
 
 def job_counts(cfg: dict, store, run_id: str) -> dict:
     """Per job kind, Batch's running and failed counts; {} for a run that never went to Batch."""
-    subs = {job: submissions(store, run_id, job) for job in JOB_KINDS}
+    subs = {job: submissions(store, run_id, job) for job in NAMES}
     if not any(subs.values()):
         return {}
     jobs = _describe(batch.batch_client(cfg), [s["jobId"] for ss in subs.values() for s in ss])
@@ -124,7 +125,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     """
     client = batch.batch_client(cfg)
     b = cfg["batch"]
-    earlier = {job: submissions(store, run_id, job) for job in JOB_KINDS}
+    earlier = {job: submissions(store, run_id, job) for job in NAMES}
     round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
     submitted: dict[str, list[str]] = {}

@@ -20,9 +20,7 @@ from .errors import Terminated, TilebatchError
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "tilebatch.cli",
-    "tilebatch.rawr",
-    "tilebatch.meta_high",
-    "tilebatch.meta_low",
+    "tilebatch.jobs",
     "tilebatch.load",
     "tilebatch.local",
     "tilebatch.decode",

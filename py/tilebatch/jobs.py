@@ -13,6 +13,7 @@ import time
 
 from . import __version__, log, records
 from .errors import BadInput
+from .kinds import KINDS, JobKind
 from .schema import load_schema
 from .store import metatile_store
 from .tiles import Tile, format_tile, parse_tile
@@ -22,13 +23,15 @@ from .tiles import Tile, format_tile, parse_tile
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
-def add_job_command(sub, common, name: str, kind: str, help: str, work) -> None:
-    """Add the subcommand of a job kind: `--tile`, `--run_id`, and `work(tile, cfg) -> counts` run by run_job."""
-    parser = sub.add_parser(name, parents=[common], help=help, description=help[0].upper() + help[1:] + ".")
-    parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
-    parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
-                        help="the run this job belongs to (default: batch.run_id)")
-    parser.set_defaults(func=lambda args, cfg: run_job(kind, args, cfg, lambda tile: work(tile, cfg)))
+def add_commands(sub, common) -> None:
+    """A subcommand for each job kind (kinds.py): `--tile`, `--run-id`, its work run by run_job."""
+    for kind in KINDS:
+        parser = sub.add_parser(kind.command, parents=[common], help=kind.help,
+                                description=kind.help[0].upper() + kind.help[1:] + ".")
+        parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
+        parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
+                            help="the run this job belongs to (default: batch.run_id)")
+        parser.set_defaults(func=lambda args, cfg, kind=kind: run_job(kind, args, cfg))
 
 
 def check_run_id(run_id: str | None) -> str:
@@ -77,26 +80,30 @@ def peak_memory_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_job(kind: str, args, cfg, work) -> int:
-    """Run `work(tile) -> counts` as job `kind`, then write its completion record.
+def run_job(kind: JobKind, args, cfg) -> int:
+    """Run one job of `kind` (its work function), then write its completion record.
 
     The record goes last: a job killed half-way leaves none, so it counts as missing.
     """
     run_id = job_run_id(args, cfg)
     # The tile as given until it is resolved, so that an error about a bad one or its list names it.
-    log.bind(run_id=run_id, job=kind, tile=args.tile)
+    log.bind(run_id=run_id, job=kind.name, tile=args.tile)
     tile = resolve_tile(args.tile, cfg)
     log.bind(tile=format_tile(tile))
+    zooms = kind.zoom_range(cfg)
+    if tile.z not in zooms:
+        at = f"zoom {zooms[0]}" if len(zooms) == 1 else f"zooms {zooms[0]}..{zooms[-1]}"
+        raise BadInput(f"{kind.name} jobs run at {at}, not z{tile.z}")
     schema = records.check_run_schema(metatile_store(cfg), run_id, load_schema(cfg))
     started = time.monotonic()
     cpu_started = time.process_time()
     log.info("job started")
-    counts = work(tile)
-    info = {"job": kind, "tile": format_tile(tile), "run_id": run_id, "version": __version__, "counts": counts,
+    counts = kind.work_function()(tile, cfg)
+    info = {"job": kind.name, "tile": format_tile(tile), "run_id": run_id, "version": __version__, "counts": counts,
             "seconds": round(time.monotonic() - started, 3),
             "cpu_seconds": round(time.process_time() - cpu_started, 3),
             "peak_memory_mb": peak_memory_mb(), "schema": schema}
     records.keep_run_schema(metatile_store(cfg), run_id, schema)
-    records.write_record(metatile_store(cfg), run_id, kind, tile, info)
+    records.write_record(metatile_store(cfg), run_id, kind.name, tile, info)
     log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id", "version")})
     return 0

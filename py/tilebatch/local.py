@@ -27,10 +27,10 @@ from tqdm import tqdm
 from . import load, log, oom, records, runs, tileset
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import check_run_id
+from .kinds import BY_NAME, NAMES
 from .store import metatile_store, rawr_sink
 from .tiles import Bbox, Tile, bbox_tiles, format_tile, parse_bbox, tile_at
 
-COMMANDS = {"rawr": "rawr-tile", "meta-high": "meta-tile", "meta-low": "meta-tile-low-zoom"}
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
 JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
@@ -46,7 +46,7 @@ def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
 
 def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
     """The command line of one job, the same one a Batch job definition runs."""
-    cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), COMMANDS[kind]]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), BY_NAME[kind].command]
     if config_path:
         cmd += ["--config", config_path]
     return cmd + ["--tile", format_tile(tile), "--run_id", run_id]
@@ -107,7 +107,7 @@ class Runner:
         self.store = metatile_store(cfg)
         self.on_terminal = sys.stderr.isatty()
         self.ran, self.failed = [], []
-        self.counts = {kind: [0, 0] for kind in COMMANDS}  # done, expected
+        self.counts = {kind: [0, 0] for kind in NAMES}  # done, expected
         self._lock = threading.Lock()
         self._procs: set = set()  # jobs running now
         self._stopping = threading.Event()
@@ -129,8 +129,8 @@ class Runner:
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
-        self.counts = {kind: [0, len(jobs.get(kind, []))] for kind in COMMANDS}
-        for kind in COMMANDS:
+        self.counts = {kind: [0, len(jobs.get(kind, []))] for kind in NAMES}
+        for kind in NAMES:
             tiles = jobs.get(kind, [])
             done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
             todo = [t for t in tiles if t not in done]

@@ -8,7 +8,6 @@ RAWR tile whatever the size of the job.
 from . import rawr, render
 from .schema import build_max_zoom, load_schema
 from .errors import BadInput
-from .jobs import add_job_command
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
 
@@ -39,7 +38,3 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
                     counts["features"] += n
     return counts
 
-
-def add_commands(sub, common) -> None:
-    add_job_command(sub, common, "meta-tile", "meta-high",
-                    "meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile", meta_high_job)

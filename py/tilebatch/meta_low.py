@@ -9,7 +9,6 @@ over a planet pulls only what a z0..z3 map shows.
 from . import render, source
 from .schema import build_max_zoom, load_schema, simplify_tolerance
 from .errors import BadInput
-from .jobs import add_job_command
 from .schema import Schema
 from .rawr import rawr_box
 from .store import metatile_store
@@ -62,7 +61,3 @@ def meta_low_job(tile: Tile, cfg: dict) -> dict:
             counts["tiles"] += len(members[meta])
     return counts
 
-
-def add_commands(sub, common) -> None:
-    add_job_command(sub, common, "meta-tile-low-zoom", "meta-low",
-                    "meta-low job: the metatile of one z0..z7 tile (and its z8, z9 children at z7)", meta_low_job)

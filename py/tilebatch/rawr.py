@@ -17,9 +17,8 @@ from typing import Iterable, Iterator
 import msgpack
 
 from . import faults, source
-from .schema import load_schema
 from .errors import BadInput
-from .jobs import add_job_command
+from .schema import load_schema
 from .store import rawr_sink
 from .tiles import Tile, ancestor, children, format_tile, tile_bounds_3857
 
@@ -100,8 +99,6 @@ def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
 
 
 def rawr_job(tile: Tile, cfg: dict) -> dict:
-    if tile.z != cfg["batch"]["queue-zoom"]:
-        raise BadInput(f"rawr jobs run at the queue zoom {cfg['batch']['queue-zoom']}, not at z{tile.z}")
     sink = rawr_sink(cfg)
     src = source.Source(source.connect(cfg, "rawr"), load_schema(cfg))
     rows, sizes = 0, {}
@@ -120,6 +117,3 @@ def rawr_job(tile: Tile, cfg: dict) -> dict:
     # The sizes let `missing --enqueue` cut a meta-high job over very large RAWR tiles into parts.
     return {"rawr_tiles": len(sizes), "rows": rows, "rawr_bytes": sizes}
 
-
-def add_commands(sub, common) -> None:
-    add_job_command(sub, common, "rawr-tile", "rawr", "rawr job: the z10 RAWR tiles under one z7 tile", rawr_job)

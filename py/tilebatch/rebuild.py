@@ -14,6 +14,7 @@ import time
 from . import batch_runs, local, log
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
+from .kinds import NAMES
 from .store import metatile_store
 from .enqueue import read_tile_file, select_tiles
 from .tiles import parse_bbox
@@ -35,7 +36,7 @@ def rebuild_jobs(args, cfg) -> tuple[str, dict]:
         return f"bbox {args.bbox}", local.plan(parse_bbox(args.bbox), queue_zoom)
     listed = read_tile_file(args.file)
     if not listed:
-        return f"file {args.file} (empty)", {kind: [] for kind in local.COMMANDS}
+        return f"file {args.file} (empty)", {kind: [] for kind in NAMES}
     queue_tiles = select_tiles(queue_zoom, listed=listed)
     return f"file {args.file}", {"rawr": queue_tiles, "meta-high": queue_tiles,
                                  "meta-low": select_tiles(queue_zoom, listed=listed, with_pyramid=True)}

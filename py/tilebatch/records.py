@@ -12,7 +12,6 @@ from .errors import BadInput
 from .schema import Schema
 from .tiles import Tile, parse_tile
 
-JOB_KINDS = ("rawr", "meta-high", "meta-low")
 _RECORD_RE = re.compile(r"^(\d+/\d+/\d+)\.json$")
 
 

@@ -28,7 +28,8 @@ from typing import NamedTuple
 from . import log
 from .enqueue import MAX_ARRAY_SIZE, list_key, list_text, parse_tile_lines
 from .errors import BadInput, JobFailed
-from .records import JOB_KINDS, done_tiles
+from .kinds import NAMES
+from .records import done_tiles
 from .tiles import Tile, children, format_tile, parse_tile
 
 _LIST_RE = re.compile(r"/tiles-(\d{4})\.txt$")
@@ -156,4 +157,4 @@ def run_state(store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
 
 
 def run_states(store, run_id: str, group_zoom: int = 10) -> list[JobState]:
-    return [run_state(store, run_id, job, group_zoom) for job in JOB_KINDS]
+    return [run_state(store, run_id, job, group_zoom) for job in NAMES]

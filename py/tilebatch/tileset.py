@@ -93,7 +93,7 @@ def _members_or_none(store, meta: Tile) -> dict[str, bytes]:
     """A metatile's members; {} for a broken one, which says nothing of where the data is
     (reading its tiles reports it)."""
     try:
-        return read_members(store, meta)
+        return metatile.read_members(store, meta)
     except BadInput:
         return {}
 

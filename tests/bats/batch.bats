@@ -18,7 +18,7 @@ setup_file() {
   aws s3api create-bucket --bucket tiles >/dev/null
   # The enqueue tests' job definitions: a prefix of their own, apart from make jobdefs'.
   local job
-  for job in rawr meta-high meta-low; do
+  for job in $(kinds); do
     aws batch register-job-definition --job-definition-name "eq-$job" --type container \
       --container-properties '{"image": "tb", "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]}' >/dev/null
   done
@@ -57,9 +57,10 @@ config_in() {
 @test "make jobdefs registers three definitions that read back as rendered" {
   run make -s -C "$TOP" jobdefs DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN"
   assert_success
-  assert_output "tilebatch-rawr	1
-tilebatch-meta-high	1
-tilebatch-meta-low	1"
+  run sort <<<"$output"
+  assert_output "tilebatch-meta-high	1
+tilebatch-meta-low	1
+tilebatch-rawr	1"
   read_jobdefs
 
   for spec in rawr:rawr-tile:8192 meta-high:meta-tile:4096 meta-low:meta-tile-low-zoom:2048; do
@@ -128,30 +129,34 @@ prefix: rawr"
   run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" META_LOW_MEMORY=lots
   assert_failure
   assert_line "render-jobdef: meta-low.json: bad META_LOW_MEMORY 'lots': not a whole number above 0"
-  run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" REGISTRY= RAWR_IMAGE=
+  run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" REGISTRY= META_HIGH_IMAGE=
   assert_failure
-  assert_line "render-jobdef: rawr.json: missing RAWR_IMAGE REGISTRY: set in config.mk or on the command line (make jobdefs NAME=value)"
+  assert_line "render-jobdef: meta-high.json: missing META_HIGH_IMAGE REGISTRY: set in config.mk or on the command line (make jobdefs NAME=value)"
   run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad
   assert_failure
-  assert_line --partial "render-jobdef: rawr.json: missing DB_PASSWORD_SECRET_ARN: the Secrets Manager ARN of the database password"
+  assert_line --partial "render-jobdef: meta-low.json: missing DB_PASSWORD_SECRET_ARN: the Secrets Manager ARN of the database password"
   run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN=
   assert_failure
   assert_line --partial "missing EXECUTION_ROLE_ARN: Batch needs it to read DB_PASSWORD_SECRET_ARN"
   run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_PLAIN=1 JOB_TIMEOUT=30
   assert_failure
-  assert_line "render-jobdef: rawr.json: bad JOB_TIMEOUT '30': not a whole number of seconds, at least 60 (Batch's minimum)"
+  assert_line "render-jobdef: meta-high.json: bad JOB_TIMEOUT '30': not a whole number of seconds, at least 60 (Batch's minimum)"
   read_jobdefs
   run jq -r '.jobDefinitions[].jobDefinitionName' "$BATS_TEST_TMPDIR/jobdefs.json"
   refute_output --partial bad-
 }
 
 @test "bin/enqueue: usage on missing, unknown or incomplete arguments" {
-  for args in "" "r1" "r1 rawr extra" "r1 meta" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile"; do
+  for args in "" "r1" "r1 rawr extra" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile"; do
     # shellcheck disable=SC2086  # the words are the arguments
     run "$TOP/bin/enqueue" $args
     assert_failure 2
     assert_output --partial "usage: bin/enqueue [--config C] [--pyramid]"
   done
+  # The job kinds are tilebatch's to know.
+  run "$TOP/bin/enqueue" --dry-run r1 meta
+  assert_failure 2
+  assert_output --partial "argument --job: invalid choice: 'meta'"
 }
 
 @test "bin/enqueue: a bad run id or tile is exit 2 with one line naming it" {

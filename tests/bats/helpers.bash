@@ -6,6 +6,12 @@ TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 export TOP
 export PATH="$TOP/.venv/bin:$PATH"
 
+# The job kinds: one job definition each.
+kinds() {
+  local f
+  for f in "$TOP"/jobdefs/*.json; do basename "$f" .json; done
+}
+
 # A port nobody listens on.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from tilebatch import metatile, render
+from tilebatch.kinds import NAMES
 from tilebatch.store import open_store
 from tilebatch.tiles import tile_bounds_3857
 
@@ -202,7 +203,7 @@ def queue(bucket, monkeypatch):
                                            serviceRole=role["Role"]["Arn"])
     batch.create_job_queue(jobQueueName="tb-queue", state="ENABLED", priority=1,
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
-    for job in ("rawr", "meta-high", "meta-low"):
+    for job in NAMES:
         batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", containerProperties={
             "image": "tilebatch", "command": ["true"],
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})

@@ -7,6 +7,7 @@ import pytest
 
 import tilebatch
 from tilebatch import classify, config, metatile, rawr, render, schema as schemas, source
+from tilebatch.kinds import KINDS, NAMES
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import ancestor, metatile_of, tile_at
@@ -81,7 +82,7 @@ def test_completion_records(built_store):
     root, _ = built_store
     store = open_store(f"file://{root}/out")
     kinds = {k.split("/")[2] for k in store.list("runs/test-build/") if k.count("/") > 2}
-    assert kinds == {"rawr", "meta-high", "meta-low"}
+    assert kinds == set(NAMES)
     z7 = tile_at(*CENTRAL, 7)
     rec = json.loads(store.read(f"runs/test-build/meta-high/7/{z7.x}/{z7.y}.json"))
     assert rec["counts"]["metatiles"] > 0 and rec["counts"]["tiles"] >= rec["counts"]["metatiles"]
@@ -111,14 +112,13 @@ def test_rerun_skips_done_jobs_and_force_redoes_them(built_store):
     assert "10 jobs run, 0 already done" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["rawr-tile", "meta-tile", "meta-tile-low-zoom"])
-def test_a_job_over_no_data_writes_only_its_record(tmp_path, db_url, command):
+@pytest.mark.parametrize("kind", KINDS, ids=NAMES)
+def test_a_job_over_no_data_writes_only_its_record(tmp_path, db_url, kind):
     env = build_env(tmp_path)
-    proc = run_cli(command, "--config", "config.yaml", "--tile", "7/0/0", "--run_id", "empty", env=env)
+    proc = run_cli(kind.command, "--config", "config.yaml", "--tile", "7/0/0", "--run_id", "empty", env=env)
     assert proc.returncode == 0, proc.stderr
     written = [os.path.relpath(os.path.join(d, f), tmp_path) for d, _, fs in os.walk(tmp_path) for f in fs]
-    kind = {"rawr-tile": "rawr", "meta-tile": "meta-high", "meta-tile-low-zoom": "meta-low"}[command]
-    assert sorted(written) == [f"out/runs/empty/{kind}/7/0/0.json", "out/runs/empty/schema.json"]
+    assert sorted(written) == [f"out/runs/empty/{kind.name}/7/0/0.json", "out/runs/empty/schema.json"]
 
 
 def test_meta_high_needs_no_database(built_store, tmp_path):
@@ -133,8 +133,8 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
 
 @pytest.mark.parametrize("args, env, message", [
     (["rawr-tile", "--tile", "7/999/0"], {}, "bad tile '7/999/0'"),
-    (["rawr-tile", "--tile", "8/0/0"], {}, "rawr jobs run at the queue zoom 7, not at z8"),
-    (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs cover zooms 7..10, not z11"),
+    (["rawr-tile", "--tile", "8/0/0"], {}, "rawr jobs run at zoom 7, not z8"),
+    (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs run at zooms 7..10, not z11"),
     (["meta-tile-low-zoom", "--tile", "8/0/0"], {}, "meta-low jobs run at zooms 0..7, not z8"),
     (["rawr-tile", "--tile", "7/0/0", "--run_id", "bad id!"], {}, "bad run id 'bad id!'"),
     (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
