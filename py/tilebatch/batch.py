@@ -13,6 +13,7 @@ from .enqueue import Dependency, depends_on, list_text, plan, read_tile_file, se
 from .errors import BadInput
 from .jobs import check_run_id
 from .kinds import NAMES
+from .runkeys import submission_key
 from .store import FileStore, client_config, metatile_store
 from .tiles import parse_bbox, parse_tile
 
@@ -145,11 +146,6 @@ def definition_memory(client, definition: str) -> int:
         if r["type"] == "MEMORY":
             return int(r["value"])
     return int(props["memory"])
-
-
-def submission_key(run_id: str, job: str, name: str) -> str:
-    """Where the record of one submission goes: what status and missing ask Batch about."""
-    return f"runs/{run_id}/{job}/batch/{name}.json"
 
 
 def submit_jobs(client, store, cfg: dict, run_id: str, job: str, subs: list, needs: list, definition: str,

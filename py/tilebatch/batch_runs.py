@@ -14,6 +14,7 @@ from . import batch, runs
 from .enqueue import Dependency, depends_on, parse_tile_lines, plan, sort_tiles
 from .kinds import NAMES
 from .records import read_record
+from .runkeys import submission_prefix
 from .tiles import Tile, ancestor, children, parse_tile
 
 RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
@@ -21,8 +22,7 @@ RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 def submissions(store, run_id: str, job: str) -> list[dict]:
     """Every submission of a job kind in this run, oldest first."""
-    prefix = f"runs/{run_id}/{job}/batch/"
-    return [json.loads(store.read(k)) for k in store.list(prefix) if k.endswith(".json")]
+    return [json.loads(store.read(k)) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
 
 
 def _describe(client, job_ids: list[str]) -> dict:

@@ -10,6 +10,7 @@ import sys
 from typing import Iterable, NamedTuple
 
 from .errors import BadInput
+from .runkeys import list_key
 from .tiles import Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
 
 # An array job has 2..10,000 children; a single tile goes as a plain job.
@@ -89,15 +90,6 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     if not chosen:
         raise BadInput("no tiles to enqueue")
     return sort_tiles(chosen)
-
-
-def list_key(run_id: str, job: str, index: int, batch: str = "") -> str:
-    """Where an array job's tile list goes in the metatile store.
-
-    A re-submission of missing work names its own `batch` of lists, so the
-    run's lists of expected tiles (`tiles-NNNN.txt`, runs.py) stay as they were.
-    """
-    return f"runs/{run_id}/{job}/{batch + '-' if batch else ''}tiles-{index:04d}.txt"
 
 
 def list_text(tiles: list[Tile]) -> str:

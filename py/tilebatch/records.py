@@ -1,22 +1,16 @@
-"""Completion records: `runs/{run_id}/{job}/{z}/{x}/{y}.json`, written last by every job.
+"""Completion records (runkeys.record_key), written last by every job, and the run's schema.
 
 A run's missing work is its expected jobs minus these records, found by listing
 one prefix per job kind rather than by looking at tiles.
 """
 
 import json
-import re
 
 from . import log
 from .errors import BadInput
+from .runkeys import record_key, record_prefix, schema_key, tile_of
 from .schema import Schema
-from .tiles import Tile, parse_tile
-
-_RECORD_RE = re.compile(r"^(\d+/\d+/\d+)\.json$")
-
-
-def record_key(run_id: str, job: str, tile: Tile) -> str:
-    return f"runs/{run_id}/{job}/{tile.z}/{tile.x}/{tile.y}.json"
+from .tiles import Tile
 
 
 def write_record(store, run_id: str, job: str, tile: Tile, info: dict) -> None:
@@ -40,10 +34,6 @@ def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
     return record
 
 
-def _schema_key(run_id: str) -> str:
-    return f"runs/{run_id}/schema.json"
-
-
 def check_run_schema(store, run_id: str, schema: Schema) -> dict:
     """The schema as records carry it; BadInput when the run has finished jobs with another one.
 
@@ -51,13 +41,13 @@ def check_run_schema(store, run_id: str, schema: Schema) -> dict:
     job of a run to finish leaves its schema (`keep_run_schema`).
     """
     mine = {"name": schema.name, "digest": schema.digest}
-    data = store.read(_schema_key(run_id))
+    data = store.read(schema_key(run_id))
     try:
         theirs = json.loads(data) if data is not None else mine
     except ValueError:
         theirs = None
     if not isinstance(theirs, dict):
-        raise BadInput(f"{_schema_key(run_id)} in {store.url} is damaged: delete it, and the run's next job "
+        raise BadInput(f"{schema_key(run_id)} in {store.url} is damaged: delete it, and the run's next job "
                        "writes it again")
     if theirs != mine:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
@@ -68,11 +58,10 @@ def check_run_schema(store, run_id: str, schema: Schema) -> dict:
 def keep_run_schema(store, run_id: str, mine: dict) -> None:
     """Note the run's schema, unless an earlier job did (created only: two jobs finishing at once
     cannot both write it)."""
-    store.write_new(_schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
+    store.write_new(schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
 
 
 def done_tiles(store, run_id: str, job: str) -> set[Tile]:
     """The tiles of every job of this kind in this run that has finished."""
-    prefix = f"runs/{run_id}/{job}/"
-    found = (_RECORD_RE.match(k[len(prefix):]) for k in store.list(prefix))
-    return {parse_tile(m.group(1)) for m in found if m}
+    prefix = record_prefix(run_id, job)
+    return {t for t in (tile_of(k, prefix) for k in store.list(prefix)) if t}

@@ -1,18 +1,10 @@
 """Where a run stands: the jobs it expects, the ones done, failed and missing.
 
-Everything a run knows lives in the store under `runs/{run_id}/`:
-
-    run.json                   when the run began (the latest run is the default of status and missing)
-    {job}/tiles-NNNN.txt       the tiles the run expects of each job kind
-                               (written by build and batch-enqueue; Batch
-                               array jobs read them too)
-    {job}/{z}/{x}/{y}.json     completion records, written last by each job
-    failures/{job}/{z}/{x}/{y}.json
-                               the last failure of a job the local runner saw
-                               (exit code, whether it ran out of memory)
-
-Missing work is the expected jobs without a record, found by listing these
-few prefixes, never by looking at tiles. A meta-high job split into smaller
+Everything a run knows lives in the store under `runs/{run_id}/` (runkeys.py):
+when it began, the tiles it expects of each job kind (written by build and
+batch-enqueue; Batch array jobs read them too), the completion records, and
+the failures the local runner saw. Missing work is the expected jobs without a
+record, found by listing a few prefixes, never by looking at tiles. A meta-high job split into smaller
 jobs (z8..z10 under its z7 tile) counts as done when every part is.
 
 Tile lists are only ever created, never replaced (`write_new`): two builds of
@@ -21,25 +13,24 @@ tiles the run expects.
 """
 
 import json
-import re
 import time
 from typing import NamedTuple
 
 from . import log
-from .enqueue import MAX_ARRAY_SIZE, list_key, list_text, parse_tile_lines
+from .enqueue import MAX_ARRAY_SIZE, list_text, parse_tile_lines
 from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import done_tiles
-from .tiles import Tile, children, format_tile, parse_tile
-
-_LIST_RE = re.compile(r"/tiles-(\d{4})\.txt$")
+from .runkeys import (RUNS, expected_index, expected_prefix, failure_key, failure_prefix, list_key, run_key,
+                      tile_of)
+from .tiles import Tile, children
 
 
 def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
     """Every tile the run expects a `job` job for."""
     out = set()
-    for key in store.list(f"runs/{run_id}/{job}/tiles-"):
-        if _LIST_RE.search(key):
+    for key in store.list(expected_prefix(run_id, job)):
+        if expected_index(key) is not None:
             out.update(parse_tile_lines((store.read(key) or b"").decode(errors="replace"), key))
     return out
 
@@ -70,14 +61,10 @@ def add_expected(store, run_id: str, job: str, tiles: list[Tile], tries: int = 1
 
 def _unlisted(store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Tile], int]:
     """The tiles no list of the run holds yet, and the number of the next list."""
-    keys = [k for k in store.list(f"runs/{run_id}/{job}/tiles-") if _LIST_RE.search(k)]
-    known = expected_tiles(store, run_id, job) if keys else set()
-    index = max((int(_LIST_RE.search(k).group(1)) for k in keys), default=-1) + 1
+    numbers = [n for n in map(expected_index, store.list(expected_prefix(run_id, job))) if n is not None]
+    known = expected_tiles(store, run_id, job) if numbers else set()
+    index = max(numbers, default=-1) + 1
     return [t for t in tiles if t not in known], index
-
-
-def run_key(run_id: str) -> str:
-    return f"runs/{run_id}/run.json"
 
 
 def run_ids(store) -> list[str]:
@@ -85,7 +72,7 @@ def run_ids(store) -> list[str]:
     def began(run_id: str) -> float:
         data = store.read(run_key(run_id))
         return json.loads(data)["began"] if data else 0.0
-    return sorted(store.folders("runs"), key=lambda r: (began(r), r))
+    return sorted(store.folders(RUNS), key=lambda r: (began(r), r))
 
 
 def latest_run(store) -> str:
@@ -111,10 +98,6 @@ class Failure(NamedTuple):
     memory_mb: int | None
 
 
-def failure_key(run_id: str, job: str, tile: Tile) -> str:
-    return f"runs/{run_id}/failures/{job}/{format_tile(tile)}.json"
-
-
 def write_failure(store, run_id: str, job: str, tile: Tile, failure: Failure) -> None:
     store.write(failure_key(run_id, job, tile), json.dumps(failure._asdict(), sort_keys=True).encode())
 
@@ -125,12 +108,13 @@ def clear_failure(store, run_id: str, job: str, tile: Tile) -> None:
 
 def failures(store, run_id: str, job: str) -> dict[Tile, Failure]:
     """The last failure recorded for each tile of a job kind; an unreadable record is passed over."""
-    prefix = f"runs/{run_id}/failures/{job}/"
+    prefix = failure_prefix(run_id, job)
     out = {}
     for key in store.list(prefix):
-        if key.endswith(".json"):
+        tile = tile_of(key, prefix)
+        if tile:
             try:
-                out[parse_tile(key[len(prefix):-5])] = Failure(**json.loads(store.read(key) or b"null"))
+                out[tile] = Failure(**json.loads(store.read(key) or b"null"))
             except (ValueError, TypeError):
                 log.warning("failure record unreadable, passed over", key=key, store=store.url)
     return out

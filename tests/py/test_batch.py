@@ -57,7 +57,7 @@ def test_one_tile_goes_as_a_plain_job(queue, capsys):
     # what the run expects (for status and missing), and the record of the submission
     store = metatile_store(config.load())
     assert list(store.list("runs/")) == ["runs/r1/meta-high/batch/tilebatch-r1-7-73-37.json",
-                                         "runs/r1/meta-high/tiles-0000.txt"]
+                                         "runs/r1/meta-high/tiles-0000.txt", "runs/r1/run.json"]
     assert store.read("runs/r1/meta-high/tiles-0000.txt") == b"7/73/37\n"
 
 
@@ -97,7 +97,7 @@ def test_a_planet_with_its_pyramid_is_a_handful_of_api_calls(queue, capsys, monk
     assert [line["arrayProperties"]["size"] for line in lines] == [10_000, 10_000, 1_845]
     assert len(calls) < 20, calls
     assert calls.count("before-call.batch.SubmitJob") == 3
-    assert calls.count("before-call.s3.PutObject") == 6  # three tile lists, three submission records
+    assert calls.count("before-call.s3.PutObject") == 7  # three tile lists and submission records, run.json
     assert stored("runs/r1/meta-low/tiles-0002.txt")[-1] == "7/127/127"
 
 
