@@ -175,16 +175,10 @@ def _wait(cfg: dict, store, run_id: str, progress_seconds: float, say) -> None:
 
 def rebuild(cfg: dict, store, run_id: str, jobs: dict, attempts: int, progress_seconds: float, say) -> list:
     """The rebuild of `jobs` on Batch: enqueue, wait, re-submit what is missing; the jobs still missing."""
-    for kind, tiles in jobs.items():
-        runs.add_expected(store, run_id, kind, tiles)
-    states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
-    for attempt in range(1, attempts + 1):
+    def run_round(attempt: int, states) -> None:
         ids = resubmit(cfg, store, run_id, states)
         say(f"attempt {attempt}: submitted {len(ids)} Batch jobs")
         _wait(cfg, store, run_id, progress_seconds, say)
-        states = runs.run_states(store, run_id, cfg["rawr"]["group-zoom"])
-        missing = [(s.job, t) for s in states for t in s.missing]
-        if not missing:
-            return []
-        say(f"attempt {attempt}: {len(missing)} jobs missing")
-    return missing
+
+    return runs.rounds(store, run_id, cfg["rawr"]["group-zoom"], jobs, attempts, run_round,
+                       lambda attempt, missing: say(f"attempt {attempt}: {len(missing)} jobs missing"))

@@ -118,15 +118,6 @@ class Runner:
         for store in (self.store, rawr_sink(self.cfg)):
             store.sweep()
 
-    def expect(self, jobs: dict[str, list[Tile]]) -> None:
-        for kind, tiles in jobs.items():
-            runs.add_expected(self.store, self.run_id, kind, tiles)
-
-    def missing(self, jobs: dict[str, list[Tile]]) -> list:
-        """This build's jobs without a completion record (another build of the run may add its own)."""
-        states = runs.run_states(self.store, self.run_id, self.cfg["rawr"]["group-zoom"])
-        return [(s.job, t) for s in states for t in s.missing if t in set(jobs.get(s.job, []))]
-
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
         self.counts = {kind: [0, len(jobs.get(kind, []))] for kind in NAMES}
@@ -255,16 +246,17 @@ class Runner:
 def run_build(runner: Runner, jobs: dict[str, list[Tile]], attempts: int) -> list:
     """Run the jobs, then whatever is still missing, up to `attempts` rounds; the jobs still missing."""
     runner.sweep()
-    runner.expect(jobs)
-    for attempt in range(1, attempts + 1):
+
+    def run_round(attempt: int, states) -> None:
         runner.failed = []
         runner.run(jobs)
-        missing = runner.missing(jobs)
-        if not missing:
-            return []
+        runner.force = False  # --force redoes the first round; later rounds run only what is missing
+
+    def after_round(attempt: int, missing: list) -> None:
         log.warning("jobs missing after a round", attempt=attempt, attempts=attempts, missing=len(missing))
-        runner.force = False
-    return missing
+
+    return runs.rounds(runner.store, runner.run_id, runner.cfg["rawr"]["group-zoom"], jobs, attempts,
+                       run_round, after_round)
 
 
 def _store_holds(store) -> str:

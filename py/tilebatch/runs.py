@@ -142,3 +142,26 @@ def run_state(store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
 
 def run_states(store, run_id: str, group_zoom: int = 10) -> list[JobState]:
     return [run_state(store, run_id, job, group_zoom) for job in NAMES]
+
+
+def rounds(store, run_id: str, group_zoom: int, jobs: dict[str, list[Tile]], attempts: int,
+           run_round, after_round) -> list[tuple[str, Tile]]:
+    """Expect `jobs`, then run rounds until none of them is missing or `attempts` rounds have run; what is missing.
+
+    `run_round(attempt, states)` runs (or submits and waits for) what the
+    states say is missing, wherever jobs run; `after_round(attempt, missing)`
+    hears of a round that left some. Only these jobs count: another build of
+    the run may add its own.
+    """
+    for kind, tiles in jobs.items():
+        add_expected(store, run_id, kind, tiles)
+    ours = {kind: set(tiles) for kind, tiles in jobs.items()}
+    states, missing = run_states(store, run_id, group_zoom), []
+    for attempt in range(1, attempts + 1):
+        run_round(attempt, states)
+        states = run_states(store, run_id, group_zoom)
+        missing = [(s.job, t) for s in states for t in s.missing if t in ours.get(s.job, ())]
+        if not missing:
+            break
+        after_round(attempt, missing)
+    return missing
