@@ -1,7 +1,7 @@
 """tilebatch's own jobs on a benchmark dataset: every job of a build, one at a time, measured.
 
 The jobs are the very command lines `tilebatch build` and Batch run
-(local.plan, local.job_command), pointed at the dataset's database and at a
+(enqueue.build_jobs, local.job_command), pointed at the dataset's database and at a
 fresh store, run one after another so that none competes with another for a
 core. The counts come from the jobs' completion records.
 """
@@ -10,6 +10,7 @@ import os
 import shutil
 
 from tilebatch import config, local, records
+from tilebatch.enqueue import build_jobs
 from tilebatch.kinds import NAMES
 from tilebatch.store import metatile_store
 
@@ -49,7 +50,7 @@ def run(ds: Dataset, config_path: str | None, log) -> dict:
 
 
 def _run_kind(ds: Dataset, kind: str, config_path: str | None, run_id: str, env: dict, store, db_cpu, log) -> dict:
-    tiles = local.plan(ds.bbox, 7)[kind]
+    tiles = build_jobs(7, bbox=ds.bbox)[kind]
     stats = {"jobs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "db_cpu_seconds": 0.0, "job_cpu_seconds": 0.0,
              "peak_memory_mb": 0.0, "tiles": 0, "features": 0}
     cpu_by_zoom, memory_by_zoom = {}, {}

@@ -9,7 +9,7 @@ boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 import json
 
 from . import faults, log, runs
-from .enqueue import Dependency, depends_on, list_text, plan, read_tile_file, select_tiles
+from .enqueue import Dependency, as_submissions, depends_on, list_text, read_tile_file, select_tiles
 from .errors import BadInput
 from .jobs import check_run_id
 from .kinds import NAMES
@@ -89,7 +89,7 @@ def enqueue(args, cfg) -> int:
     run_id = check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"])
     log.bind(run_id=run_id, job=args.job)
     b = cfg["batch"]
-    subs = plan(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
+    subs = as_submissions(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
     if not b["job-queue"]:
         raise BadInput("no job queue: set batch.job-queue")
     definition = definition_name(cfg, args.job)

@@ -11,7 +11,7 @@ import math
 import time
 
 from . import batch, runs
-from .enqueue import Dependency, depends_on, parse_tile_lines, plan, sort_tiles
+from .enqueue import Dependency, as_submissions, depends_on, parse_tile_lines, sort_tiles
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -152,7 +152,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []
         for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            subs = plan(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"r{round_no:02d}m{n}")
+            subs = as_submissions(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"r{round_no:02d}m{n}")
             ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
                                memory=memory, round_no=round_no)
         submitted[job] = ids

@@ -10,6 +10,7 @@ import sys
 from typing import Iterable, NamedTuple
 
 from .errors import BadInput
+from .kinds import KINDS
 from .runkeys import list_key
 from .tiles import Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
 
@@ -92,17 +93,26 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     return sort_tiles(chosen)
 
 
+def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | None = None) -> dict[str, list[Tile]]:
+    """The jobs of a build or rebuild, by kind: over a box, the tiles of a list (any zoom; an empty
+    list has no jobs), or the planet. Each kind at the queue-zoom tiles; a pyramid kind
+    (meta-low) at their ancestors too."""
+    if listed is not None and not listed:
+        return {k.name: [] for k in KINDS}
+    return {k.name: select_tiles(queue_zoom, bbox=bbox, listed=listed, with_pyramid=k.pyramid) for k in KINDS}
+
+
 def list_text(tiles: list[Tile]) -> str:
     """A tile list as stored: one `z/x/y` a line, in array index order."""
     return "".join(format_tile(t) + "\n" for t in tiles)
 
 
-def plan(job: str, run_id: str, prefix: str, tiles: list[Tile], batch: str = "") -> list[Submission]:
+def as_submissions(job: str, run_id: str, prefix: str, tiles: list[Tile], group: str = "") -> list[Submission]:
     """The submissions for `tiles`: an array job per 10,000 of them, a plain job for a lone tile.
 
     Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job, `{prefix}-{run_id}-{NNNN}`
-    for array job NNNN (whose list is `runs/{run_id}/{job}/tiles-NNNN.txt`); a
-    named `batch` goes between run id and number, and before `tiles-`.
+    for array job NNNN (whose list is runkeys.list_key's); a re-submission's
+    `group` goes between run id and number, and into its lists' keys.
     """
     subs = []
     for index, start in enumerate(range(0, len(tiles), MAX_ARRAY_SIZE)):
@@ -111,8 +121,8 @@ def plan(job: str, run_id: str, prefix: str, tiles: list[Tile], batch: str = "")
             t = chunk[0]
             subs.append(Submission(f"{prefix}-{run_id}-{t.z}-{t.x}-{t.y}", chunk, None))
         else:
-            name = f"{prefix}-{run_id}-{batch + '-' if batch else ''}{index:04d}"
-            subs.append(Submission(name, chunk, list_key(run_id, job, index, batch)))
+            name = f"{prefix}-{run_id}-{group + '-' if group else ''}{index:04d}"
+            subs.append(Submission(name, chunk, list_key(run_id, job, index, group)))
     for sub in subs:
         if not JOB_NAME_RE.match(sub.name):
             raise BadInput(f"bad job name {sub.name!r}: Batch allows 128 letters, digits, '-' or '_'; "

@@ -25,23 +25,16 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from tqdm import tqdm
 
 from . import load, log, oom, records, runs, tileset
+from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import check_run_id
 from .kinds import BY_NAME, NAMES
 from .store import metatile_store, rawr_sink
-from .tiles import Bbox, Tile, bbox_tiles, format_tile, parse_bbox, tile_at
+from .tiles import Tile, format_tile, parse_bbox, tile_at
 
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
 JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
-
-
-def plan(bbox: Bbox, queue_zoom: int) -> dict[str, list[Tile]]:
-    """The tiles of every job kind of a build over `bbox`: rawr and meta-high at the
-    queue zoom, meta-low over the pyramid from z0 down to it."""
-    queue_tiles = bbox_tiles(bbox, queue_zoom)
-    return {"rawr": queue_tiles, "meta-high": queue_tiles,
-            "meta-low": [t for z in range(queue_zoom + 1) for t in bbox_tiles(bbox, z)]}
 
 
 def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
@@ -276,7 +269,7 @@ def build(args, cfg) -> int:
     workers = args.jobs or os.cpu_count() or 1
     if workers < 1 or args.attempts < 1:
         raise BadInput("--jobs and --attempts need to be at least 1")
-    jobs = plan(bbox, cfg["batch"]["queue-zoom"])
+    jobs = build_jobs(cfg["batch"]["queue-zoom"], bbox=bbox)
     runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force)
     started = time.monotonic()
     missing = run_build(runner, jobs, args.attempts)

@@ -14,7 +14,8 @@ import json
 import math
 from typing import NamedTuple
 
-from . import load, local, source
+from . import load, source
+from .enqueue import build_jobs
 from .errors import BadInput
 from .tiles import MERCATOR_MAX_LAT, Bbox, Tile, ancestor, children, make_bbox, parse_bbox
 
@@ -156,7 +157,7 @@ def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) ->
 
 def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:
     """Jobs, CPU seconds, vCPU-hours, cost and memory per job kind for a run over `bbox`."""
-    jobs = local.plan(bbox, queue_zoom)
+    jobs = build_jobs(queue_zoom, bbox=bbox)
     under = {}
     for t, r in density.rows.items():
         for z in range(queue_zoom + 1):
@@ -207,7 +208,7 @@ def plan_command(args, cfg) -> int:
         raise BadInput(f"bad --rows-per-z7 {args.rows_per_z7}: expected 0 or more")
     model, model_source = load_model(args.results)
     queue_zoom = cfg["batch"]["queue-zoom"]
-    tiles = local.plan(bbox, queue_zoom)["rawr"]
+    tiles = build_jobs(queue_zoom, bbox=bbox)["rawr"]
     per_tile = args.rows_per_z7 if args.rows_per_z7 is not None else ASSUMED_ROWS_PER_Z7
     if args.rows_per_z7 is not None:
         density = assumed_density(tiles, per_tile, "given with --rows-per-z7")

@@ -14,9 +14,8 @@ import time
 from . import batch_runs, local, log
 from .errors import BadInput, JobFailed
 from .jobs import check_run_id
-from .kinds import NAMES
 from .store import metatile_store
-from .enqueue import read_tile_file, select_tiles
+from .enqueue import build_jobs, read_tile_file
 from .tiles import parse_bbox
 
 
@@ -33,13 +32,9 @@ def rebuild_jobs(args, cfg) -> tuple[str, dict]:
     """What to rebuild, and how to say it: a box's jobs, or those of a tile list (an expire list)."""
     queue_zoom = cfg["batch"]["queue-zoom"]
     if args.bbox is not None:
-        return f"bbox {args.bbox}", local.plan(parse_bbox(args.bbox), queue_zoom)
+        return f"bbox {args.bbox}", build_jobs(queue_zoom, bbox=parse_bbox(args.bbox))
     listed = read_tile_file(args.file)
-    if not listed:
-        return f"file {args.file} (empty)", {kind: [] for kind in NAMES}
-    queue_tiles = select_tiles(queue_zoom, listed=listed)
-    return f"file {args.file}", {"rawr": queue_tiles, "meta-high": queue_tiles,
-                                 "meta-low": select_tiles(queue_zoom, listed=listed, with_pyramid=True)}
+    return f"file {args.file}{'' if listed else ' (empty)'}", build_jobs(queue_zoom, listed=listed)
 
 
 def rebuild(args, cfg) -> int:

@@ -2,10 +2,10 @@
 
 import pytest
 
-from tilebatch.enqueue import (Dependency, depends_on, list_text, parse_tile_lines, plan,
+from tilebatch.enqueue import (Dependency, as_submissions, build_jobs, depends_on, list_text, parse_tile_lines,
                                select_tiles)
 from tilebatch.errors import BadInput
-from tilebatch.tiles import Tile, make_bbox
+from tilebatch.tiles import Tile, bbox_tiles, make_bbox, parse_bbox
 
 
 def test_the_planet_is_every_z7_tile_and_the_pyramid_adds_zooms_0_to_6():
@@ -43,7 +43,7 @@ def test_a_bad_line_is_named_and_an_empty_list_refused():
 
 
 def test_plan_cuts_arrays_of_at_most_10000_and_sends_a_lone_tile_plain():
-    subs = plan("meta-low", "r1", "tb", select_tiles(7, with_pyramid=True))
+    subs = as_submissions("meta-low", "r1", "tb", select_tiles(7, with_pyramid=True))
     assert [(s.name, len(s.tiles), s.list_key) for s in subs] == [
         ("tb-r1-0000", 10_000, "runs/r1/meta-low/tiles-0000.txt"),
         ("tb-r1-0001", 10_000, "runs/r1/meta-low/tiles-0001.txt"),
@@ -53,18 +53,18 @@ def test_plan_cuts_arrays_of_at_most_10000_and_sends_a_lone_tile_plain():
 
     # 10,001 tiles: the last one alone cannot be an array job (size 2..10,000).
     tiles = select_tiles(7)[:10_001]
-    last = plan("rawr", "r1", "tb", tiles)[-1]
+    last = as_submissions("rawr", "r1", "tb", tiles)[-1]
     assert (last.name, last.list_key, last.tile_parameter) == ("tb-r1-7-78-16", None, "7/78/16")
 
 
 def test_plan_refuses_a_name_batch_would_refuse():
     with pytest.raises(BadInput, match="shorten batch.job-name-prefix"):
-        plan("rawr", "r" * 64, "p" * 60, [Tile(73, 37, 7)])
+        as_submissions("rawr", "r" * 64, "p" * 60, [Tile(73, 37, 7)])
 
 
 def test_an_array_over_the_same_tiles_pairs_child_by_child_anything_else_waits_whole():
     tiles = select_tiles(7, with_pyramid=True)
-    subs = plan("meta-high", "r1", "tb", tiles)
+    subs = as_submissions("meta-high", "r1", "tb", tiles)
     same = [Dependency(f"rawr-{i}", list_text(s.tiles)) for i, s in enumerate(subs)]
     other = Dependency("other", list_text(tiles[:3]))
     plain = Dependency("plain", None)
@@ -75,3 +75,14 @@ def test_an_array_over_the_same_tiles_pairs_child_by_child_anything_else_waits_w
     assert depends_on(subs, [other])[0] == [{"jobId": "other"}]
     with pytest.raises(BadInput, match="21 dependencies for one job"):
         depends_on(subs[:1], [Dependency(f"j{i}", None) for i in range(21)])
+
+
+def test_the_jobs_of_a_build_over_a_box_a_list_or_nothing():
+    box = parse_bbox("24.0,59.0,27.0,61.0")
+    jobs = build_jobs(7, bbox=box)
+    assert jobs["rawr"] == jobs["meta-high"] == bbox_tiles(box, 7)
+    assert jobs["meta-low"] == [t for z in range(8) for t in bbox_tiles(box, z)]
+    listed = build_jobs(7, listed=[Tile(9340, 4741, 14), Tile(73, 37, 7)])
+    assert listed["rawr"] == [Tile(72, 37, 7), Tile(73, 37, 7)]
+    assert listed["meta-low"][:2] == [Tile(0, 0, 0), Tile(1, 0, 1)] and len(listed["meta-low"]) == 9
+    assert build_jobs(7, listed=[]) == {"rawr": [], "meta-high": [], "meta-low": []}

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import TOP, last_error, run_cli
 from tilebatch import config, plan
+from tilebatch.enqueue import build_jobs
 from tilebatch.tiles import Tile
 
 HELSINKI_INSIDE = "24.94,60.166,24.95,60.176"
@@ -47,7 +48,7 @@ def test_the_committed_results_give_a_model():
 
 def test_a_planet_estimate_counts_every_job_and_prices_the_cpu():
     model = plan.model_from_results(results([(1000, 1.5, 60), (4000, 3.0, 90)]))
-    tiles = plan.local.plan(plan.PLANET, 7)["rawr"]
+    tiles = build_jobs(7, bbox=plan.PLANET)["rawr"]
     est = plan.estimate(plan.PLANET, plan.assumed_density(tiles, 2000, "test"), model, 0.5)
     kinds = est["kinds"]
     assert [kinds[k]["jobs"] for k in ("rawr", "meta-high", "meta-low")] == [16384, 16384, 21845]
