@@ -10,12 +10,11 @@ import io
 import zipfile
 import zlib
 
-from . import faults
+from . import faults, zips
 from .errors import BadInput
 from .tiles import Tile, format_tile, metatile_of
 
 EXT = "zip"
-_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
 def pack(members: dict[str, bytes]) -> bytes:
@@ -24,10 +23,7 @@ def pack(members: dict[str, bytes]) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(members):
             if members[name]:
-                info = zipfile.ZipInfo(name, _EPOCH)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                z.writestr(info, members[name])
+                z.writestr(zips.member(name), members[name])
     return buf.getvalue()
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import msgpack
 
-from . import faults, source
+from . import faults, source, zips
 from .errors import BadInput
 from .schema import load_schema
 from .store import rawr_sink
@@ -24,7 +24,6 @@ from .tiles import Tile, ancestor, children, format_tile, tile_bounds_3857
 
 MARGIN = 1 / 64  # of the tile's side, on each side
 EXT = "zip"
-_EPOCH = (1980, 1, 1, 0, 0, 0)
 _WRITE_CHUNK = 1 << 20  # bytes of packed records a member write takes
 
 
@@ -48,8 +47,7 @@ def pack(tables: dict[str, Iterable]) -> tuple[bytes, int]:
             first = next(records, None)
             if first is None:
                 continue
-            info = zipfile.ZipInfo(name, _EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info = zips.member(name)
             # Records go to the member in chunks: zlib and zipfile pay per write,
             # and a write a record made packing a fifth slower. Deflate's output
             # does not depend on the chunking, so the bytes are the same.
