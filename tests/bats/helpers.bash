@@ -28,22 +28,7 @@ moto_start() {
   # fd 3 closed: bats would otherwise wait for the server to exit.
   moto_server -H 127.0.0.1 -p "$port" >"$BATS_FILE_TMPDIR/moto.log" 2>&1 3>&- &
   echo "$!" >"$BATS_FILE_TMPDIR/moto.pid"
-  python3 - "$AWS_ENDPOINT_URL" <<'PY'
-import json, sys, time, urllib.request
-url = sys.argv[1]
-deadline = time.time() + 30
-while True:
-    try:
-        urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
-        break
-    except OSError:
-        if time.time() > deadline:
-            sys.exit("moto server did not start")
-        time.sleep(0.2)
-config = json.dumps({"batch": {"use_docker": False}}).encode()
-urllib.request.urlopen(urllib.request.Request(url + "/moto-api/config", data=config, method="POST",
-                                              headers={"Content-Type": "application/json"}), timeout=5).read()
-PY
+  python3 "$TOP/tests/py/motoserver.py" "$AWS_ENDPOINT_URL"  # waits for it and sets it up, as pytest does
 }
 
 moto_stop() {

@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from tilebatch.kinds import NAMES
 from tilebatch.store import open_store
 from tilebatch.tiles import tile_bounds_3857
 
+import motoserver
+
 TOP = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -25,12 +25,6 @@ BIN = Path(sys.executable).parent
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: slow fault injection (servers stopped, disks filled, processes "
                                        "killed); make test runs them, -m 'not faults' leaves them out")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_cli(*args, env=None, cwd=None, input=None):
@@ -48,40 +42,12 @@ def last_error(proc) -> str:
     return errors[-1]
 
 
-def start_moto(env=None):
-    """A moto server on a free 127.0.0.1 port speaking real AWS HTTP, Batch without Docker: (url, process)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.2)
-    req = urllib.request.Request(f"{url}/moto-api/config", method="POST",
-                                 data=json.dumps({"batch": {"use_docker": False}}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).read()
-    return url, proc
-
-
-def stop_moto(proc) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="session")
 def moto_url():
     """A moto server for the whole session."""
-    url, proc = start_moto()
+    url, proc = motoserver.start()
     yield url
-    stop_moto(proc)
+    motoserver.stop(proc)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import tempfile
 
-from conftest import BIN, TOP, free_port
+from conftest import BIN, TOP
+from motoserver import free_port
 
 
 class Running:

@@ -14,7 +14,7 @@ from tilebatch import cli, config, records
 from tilebatch.store import metatile_store
 from tilebatch.tiles import Tile, children
 
-from conftest import start_moto, stop_moto
+import motoserver
 
 OOM = "OutOfMemoryError: Container killed due to memory usage"
 BBOX = "24,59,27,61"  # four z7 tiles: 7/72/36, 7/72/37, 7/73/36, 7/73/37
@@ -23,9 +23,9 @@ BBOX = "24,59,27,61"  # four z7 tiles: 7/72/36, 7/72/37, 7/73/36, 7/73/37
 @pytest.fixture(scope="module")
 def moto_url():
     """Overrides the session's server for this module: here every Batch job fails."""
-    url, proc = start_moto({"MOTO_SIMPLE_BATCH_FAIL_AFTER": "0"})
+    url, proc = motoserver.start(env={"MOTO_SIMPLE_BATCH_FAIL_AFTER": "0"})
     yield url
-    stop_moto(proc)
+    motoserver.stop(proc)
 
 
 def main(capsys, *args) -> tuple[int, str]:

@@ -18,7 +18,9 @@ import zipfile
 
 import psycopg2
 import pytest
-from conftest import BIN, TOP, build_env, free_port, run_cli, start_moto, stop_moto
+import motoserver
+from conftest import BIN, TOP, build_env, run_cli
+from motoserver import free_port
 from tilebatch import batch, cli, config, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
@@ -274,7 +276,7 @@ def test_s3_stopped_or_frozen_is_an_outage_and_a_thawed_one_gets_the_same_tiles(
     one_error(run_cli("status", "--config", CONFIG, "--run-id", "faults", env=stopped), 1,
               "Could not connect to the endpoint URL")
 
-    url, moto = start_moto()
+    url, moto = motoserver.start()
     env = {**quick, "AWS_ENDPOINT_URL": url}
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     try:
@@ -296,14 +298,14 @@ def test_s3_stopped_or_frozen_is_an_outage_and_a_thawed_one_gets_the_same_tiles(
             z, x, y = (int(v) for v in key[:-4].split("/"))
             assert s3.read(s3.tile_key(Tile(x, y, z), "zip")) == files.read(key)
     finally:
-        stop_moto(moto)
+        motoserver.stop(moto)
 
 
 @faults
 def test_a_store_gone_mid_build_still_says_which_job_failed_and_why(db_url, tmp_path):
     """The store freezes once the runner has written its lists and started a job: the job fails, its
     failure record cannot be written, and the log still names the job and its reason first."""
-    url, moto = start_moto()
+    url, moto = motoserver.start()
     env = {**QUICK_AWS, **AWS_TESTING, "AWS_ENDPOINT_URL": url, "TILEQUEUE__store__url": "s3://tiles/meta",
            "TILEQUEUE__rawr__sink__url": f"file://{tmp_path}/rawr"}
     try:
@@ -316,7 +318,7 @@ def test_a_store_gone_mid_build_still_says_which_job_failed_and_why(db_url, tmp_
         finally:
             os.kill(moto.pid, signal.SIGCONT)
     finally:
-        stop_moto(moto)
+        motoserver.stop(moto)
     assert runner.returncode == 1, err[-3000:]
     lines = log_lines(err)
     failed = [i for i, line in enumerate(lines) if line["msg"] == "job failed"]

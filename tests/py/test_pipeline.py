@@ -12,7 +12,8 @@ from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import ancestor, metatile_of, tile_at
 
-from conftest import build_env, built_tile, counted_in_database, free_port, last_error, run_cli
+from conftest import build_env, built_tile, counted_in_database, last_error, run_cli
+from motoserver import free_port
 
 CENTRAL = (24.945, 60.170)
 

@@ -6,7 +6,8 @@ import signal
 import subprocess
 
 import pytest
-from conftest import TOP, build_env, free_port, run_cli
+from conftest import TOP, build_env, run_cli
+from motoserver import free_port
 from tilebatch import cli, config, log
 
 SECRET = "S3cretXYZ"
