@@ -18,8 +18,9 @@ USAGE
 }
 [ "$#" -eq 0 ] || usage
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-tilebatch=${TILEBATCH:-$top/.venv/bin/tilebatch}
+# shellcheck source=bin/lib.sh
+. "$(dirname "$0")/lib.sh"
+need_tilebatch
 
 if [ -z "${BBOX:-}" ]; then
   unset_vars=()
@@ -37,7 +38,7 @@ if [ -z "${BBOX:-}" ]; then
   BBOX="$BBOX_WEST,$BBOX_SOUTH,$BBOX_EAST,$BBOX_NORTH"
 fi
 
-run_id=${RUN_ID:-$(date -u +%Y%m%d-%H%M%S)-rebuild}
+run_id=${RUN_ID:-$(default_run_id rebuild)}
 args=(rebuild --config "${CONFIG:-$top/config.yaml}" --bbox="$BBOX" --run_id "$run_id"
       --attempts "${ATTEMPTS:-3}" --progress-seconds "${PROGRESS_SECONDS:-60}")
 [ -z "${EXECUTOR:-}" ] || args+=(--executor "$EXECUTOR")

@@ -9,7 +9,7 @@ setup_file() {
   CHECKOUT=$(mktemp -d)
   export CHECKOUT
   mkdir -p "$CHECKOUT/bin"
-  cp "$TOP/bin/localdb" "$CHECKOUT/bin/"
+  cp "$TOP/bin/localdb" "$TOP/bin/lib.sh" "$CHECKOUT/bin/"
   ln -s "$TOP/.venv" "$CHECKOUT/.venv"
 }
 
