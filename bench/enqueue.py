@@ -109,7 +109,7 @@ def _arrays(moto: MotoServer, config_path: str | None) -> dict:
     seconds, submissions, depends = 0.0, 0, []
     moto.record(True)
     for job, extra in STAGES:
-        cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), "batch-enqueue", "--run_id", "planet",
+        cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), "batch-enqueue", "--run-id", "planet",
                "--job", job, *extra, *[a for d in depends for a in ("--depends-on", d)]]
         if config_path:
             cmd += ["--config", config_path]

@@ -11,7 +11,7 @@ import json
 from . import faults, log, runs
 from .enqueue import Dependency, as_submissions, depends_on, list_text, read_tile_file, select_tiles
 from .errors import BadInput
-from .jobs import check_run_id
+from .jobs import add_run_id_option, check_run_id
 from .kinds import NAMES
 from .runkeys import submission_key
 from .store import FileStore, client_config, metatile_store
@@ -200,6 +200,5 @@ def add_commands(sub, common) -> None:
     p.add_argument("--dry-run", dest="dry_run", action="store_true",
                    help="print what would be submitted (the queue, definition and dependencies "
                         "still checked); submit and write nothing")
-    p.add_argument("--run_id", "--run-id", dest="run_id", default=None,
-                   help="the run (default: batch.run_id); names the jobs and the tile lists")
+    add_run_id_option(p, "the run (default: batch.run_id); names the jobs and the tile lists")
     p.set_defaults(func=enqueue)

@@ -1,6 +1,6 @@
 """What every job shares: its arguments, its tile, its run id, and its completion record.
 
-A job is one command line (`tilebatch rawr-tile --tile 7/73/37 --run_id R`),
+A job is one command line (`tilebatch rawr-tile --tile 7/73/37 --run-id R`),
 the same on this machine and on Batch. `--tile @KEY` names a tile list in the
 store (one `z/x/y` a line): a Batch array child takes the line at
 AWS_BATCH_JOB_ARRAY_INDEX, so one submission covers thousands of tiles.
@@ -29,15 +29,19 @@ def add_commands(sub, common) -> None:
         parser = sub.add_parser(kind.command, parents=[common], help=kind.help,
                                 description=kind.help[0].upper() + kind.help[1:] + ".")
         parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
-        parser.add_argument("--run_id", "--run-id", dest="run_id", default=None,
-                            help="the run this job belongs to (default: batch.run_id)")
+        add_run_id_option(parser, "the run this job belongs to (default: batch.run_id)")
         parser.set_defaults(func=lambda args, cfg, kind=kind: run_job(kind, args, cfg))
+
+
+def add_run_id_option(parser, help: str) -> None:
+    """`--run-id`, also spelt `--run_id` (as tilequeue and the runbook spell it)."""
+    parser.add_argument("--run-id", "--run_id", dest="run_id", default=None, help=help)
 
 
 def check_run_id(run_id: str | None) -> str:
     """The run id, if it can name Batch jobs; BadInput otherwise."""
     if run_id is None:
-        raise BadInput("no run id: give --run_id or set batch.run_id")
+        raise BadInput("no run id: give --run-id or set batch.run_id")
     if not RUN_ID_RE.match(run_id):
         raise BadInput(f"bad run id {run_id!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")
     return run_id

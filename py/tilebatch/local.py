@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import load, log, oom, records, runs, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
-from .jobs import check_run_id
+from .jobs import add_run_id_option, check_run_id
 from .kinds import BY_NAME, NAMES
 from .store import metatile_store, rawr_sink
 from .tiles import Tile, format_tile, parse_bbox, tile_at
@@ -42,7 +42,7 @@ def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> 
     cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), BY_NAME[kind].command]
     if config_path:
         cmd += ["--config", config_path]
-    return cmd + ["--tile", format_tile(tile), "--run_id", run_id]
+    return cmd + ["--tile", format_tile(tile), "--run-id", run_id]
 
 
 def spawn(cmd: list[str]) -> subprocess.Popen:
@@ -301,7 +301,7 @@ def add_commands(sub, common) -> None:
                                    "meta-high job, then every meta-low job, each as the command a Batch job runs, "
                                    "in a pool of processes. Jobs of the run that are done already are skipped.")
     p.add_argument("--bbox", help="west,south,east,north (default: the data's extent)")
-    p.add_argument("--run_id", "--run-id", dest="run_id", help="the run (default: batch.run_id, else 'local')")
+    add_run_id_option(p, "the run (default: batch.run_id, else 'local')")
     p.add_argument("--jobs", type=int, default=None, help="jobs at once (default: all cores)")
     p.add_argument("--attempts", type=int, default=1, help="rounds of re-running missing jobs (default 1)")
     p.add_argument("--force", action="store_true", help="redo jobs that already have a completion record")

@@ -13,7 +13,7 @@ import time
 
 from . import batch_runs, local, log
 from .errors import BadInput, JobFailed
-from .jobs import check_run_id
+from .jobs import add_run_id_option, check_run_id
 from .store import metatile_store
 from .enqueue import build_jobs, read_tile_file
 from .tiles import parse_bbox
@@ -78,7 +78,7 @@ def add_commands(sub, common) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--bbox", help="west,south,east,north")
     which.add_argument("--file", help="tiles, one z/x/y a line, any zoom (an osm2pgsql expire list as it is)")
-    p.add_argument("--run_id", "--run-id", dest="run_id", help="the run (default: a datestamp plus 'rebuild')")
+    add_run_id_option(p, "the run (default: a datestamp plus 'rebuild')")
     p.add_argument("--executor", choices=("local", "batch"),
                    help="where jobs run (default: batch when batch.job-queue is set, else local)")
     p.add_argument("--attempts", type=int, default=3, help="rounds of re-running missing jobs (default 3)")

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from . import batch_runs, log, runs
 from .errors import BadInput
-from .jobs import check_run_id
+from .jobs import add_run_id_option, check_run_id
 from .store import metatile_store
 from .tiles import format_tile
 
@@ -64,11 +64,11 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("status", parents=[common], help="where a run stands: jobs expected, done, running, failed",
                        description="Where a run stands: per job kind, the jobs it expects, done, running and "
                                    "failed (running and failed from Batch for a run there).")
-    p.add_argument("--run-id", "--run_id", dest="run_id", help="the run (default: the latest in the store)")
+    add_run_id_option(p, "the run (default: the latest in the store)")
     p.set_defaults(func=status)
     p = sub.add_parser("missing", parents=[common], help="a run's jobs without a completion record",
                        description="A run's jobs without a completion record, one 'job z/x/y' a line.")
-    p.add_argument("--run-id", "--run_id", dest="run_id", help="the run (default: the latest in the store)")
+    add_run_id_option(p, "the run (default: the latest in the store)")
     p.add_argument("--enqueue", action="store_true",
                    help="re-submit them to Batch (more memory for jobs that ran out of it)")
     p.set_defaults(func=missing)

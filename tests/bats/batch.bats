@@ -68,7 +68,7 @@ tilebatch-rawr	1"
     run jobdef "tilebatch-$job"
     def=$output
     run jq -cS '.containerProperties | [.image, .resourceRequirements, .command, .jobRoleArn]' <<<"$def"
-    assert_output "[\"$REGISTRY/tilebatch-$job:t1\",[{\"type\":\"VCPU\",\"value\":\"1\"},{\"type\":\"MEMORY\",\"value\":\"$memory\"}],[\"tilebatch\",\"$command\",\"--config\",\"/etc/tilebatch/config.yaml\",\"--tile\",\"Ref::tile\",\"--run_id\",\"Ref::run_id\"],\"$JOB_ROLE_ARN\"]"
+    assert_output "[\"$REGISTRY/tilebatch-$job:t1\",[{\"type\":\"VCPU\",\"value\":\"1\"},{\"type\":\"MEMORY\",\"value\":\"$memory\"}],[\"tilebatch\",\"$command\",\"--config\",\"/etc/tilebatch/config.yaml\",\"--tile\",\"Ref::tile\",\"--run-id\",\"Ref::run_id\"],\"$JOB_ROLE_ARN\"]"
     # Batch matches these as globs; the first rule that matches decides.
     run jq -c '[.timeout.attemptDurationSeconds, .retryStrategy.attempts,
                 (.retryStrategy.evaluateOnExit[] | .action |= ascii_upcase)]' <<<"$def"

@@ -138,7 +138,7 @@ def built_store(db_url, tmp_path_factory):
     """A whole build of the demo data, once a session: (root dir, env overrides pointing at it)."""
     root = tmp_path_factory.mktemp("build")
     env = build_env(root)
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root, env
 
@@ -150,7 +150,7 @@ SHORTBREAD = {"TILEQUEUE__schema__name": "shortbread"}
 def shortbread_build(db_url, tmp_path_factory):
     """A whole build of the demo data with the Shortbread schema, once a session: its root dir."""
     root = tmp_path_factory.mktemp("shortbread")
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "sb", env={**build_env(root), **SHORTBREAD})
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "sb", env={**build_env(root), **SHORTBREAD})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root
 

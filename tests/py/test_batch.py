@@ -12,7 +12,7 @@ from tilebatch.tiles import Tile
 
 def enqueue(capsys, *args):
     """Run `tilebatch batch-enqueue ARGS` in this process: (exit code, JSON lines printed)."""
-    code = cli.main(["batch-enqueue", "--run_id", "r1", *map(str, args)])
+    code = cli.main(["batch-enqueue", "--run-id", "r1", *map(str, args)])
     out = capsys.readouterr().out
     return code, [json.loads(line) for line in out.splitlines()]
 
@@ -80,7 +80,7 @@ def test_meta_high_waits_for_rawr_child_by_child(queue, capsys):
     assert stored("runs/r1/meta-high/tiles-0000.txt") == stored("runs/r1/rawr/tiles-0000.txt")
 
     # Over other tiles, the rawr job is waited for as a whole.
-    _, other = enqueue(capsys, "--bbox", "0,0,5,5", "--job", "meta-high", "--run_id", "r2",
+    _, other = enqueue(capsys, "--bbox", "0,0,5,5", "--job", "meta-high", "--run-id", "r2",
                        "--depends-on", rawr[0]["jobId"])
     assert described([other[0]["jobId"]])[other[0]["jobId"]]["dependsOn"] == [{"jobId": rawr[0]["jobId"]}]
 
@@ -112,7 +112,7 @@ def test_dry_run_prints_the_jobs_and_submits_and_writes_nothing(queue, capsys):
 
 
 @pytest.mark.parametrize("args, env, message", [
-    (["--run_id", "bad id"], {}, "bad run id 'bad id'"),
+    (["--run-id", "bad id"], {}, "bad run id 'bad id'"),
     (["--tile", "7/200/1"], {}, "at zoom 7, x and y must be below 128"),
     (["--bbox", "27,59,24,61"], {}, "west 27.0 must be less than east 24.0"),
     ([], {"TILEQUEUE__batch__job_queue": "nope"}, "job queue 'nope' does not exist"),
@@ -123,7 +123,7 @@ def test_dry_run_prints_the_jobs_and_submits_and_writes_nothing(queue, capsys):
 def test_bad_input_exits_2_with_one_line_and_nothing_submitted(queue, capsys, monkeypatch, args, env, message):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert cli.main(["batch-enqueue", "--run_id", "r1", *args]) == 2
+    assert cli.main(["batch-enqueue", "--run-id", "r1", *args]) == 2
     err = capsys.readouterr().err.splitlines()
     assert message in json.loads(err[-1])["msg"]
     assert boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"] == []
@@ -134,6 +134,6 @@ def test_a_run_never_overwrites_a_tile_list_with_other_tiles(queue, capsys):
     assert enqueue(capsys, "--bbox", "24,59,27,61")[0] == 0
     # The same tiles again (a retried enqueue) reuse the list; other tiles are refused.
     assert enqueue(capsys, "--bbox", "24,59,27,61")[0] == 0
-    assert cli.main(["batch-enqueue", "--run_id", "r1", "--bbox", "0,0,5,5"]) == 2
+    assert cli.main(["batch-enqueue", "--run-id", "r1", "--bbox", "0,0,5,5"]) == 2
     assert "already holds other tiles: use a new run id" in capsys.readouterr().err
     assert stored("runs/r1/rawr/tiles-0000.txt") == ["7/72/36", "7/72/37", "7/73/36", "7/73/37"]

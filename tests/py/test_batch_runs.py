@@ -34,7 +34,7 @@ def main(capsys, *args) -> tuple[int, str]:
 
 
 def enqueue(capsys, job: str) -> dict:
-    code, out = main(capsys, "batch-enqueue", "--run_id", "r1", "--bbox", BBOX, "--job", job)
+    code, out = main(capsys, "batch-enqueue", "--run-id", "r1", "--bbox", BBOX, "--job", job)
     assert code == 0
     return json.loads(out.splitlines()[0])
 
@@ -131,7 +131,7 @@ def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monk
 
 
 def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsys):
-    code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run_id", "rb",
+    code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run-id", "rb",
                      "--attempts", "2", "--progress-seconds", "0.1"])
     out = capsys.readouterr().out
     assert code == 1  # moto runs nothing, so no job ever writes its record

@@ -34,3 +34,10 @@ def test_every_command_says_what_it_does_and_every_option_has_a_line(path, parse
     for action in parser._actions:
         if not isinstance(action, argparse._SubParsersAction):
             assert action.help, f"{' '.join(path)}: {action.option_strings or action.dest} has no help line"
+
+
+def test_the_run_id_option_is_run_id_everywhere_and_run_id_with_an_underscore_too():
+    spelt = {tuple(a.option_strings) for _, p in parsers(cli.build_parser()) for a in p._actions if a.dest == "run_id"}
+    assert spelt == {("--run-id", "--run_id")}
+    args = cli.build_parser().parse_args(["rawr-tile", "--tile", "7/0/0", "--run_id", "old-spelling"])
+    assert args.run_id == "old-spelling"

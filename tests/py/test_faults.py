@@ -80,7 +80,7 @@ def assert_intact(*roots) -> None:
 
 
 def job(command: str, env: dict, tile: Tile = HELSINKI, run_id: str = "faults"):
-    return run_cli(command, "--config", CONFIG, "--tile", f"{tile.z}/{tile.x}/{tile.y}", "--run_id", run_id,
+    return run_cli(command, "--config", CONFIG, "--tile", f"{tile.z}/{tile.x}/{tile.y}", "--run-id", run_id,
                    env=env)
 
 
@@ -182,7 +182,7 @@ def test_a_database_down_is_an_outage_and_a_restart_recovers(built_store, tmp_pa
     with database_stopped():
         for command in ("meta-tile-low-zoom", "rawr-tile"):
             one_error(job(command, env), 1, "cannot connect to the database", "Connection refused")
-        proc = run_cli("build", "--config", CONFIG, "--run_id", "faults", env=env)
+        proc = run_cli("build", "--config", CONFIG, "--run-id", "faults", env=env)
         one_error(proc, 1, "cannot connect to the database")
         assert metatiles(tmp_path) == {} and not os.path.exists(tmp_path / "out" / "runs" / "faults" / "rawr")
     assert job("meta-tile-low-zoom", env).returncode == 0
@@ -199,7 +199,7 @@ def test_the_database_stopped_under_a_waiting_query_is_an_outage(db_url, tmp_pat
         with holder.cursor() as cur, watcher.cursor() as watch:
             cur.execute("LOCK TABLE planet_osm_polygon IN ACCESS EXCLUSIVE MODE")
             proc = subprocess.Popen([str(BIN / "tilebatch"), "meta-tile-low-zoom", "--config", CONFIG,
-                                     "--tile", "7/72/37", "--run_id", "faults"], cwd=TOP, text=True,
+                                     "--tile", "7/72/37", "--run-id", "faults"], cwd=TOP, text=True,
                                     env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
             def waiting():
@@ -231,7 +231,7 @@ def test_a_statement_timeout_is_an_outage_not_bad_input(db_url, tmp_path):
             cur.execute("ALTER ROLE tilebatch_hurried SET statement_timeout = '1ms'")
             cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO tilebatch_hurried")
         env = {**build_env(tmp_path), "TILEQUEUE__postgresql__user": "tilebatch_hurried"}
-        proc = run_cli("build", "--config", CONFIG, "--run_id", "faults", env=env)
+        proc = run_cli("build", "--config", CONFIG, "--run-id", "faults", env=env)
         one_error(proc, 1, "cannot find the data's extent", "statement timeout")
         one_error(job("meta-tile-low-zoom", env), 1, "statement timeout")
     finally:
@@ -310,7 +310,7 @@ def test_a_store_gone_mid_build_still_says_which_job_failed_and_why(db_url, tmp_
            "TILEQUEUE__rawr__sink__url": f"file://{tmp_path}/rawr"}
     try:
         create_bucket(url)
-        runner = start_build(env, "--bbox", "24.94,60.16,24.95,60.17", "--run_id", "gone", "--jobs", "1")
+        runner = start_build(env, "--bbox", "24.94,60.16,24.95,60.17", "--run-id", "gone", "--jobs", "1")
         job_child(runner, "rawr-tile")
         os.kill(moto.pid, signal.SIGSTOP)
         try:
@@ -353,7 +353,7 @@ def test_batch_throttling_and_5xx_are_worth_a_retry_and_a_refusal_is_not():
 def test_batch_unreachable_is_an_outage(tmp_path):
     env = {**AWS_TESTING, **QUICK_AWS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
            "TILEQUEUE__batch__job_queue": "q", "TILEQUEUE__store__url": f"file://{tmp_path}"}
-    proc = run_cli("batch-enqueue", "--config", CONFIG, "--job", "rawr", "--tile", "7/72/37", "--run_id", "r1", env=env)
+    proc = run_cli("batch-enqueue", "--config", CONFIG, "--job", "rawr", "--tile", "7/72/37", "--run-id", "r1", env=env)
     one_error(proc, 1, "job queue q", "Could not connect to the endpoint URL")
     assert os.listdir(tmp_path) == []
 
@@ -404,7 +404,7 @@ def test_a_job_killed_by_hand_is_not_out_of_memory_and_a_rerun_clears_its_failur
     env = copy_build(built_store, tmp_path)
     store = open_store(f"file://{tmp_path}/out")
     store.delete("runs/test-build/meta-low/7/72/37.json")
-    runner = start_build(env, "--run_id", "test-build", "--jobs", "1")
+    runner = start_build(env, "--run-id", "test-build", "--jobs", "1")
     os.kill(job_child(runner, "meta-tile-low-zoom"), signal.SIGKILL)
     _, err = runner.communicate(timeout=300)
     assert runner.returncode == 1
@@ -414,7 +414,7 @@ def test_a_job_killed_by_hand_is_not_out_of_memory_and_a_rerun_clears_its_failur
     missing = run_cli("missing", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert missing.stdout == "meta-low 7/72/37  # failed, exit -9\n"
 
-    proc = run_cli("build", "--config", CONFIG, "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert runs.failures(store, "test-build", "meta-low") == {}
     assert metatiles(tmp_path / "out") == metatiles(root / "out")
@@ -429,7 +429,7 @@ def test_a_job_killed_after_writing_its_record_is_done(built_store, tmp_path):
     key = "runs/test-build/meta-low/7/72/37.json"
     record = store.read(key)
     store.delete(key)
-    runner = start_build(env, "--run_id", "test-build", "--jobs", "1")
+    runner = start_build(env, "--run-id", "test-build", "--jobs", "1")
     pid = job_child(runner, "meta-tile-low-zoom")
     os.kill(pid, signal.SIGSTOP)
     store.write(key, record)  # as if the job had got that far
@@ -448,7 +448,7 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     watcher = psycopg2.connect(db_url)
     watcher.autocommit = True
     try:
-        runner = start_build(env, "--run_id", "killed", "--jobs", "2")
+        runner = start_build(env, "--run-id", "killed", "--jobs", "2")
         pid = job_child(runner, "rawr-tile")
 
         def working():  # the job is under way: it has logged its start and reads the database
@@ -468,7 +468,7 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     assert not os.path.exists(tmp_path / "out" / "runs" / "killed" / "rawr" / "7" / "72" / "37.json")
     assert_intact(tmp_path)
 
-    proc = run_cli("build", "--config", CONFIG, "--run_id", "killed", env=env)
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "killed", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert metatiles(tmp_path / "out") == metatiles(root / "out")
     assert_intact(tmp_path)
@@ -476,7 +476,7 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
 
 @faults
 def test_sigterm_to_the_runner_ends_its_jobs_and_says_so(tmp_path, db_url):
-    runner = start_build(build_env(tmp_path), "--run_id", "stopped", "--jobs", "2")
+    runner = start_build(build_env(tmp_path), "--run-id", "stopped", "--jobs", "2")
     pid = job_child(runner, "rawr-tile")
     runner.terminate()
     _, err = runner.communicate(timeout=120)
@@ -496,7 +496,7 @@ def test_old_temporary_files_are_swept_and_young_ones_kept(built_store, tmp_path
         path.write_bytes(b"half a metatile")
     for path in stale:
         os.utime(path, (time.time() - 7200, time.time() - 7200))
-    proc = run_cli("build", "--config", CONFIG, "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not any(p.exists() for p in stale) and young.exists()
 
@@ -559,7 +559,7 @@ def test_damaged_run_records_are_passed_over_with_a_warning(built_store, tmp_pat
     store = open_store(f"file://{tmp_path}/out")
     record = "runs/test-build/meta-low/0/0/0.json"
     store.write(record, store.read(record)[:20])
-    proc = run_cli("build", "--config", CONFIG, "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "completion record unreadable, its counts left out" in [line["msg"] for line in log_lines(proc.stderr)]
 
@@ -629,7 +629,7 @@ def test_concurrent_writers_of_a_run_never_lose_each_others_tiles(kind, tmp_path
 def test_two_builds_of_one_run_at_once_both_count(built_store, tmp_path):
     env = build_env(tmp_path)
     boxes = ("24.94,60.16,24.95,60.17", "10.0,50.0,10.1,50.1")  # Helsinki, and a z7 tile with no data
-    builds = [start_build(env, "--run_id", "both", "--jobs", "1", "--bbox", box) for box in boxes]
+    builds = [start_build(env, "--run-id", "both", "--jobs", "1", "--bbox", box) for box in boxes]
     for proc in builds:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
@@ -644,11 +644,11 @@ def test_two_builds_of_one_run_at_once_both_count(built_store, tmp_path):
 # --- bad input that used to hang, lie or crash -------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["build", "--run_id", ""], "bad run id ''"),
-    (["build", "--run_id", "r1", "--bbox="], "bad bbox ''"),
-    (["rebuild", "--bbox=", "--run_id", "r1"], "bad bbox ''"),
-    (["rawr-tile", "--tile", "7/72/37", "--run_id", "abc\n"], "bad run id 'abc\\n'"),
-    (["batch-enqueue", "--tile=", "--run_id", "r1"], "bad tile ''"),
+    (["build", "--run-id", ""], "bad run id ''"),
+    (["build", "--run-id", "r1", "--bbox="], "bad bbox ''"),
+    (["rebuild", "--bbox=", "--run-id", "r1"], "bad bbox ''"),
+    (["rawr-tile", "--tile", "7/72/37", "--run-id", "abc\n"], "bad run id 'abc\\n'"),
+    (["batch-enqueue", "--tile=", "--run-id", "r1"], "bad tile ''"),
     (["tile", "١/0/0"], "bad tile"),
 ])
 def test_empty_and_trailing_values_are_refused(tmp_path, args, message):

@@ -50,7 +50,7 @@ def test_rawr_and_postgis_paths_agree(db_url, name, zoom):
 
 def test_two_builds_are_byte_identical(built_store, tmp_path):
     root, _ = built_store
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "again", env=build_env(tmp_path))
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "again", env=build_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     def metatiles(base):
@@ -96,7 +96,7 @@ def test_completion_records(built_store):
 
 def test_a_job_with_another_schema_than_its_run_stops(built_store):
     _, env = built_store
-    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "0/0/0", "--run_id", "test-build",
+    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "0/0/0", "--run-id", "test-build",
                    env={**env, "TILEQUEUE__schema__name": "shortbread"})
     assert proc.returncode == 2
     assert "run test-build was started with schema tilezen" in last_error(proc)
@@ -104,10 +104,10 @@ def test_a_job_with_another_schema_than_its_run_stops(built_store):
 
 def test_rerun_skips_done_jobs_and_force_redoes_them(built_store):
     root, env = built_store
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "test-build", env=env)
     assert proc.returncode == 0
     assert "0 jobs run, 10 already done" in proc.stdout
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", "--force", "--jobs", "2",
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "test-build", "--force", "--jobs", "2",
                    "--bbox", "24.94,60.16,24.95,60.17", env=env)
     assert proc.returncode == 0
     assert "10 jobs run, 0 already done" in proc.stdout
@@ -116,7 +116,7 @@ def test_rerun_skips_done_jobs_and_force_redoes_them(built_store):
 @pytest.mark.parametrize("kind", KINDS, ids=NAMES)
 def test_a_job_over_no_data_writes_only_its_record(tmp_path, db_url, kind):
     env = build_env(tmp_path)
-    proc = run_cli(kind.command, "--config", "config.yaml", "--tile", "7/0/0", "--run_id", "empty", env=env)
+    proc = run_cli(kind.command, "--config", "config.yaml", "--tile", "7/0/0", "--run-id", "empty", env=env)
     assert proc.returncode == 0, proc.stderr
     written = [os.path.relpath(os.path.join(d, f), tmp_path) for d, _, fs in os.walk(tmp_path) for f in fs]
     assert sorted(written) == [f"out/runs/empty/{kind.name}/7/0/0.json", "out/runs/empty/schema.json"]
@@ -127,7 +127,7 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
     z7 = tile_at(*CENTRAL, 7)
     env = {"TILEQUEUE__store__url": f"file://{tmp_path}", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr",
            "TILEQUEUE__postgresql__port": str(free_port())}
-    proc = run_cli("meta-tile", "--config", "config.yaml", "--tile", f"7/{z7.x}/{z7.y}", "--run_id", "nodb", env=env)
+    proc = run_cli("meta-tile", "--config", "config.yaml", "--tile", f"7/{z7.x}/{z7.y}", "--run-id", "nodb", env=env)
     assert proc.returncode == 0, proc.stderr
     assert any(f.endswith(".zip") for _, _, fs in os.walk(tmp_path) for f in fs)
 
@@ -137,14 +137,14 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
     (["rawr-tile", "--tile", "8/0/0"], {}, "rawr jobs run at zoom 7, not z8"),
     (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs run at zooms 7..10, not z11"),
     (["meta-tile-low-zoom", "--tile", "8/0/0"], {}, "meta-low jobs run at zooms 0..7, not z8"),
-    (["rawr-tile", "--tile", "7/0/0", "--run_id", "bad id!"], {}, "bad run id 'bad id!'"),
+    (["rawr-tile", "--tile", "7/0/0", "--run-id", "bad id!"], {}, "bad run id 'bad id!'"),
     (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
     (["rawr-tile", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__dbnames": "[postgres]"},
      "table planet_osm_point is missing"),
     (["build", "--bbox", "1,2,3"], {}, "bad bbox '1,2,3'"),
 ])
 def test_bad_job_input_exits_2_and_writes_nothing(tmp_path, db_url, args, env, message):
-    full = ["--run_id", "r1"] if "--run_id" not in args else []
+    full = ["--run-id", "r1"] if "--run-id" not in args else []
     proc = run_cli(*args, *full, "--config", "config.yaml", env={**build_env(tmp_path), **env})
     assert proc.returncode == 2, proc.stderr
     assert message in last_error(proc)

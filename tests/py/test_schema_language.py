@@ -60,7 +60,7 @@ def test_yes_and_no_are_words():
 
 def test_a_job_with_a_broken_schema_stops_with_exit_2(tmp_path):
     path = write(tmp_path, GOOD.replace("min_zoom: 10", "min_zoom: -1"))
-    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "0/0/0", "--run_id", "broken",
+    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "0/0/0", "--run-id", "broken",
                    env={**build_env(tmp_path), "TILEQUEUE__schema__name": path})
     assert proc.returncode == 2
     assert last_error(proc).startswith(f"{path}:9: layers.cafes.rules[0].min_zoom: expected a zoom")
@@ -70,7 +70,7 @@ def test_a_job_with_a_broken_schema_stops_with_exit_2(tmp_path):
 def test_a_users_own_schema_builds(db_url, tmp_path):
     path = write(tmp_path, GOOD)
     env = {**build_env(tmp_path), "TILEQUEUE__schema__name": path}
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "mine", env=env)
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "mine", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     zips = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.zip") if "runs" not in p.parts)
     assert zips and max(int(p.parts[0]) for p in zips) == 9  # max zoom 12: metatiles down to z9

@@ -118,18 +118,18 @@ def test_failing_jobs_and_their_records_never_print_a_password(tmp_path, db_url)
            "TILEQUEUE__rawr__postgresql__password": f"%{SECRET}"}
     closed = {**env, "TILEQUEUE__postgresql__port": str(free_port())}
     procs = [
-        run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run_id", "s", env=closed),
-        run_cli("rawr-tile", "--config", "config.yaml", "--tile", "7/72/37", "--run_id", "s", env=closed),
-        run_cli("build", "--config", "config.yaml", "--run_id", "s", "--bbox", "24.94,60.16,24.95,60.17", env=closed),
-        run_cli("rawr-tile", "--config", "config.yaml", "--tile", "7/999/0", "--run_id", "s", env=env),
+        run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run-id", "s", env=closed),
+        run_cli("rawr-tile", "--config", "config.yaml", "--tile", "7/72/37", "--run-id", "s", env=closed),
+        run_cli("build", "--config", "config.yaml", "--run-id", "s", "--bbox", "24.94,60.16,24.95,60.17", env=closed),
+        run_cli("rawr-tile", "--config", "config.yaml", "--tile", "7/999/0", "--run-id", "s", env=env),
         # A message that would carry it (a database named like the password) has it masked.
-        run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run_id", "s",
+        run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run-id", "s",
                 env={**env, "TILEQUEUE__postgresql__dbnames": f"['@{SECRET}']"}),
     ]
     assert [p.returncode for p in procs] == [1, 1, 1, 2, 2]
     assert "********" in procs[-1].stderr
     # A job that works (the local cluster trusts any password) writes records without it.
-    ok = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run_id", "s", env=env)
+    ok = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "7/72/37", "--run-id", "s", env=env)
     assert ok.returncode == 0, ok.stderr
     assert_hidden(*procs, ok)
     for folder, _, files in os.walk(tmp_path):

@@ -104,7 +104,7 @@ def test_central_tile_counts_equal_sql(shortbread_build, db_url):
 
 
 def test_a_rebuild_is_byte_identical(shortbread_build, tmp_path):
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "sb", env={**build_env(tmp_path), **SHORTBREAD})
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "sb", env={**build_env(tmp_path), **SHORTBREAD})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def metatiles(base):

@@ -46,7 +46,7 @@ def test_missing_lists_exactly_the_jobs_without_a_record(built_store, tmp_path):
 def test_a_build_again_fills_in_what_is_missing(built_store, tmp_path):
     env, store = copy_run(built_store, tmp_path)
     store.delete("runs/test-build/meta-high/7/72/37.json")
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "test-build", env=env)
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "test-build", env=env)
     assert proc.returncode == 0
     assert "1 jobs run, 9 already done, 0 missing" in proc.stdout
     assert run_cli("missing", "--config", "config.yaml", "--run-id", "test-build", env=env).stdout == ""

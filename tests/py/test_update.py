@@ -111,7 +111,7 @@ def changed_tiles(before: dict, after: dict) -> set[Tile]:
 def test_update_rebuilds_exactly_the_affected_tiles(update_db, tmp_path):
     env = {"TILEQUEUE__postgresql__dbnames": f"[{DB}]", "TILEQUEUE__store__url": f"file://{tmp_path}/out",
            "TILEQUEUE__rawr__sink__url": f"file://{tmp_path}/rawr"}
-    proc = run_cli("build", "--config", "config.yaml", "--run_id", "before", env=env)
+    proc = run_cli("build", "--config", "config.yaml", "--run-id", "before", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     before = snapshot(tmp_path)
 
