@@ -8,16 +8,17 @@ import json
 
 from . import log
 from .errors import BadInput
+from .store import Store
 from .runkeys import record_key, record_prefix, schema_key, tile_of
 from .schema import Schema
 from .tiles import Tile
 
 
-def write_record(store, run_id: str, job: str, tile: Tile, info: dict) -> None:
+def write_record(store: Store, run_id: str, job: str, tile: Tile, info: dict) -> None:
     store.write(record_key(run_id, job, tile), json.dumps(info, sort_keys=True).encode())
 
 
-def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
+def read_record(store: Store, run_id: str, job: str, tile: Tile) -> dict | None:
     """A job's completion record; None without one. One that does not parse (damaged in the store:
     records are written whole) still says the job finished, but nothing more: a warning, and None."""
     key = record_key(run_id, job, tile)
@@ -34,7 +35,7 @@ def read_record(store, run_id: str, job: str, tile: Tile) -> dict | None:
     return record
 
 
-def check_run_schema(store, run_id: str, schema: Schema) -> dict:
+def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
     """The schema as records carry it; BadInput when the run has finished jobs with another one.
 
     Tiles of two schemas mixed in one store would draw as neither. The first
@@ -55,13 +56,13 @@ def check_run_schema(store, run_id: str, schema: Schema) -> dict:
     return mine
 
 
-def keep_run_schema(store, run_id: str, mine: dict) -> None:
+def keep_run_schema(store: Store, run_id: str, mine: dict) -> None:
     """Note the run's schema, unless an earlier job did (created only: two jobs finishing at once
     cannot both write it)."""
     store.write_new(schema_key(run_id), json.dumps(mine, sort_keys=True).encode())
 
 
-def done_tiles(store, run_id: str, job: str) -> set[Tile]:
+def done_tiles(store: Store, run_id: str, job: str) -> set[Tile]:
     """The tiles of every job of this kind in this run that has finished."""
     prefix = record_prefix(run_id, job)
     return {t for t in (tile_of(k, prefix) for k in store.list(prefix)) if t}

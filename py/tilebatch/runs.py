@@ -21,12 +21,13 @@ from .enqueue import MAX_ARRAY_SIZE, list_text, parse_tile_lines
 from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import done_tiles
+from .store import Store
 from .runkeys import (RUNS, expected_index, expected_prefix, failure_key, failure_prefix, list_key, run_key,
                       tile_of)
 from .tiles import Tile, children
 
 
-def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
+def expected_tiles(store: Store, run_id: str, job: str) -> set[Tile]:
     """Every tile the run expects a `job` job for."""
     out = set()
     for key in store.list(expected_prefix(run_id, job)):
@@ -35,7 +36,8 @@ def expected_tiles(store, run_id: str, job: str) -> set[Tile]:
     return out
 
 
-def add_expected(store, run_id: str, job: str, tiles: list[Tile], tries: int = 100) -> dict[str, list[Tile]]:
+def add_expected(store: Store, run_id: str, job: str, tiles: list[Tile],
+                 tries: int = 100) -> dict[str, list[Tile]]:
     """Add tiles to what the run expects, in lists of at most one array job each; the lists written.
 
     Lists already written are never changed (running array children read
@@ -59,7 +61,7 @@ def add_expected(store, run_id: str, job: str, tiles: list[Tile], tries: int = 1
                     f"the next list number; try again")
 
 
-def _unlisted(store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Tile], int]:
+def _unlisted(store: Store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Tile], int]:
     """The tiles no list of the run holds yet, and the number of the next list."""
     numbers = [n for n in map(expected_index, store.list(expected_prefix(run_id, job))) if n is not None]
     known = expected_tiles(store, run_id, job) if numbers else set()
@@ -67,7 +69,7 @@ def _unlisted(store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Til
     return [t for t in tiles if t not in known], index
 
 
-def run_ids(store) -> list[str]:
+def run_ids(store: Store) -> list[str]:
     """Every run in the store, oldest first (runs from before run.json first, by name)."""
     def began(run_id: str) -> float:
         data = store.read(run_key(run_id))
@@ -75,7 +77,7 @@ def run_ids(store) -> list[str]:
     return sorted(store.folders(RUNS), key=lambda r: (began(r), r))
 
 
-def latest_run(store) -> str:
+def latest_run(store: Store) -> str:
     """The run that began last; BadInput for a store with none."""
     found = run_ids(store)
     if not found:
@@ -98,15 +100,15 @@ class Failure(NamedTuple):
     memory_mb: int | None
 
 
-def write_failure(store, run_id: str, job: str, tile: Tile, failure: Failure) -> None:
+def write_failure(store: Store, run_id: str, job: str, tile: Tile, failure: Failure) -> None:
     store.write(failure_key(run_id, job, tile), json.dumps(failure._asdict(), sort_keys=True).encode())
 
 
-def clear_failure(store, run_id: str, job: str, tile: Tile) -> None:
+def clear_failure(store: Store, run_id: str, job: str, tile: Tile) -> None:
     store.delete(failure_key(run_id, job, tile))
 
 
-def failures(store, run_id: str, job: str) -> dict[Tile, Failure]:
+def failures(store: Store, run_id: str, job: str) -> dict[Tile, Failure]:
     """The last failure recorded for each tile of a job kind; an unreadable record is passed over."""
     prefix = failure_prefix(run_id, job)
     out = {}
@@ -130,7 +132,7 @@ class JobState(NamedTuple):
     failed: dict            # missing tiles with a recorded failure
 
 
-def run_state(store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
+def run_state(store: Store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
     """Expected, done and missing jobs of one kind, from the run's lists and records."""
     expected = expected_tiles(store, run_id, job)
     done = done_tiles(store, run_id, job)
@@ -140,11 +142,11 @@ def run_state(store, run_id: str, job: str, group_zoom: int = 10) -> JobState:
     return JobState(job, expected, done, missing, {t: f for t, f in failed.items() if t in set(missing)})
 
 
-def run_states(store, run_id: str, group_zoom: int = 10) -> list[JobState]:
+def run_states(store: Store, run_id: str, group_zoom: int = 10) -> list[JobState]:
     return [run_state(store, run_id, job, group_zoom) for job in NAMES]
 
 
-def rounds(store, run_id: str, group_zoom: int, jobs: dict[str, list[Tile]], attempts: int,
+def rounds(store: Store, run_id: str, group_zoom: int, jobs: dict[str, list[Tile]], attempts: int,
            run_round, after_round) -> list[tuple[str, Tile]]:
     """Expect `jobs`, then run rounds until none of them is missing or `attempts` rounds have run; what is missing.
 

@@ -18,7 +18,7 @@ import hashlib
 import os
 import tempfile
 import time
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
 from . import config, faults, log
@@ -35,9 +35,13 @@ class StoreError(BadInput):
     """A store that cannot be used as configured (bad URL, missing bucket, unreachable)."""
 
 
+@runtime_checkable
 class Store(Protocol):
+    """What every store offers, keys relative to its root; the rest of tilebatch sees only this."""
+
     url: str
 
+    def tile_key(self, tile: Tile, ext: str) -> str: ...
     def write(self, key: str, data: bytes) -> None: ...
     def write_new(self, key: str, data: bytes) -> bool: ...
     def read(self, key: str) -> bytes | None: ...
@@ -66,21 +70,21 @@ def tile_key(tile: Tile, ext: str, key_format: str = "prefix", date_prefix: str 
     return "/".join(p for p in parts if p)
 
 
-def metatile_store(cfg: dict):
+def metatile_store(cfg: dict) -> Store:
     """The store for metatiles and run records (section `store`)."""
     s = cfg["store"]
     url = f"s3://{s['name']}/{s['path']}" if s["name"] else s["url"]
     return open_store(url, s["key-format-type"], s["date-prefix"], s["region"], cfg["aws"])
 
 
-def rawr_sink(cfg: dict):
+def rawr_sink(cfg: dict) -> Store:
     """The store the rawr job writes RAWR tiles to (section `rawr.sink`)."""
     s = cfg["rawr"]["sink"]
     url = f"s3://{s['bucket']}/{s['prefix']}" if s["bucket"] else s["url"]
     return open_store(url, region=s["region"], aws=cfg["aws"])
 
 
-def rawr_source(cfg: dict):
+def rawr_source(cfg: dict) -> Store:
     """The store meta-high reads RAWR tiles from (section `rawr.source`, else the sink)."""
     s = cfg["rawr"]["source"]
     if s["s3"]["bucket"]:
@@ -92,7 +96,7 @@ def rawr_source(cfg: dict):
 
 
 def open_store(url: str, key_format: str | None = None, date_prefix: str = "", region: str | None = None,
-               aws: dict | None = None):
+               aws: dict | None = None) -> Store:
     """The store at `url`; key_format defaults to hash-prefix on S3 and prefix on files.
 
     `aws` is the configuration's `aws` section (timeouts and attempts of every call).

@@ -37,7 +37,8 @@ def test_defaults_by_scheme(tmp_path, aws_env):
 
 
 def exercise(s):
-    """The five operations, the same for every store."""
+    """The operations of the Store protocol, the same for every store."""
+    assert isinstance(s, store.Store)
     assert s.read("a/b.bin") is None
     assert not s.exists("a/b.bin")
     s.write("a/b.bin", b"one")
