@@ -39,7 +39,7 @@ build: db-start ## build every tile of what is loaded into the store (./out): [B
 # The tests need the local database with the demo data, in a database of their
 # own (TEST_DB), so they never load it over your own area; a server they had to
 # start for themselves they stop again afterwards.
-test: ## run every test: pytest, bats, shellcheck, hadolint; builds and runs the job images in Docker
+test: ## run every test: pytest, bats, shellcheck, ruff, hadolint; builds and runs the job images in Docker
 	@bin/setup --images
 	@export TILEQUEUE__postgresql__dbnames='[$(TEST_DB)]'; \
 	was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import osmium
 import psycopg2
+
 from tilebatch import load as tilebatch_load
 from tilebatch import source
 from tilebatch.tiles import Bbox, Tile, ancestor, tile_at

@@ -18,7 +18,6 @@ from . import data, measure
 from .data import WORK, Dataset
 
 
-
 def job_env(ds: Dataset) -> dict:
     """The environment that points the jobs at the dataset's database and store."""
     out = os.path.join(WORK, f"out-x{ds.size}")

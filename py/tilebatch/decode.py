@@ -10,8 +10,8 @@ import shapely
 
 from . import metatile
 from .errors import BadInput
-from .schema import build_max_zoom
 from .render import EXTENT
+from .schema import build_max_zoom
 from .store import metatile_store
 from .tiles import parse_tile
 

@@ -6,8 +6,8 @@ RAWR tile whatever the size of the job.
 """
 
 from . import rawr, render
-from .schema import build_max_zoom, load_schema
 from .errors import BadInput
+from .schema import build_max_zoom, load_schema
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
 

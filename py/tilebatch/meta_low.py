@@ -7,10 +7,9 @@ over a planet pulls only what a z0..z3 map shows.
 """
 
 from . import render, source
-from .schema import build_max_zoom, load_schema, simplify_tolerance
 from .errors import BadInput
-from .schema import Schema
 from .rawr import rawr_box
+from .schema import Schema, build_max_zoom, load_schema, simplify_tolerance
 from .store import metatile_store
 from .tiles import METATILE_ZOOMS, Tile, children, metatile_members
 

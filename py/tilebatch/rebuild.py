@@ -12,10 +12,10 @@ import os
 import time
 
 from . import batch_runs, local, log
+from .enqueue import build_jobs, read_tile_file
 from .errors import BadInput, JobFailed
 from .jobs import add_run_id_option, check_run_id
 from .store import metatile_store
-from .enqueue import build_jobs, read_tile_file
 from .tiles import parse_bbox
 
 

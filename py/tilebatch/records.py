@@ -8,9 +8,9 @@ import json
 
 from . import log
 from .errors import BadInput
-from .store import Store
 from .runkeys import record_key, record_prefix, schema_key, tile_of
 from .schema import Schema
+from .store import Store
 from .tiles import Tile
 
 

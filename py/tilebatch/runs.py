@@ -21,9 +21,8 @@ from .enqueue import MAX_ARRAY_SIZE, list_text, parse_tile_lines
 from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import done_tiles
+from .runkeys import RUNS, expected_index, expected_prefix, failure_key, failure_prefix, list_key, run_key, tile_of
 from .store import Store
-from .runkeys import (RUNS, expected_index, expected_prefix, failure_key, failure_prefix, list_key, run_key,
-                      tile_of)
 from .tiles import Tile, children
 
 

@@ -15,8 +15,8 @@ import mercantile
 from pmtiles.tile import zxy_to_tileid
 
 from . import metatile
-from .schema import Schema, layer_fields
 from .errors import BadInput
+from .schema import Schema, layer_fields
 from .tiles import METATILE_ZOOMS, Tile, metatile_members
 
 ATTRIBUTION = "© OpenStreetMap contributors"

@@ -6,6 +6,7 @@ the right one. Some members are left out: they are the empty tiles.
 """
 
 import mapbox_vector_tile
+
 from tilebatch import metatile
 from tilebatch.tiles import Tile, metatile_members
 

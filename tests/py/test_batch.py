@@ -10,6 +10,7 @@ from tilebatch.jobs import resolve_tile
 from tilebatch.store import metatile_store
 from tilebatch.tiles import Tile
 
+
 def enqueue(capsys, *args):
     """Run `tilebatch batch-enqueue ARGS` in this process: (exit code, JSON lines printed)."""
     code = cli.main(["batch-enqueue", "--run-id", "r1", *map(str, args)])

@@ -2,8 +2,15 @@
 
 import pytest
 
-from tilebatch.enqueue import (Dependency, as_submissions, build_jobs, depends_on, list_text, parse_tile_lines,
-                               select_tiles)
+from tilebatch.enqueue import (
+    Dependency,
+    as_submissions,
+    build_jobs,
+    depends_on,
+    list_text,
+    parse_tile_lines,
+    select_tiles,
+)
 from tilebatch.errors import BadInput
 from tilebatch.tiles import Tile, bbox_tiles, make_bbox, parse_bbox
 

@@ -13,15 +13,16 @@ import zipfile
 
 import mercantile
 import pytest
-from conftest import BIN, TOP, last_error, run_cli
 from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
+
 import tilebatch
 from tilebatch import metatile, tileset
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
 import smallstore
+from conftest import BIN, TOP, last_error, run_cli
 
 LAYERS = {"water", "earth", "landuse", "roads", "buildings", "pois", "places", "boundaries", "transit"}
 

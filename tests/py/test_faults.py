@@ -18,15 +18,16 @@ import zipfile
 
 import psycopg2
 import pytest
-import motoserver
-from conftest import BIN, TOP, build_env, run_cli
-from motoserver import free_port
+
 from tilebatch import batch, cli, config, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, bbox_tiles, metatile_members, parse_bbox
 
+import motoserver
 import smallstore
+from conftest import BIN, TOP, build_env, run_cli
+from motoserver import free_port
 
 HELSINKI = Tile(72, 37, 7)
 CONFIG = str(TOP / "config.yaml")

@@ -25,9 +25,10 @@ import urllib.request
 import boto3
 import pytest
 
-from conftest import TOP, free_port, start_moto, stop_moto
 from tilebatch import config
 from tilebatch.records import JOB_KINDS
+
+from conftest import TOP, free_port, start_moto, stop_moto
 
 TAG = "test"
 RUN_ID = "images-run"

@@ -11,9 +11,11 @@ import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tilebatch import config, metatile, mvt, rawr, render, schema as schemas, source
+from tilebatch import config, metatile, mvt, rawr, render, source
+from tilebatch import schema as schemas
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, ancestor, metatile_members

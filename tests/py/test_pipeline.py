@@ -6,7 +6,8 @@ import os
 import pytest
 
 import tilebatch
-from tilebatch import classify, config, metatile, rawr, render, schema as schemas, source
+from tilebatch import classify, config, metatile, rawr, render, source
+from tilebatch import schema as schemas
 from tilebatch.kinds import KINDS, NAMES
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from conftest import TOP, last_error, run_cli
 from tilebatch import config, plan
 from tilebatch.enqueue import build_jobs
 from tilebatch.tiles import Tile
+
+from conftest import TOP, last_error, run_cli
 
 HELSINKI_INSIDE = "24.94,60.166,24.95,60.176"
 

@@ -1,9 +1,9 @@
 """The preview page in headless Chromium over a real build: the map draws, the console stays clean."""
 
 import pytest
-from conftest import SHORTBREAD, TOP, build_env
 
 from chromium import Chromium
+from conftest import SHORTBREAD, TOP, build_env
 from previewserver import serving
 
 ARTIFACTS = TOP / "tests" / "artifacts"

@@ -1,6 +1,7 @@
 """public_styles: the styles as their packages make them, pointed at our server with nothing from outside."""
 
 import pytest
+
 from tilebatch import public_styles
 from tilebatch.errors import BadInput
 

@@ -4,7 +4,8 @@ import textwrap
 
 import pytest
 
-from tilebatch import classify, schema as schemas
+from tilebatch import classify
+from tilebatch import schema as schemas
 
 from conftest import build_env, last_error, run_cli
 

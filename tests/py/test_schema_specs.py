@@ -16,7 +16,8 @@ import pytest
 import shapely
 import yaml
 
-from tilebatch import classify, render, schema as schemas
+from tilebatch import classify, render
+from tilebatch import schema as schemas
 from tilebatch.tiles import Tile
 
 SPECS = sorted(glob.glob(os.path.join(schemas.BUILTIN_DIR, "*.spec.yaml")))

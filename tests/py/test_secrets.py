@@ -6,9 +6,11 @@ import signal
 import subprocess
 
 import pytest
+
+from tilebatch import cli, config, log
+
 from conftest import TOP, build_env, run_cli
 from motoserver import free_port
-from tilebatch import cli, config, log
 
 SECRET = "S3cretXYZ"
 # Values that YAML would choke on or rewrite: each once made a parse error echo the password.

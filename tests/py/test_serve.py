@@ -9,13 +9,14 @@ import threading
 
 import mercantile
 import pytest
-from conftest import BIN, TOP, last_error, run_cli
+
 from tilebatch import config, load, metatile, public_styles, serve, style
 from tilebatch import schema as schemas
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
 import smallstore
+from conftest import BIN, TOP, last_error, run_cli
 from previewserver import serving
 
 LAYERS = {"water", "earth", "landuse", "roads", "buildings", "pois", "places", "boundaries", "transit"}

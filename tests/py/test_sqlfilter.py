@@ -2,7 +2,8 @@
 
 import pytest
 
-from tilebatch import classify, config, schema as schemas, source
+from tilebatch import classify, config, source
+from tilebatch import schema as schemas
 from tilebatch.rawr import rawr_box
 from tilebatch.tiles import tile_at
 

@@ -11,10 +11,12 @@ import mapbox_vector_tile
 import mercantile
 import pytest
 import shapely
-from conftest import SHORTBREAD, TOP, build_env, run_cli
 
-from tilebatch import classify, render, schema as schemas
+from tilebatch import classify, render
+from tilebatch import schema as schemas
 from tilebatch.tiles import Tile
+
+from conftest import SHORTBREAD, TOP, build_env, run_cli
 
 TOOL = TOP / "web" / "style-coverage.mjs"
 REFERENCE = TOP / "tests" / "data" / "shortbread-reference" / "shortbread-helsinki.mbtiles"

@@ -1,10 +1,10 @@
 import mercantile
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tilebatch import tiles
 from tilebatch.tiles import Tile
-
 
 
 @st.composite
