@@ -14,7 +14,6 @@ import pytest
 from tilebatch import metatile, render
 from tilebatch.kinds import NAMES
 from tilebatch.store import open_store
-from tilebatch.tiles import tile_bounds_3857
 
 import motoserver
 
@@ -114,9 +113,7 @@ BUILDING_Z15_M2 = 50
 def counted_in_database(db_url: str, tile) -> tuple[int, int]:
     """The buildings and roads a z15 tile of the Tilezen schema should hold, counted in the database with SQL."""
     assert tile.z == 15, "the counts follow Tilezen's zoom-15 rules"
-    minx, miny, maxx, maxy = tile_bounds_3857(tile)
-    pad = (maxx - minx) * render.BUFFER / render.EXTENT
-    box = (minx - pad, miny - pad, maxx + pad, maxy + pad)
+    box = render.clip_box(tile)
     with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
         envelope = "ST_MakeEnvelope(%s, %s, %s, %s, 3857)"
         cur.execute(f"SELECT count(*) FROM planet_osm_polygon WHERE ST_Intersects(way, {envelope}) AND "

@@ -11,13 +11,14 @@ import os
 
 import mapbox_vector_tile
 import psycopg2
-from test_pipeline import CENTRAL, clip_box
 
 from tilebatch import tileset
+from tilebatch.render import clip_box
 from tilebatch.store import open_store
 from tilebatch.tiles import tile_at
 
 from conftest import SHORTBREAD, TOP, build_env, run_cli
+from test_pipeline import CENTRAL
 
 REFERENCE = TOP / "tests/data/shortbread-reference-counts.txt"
 MERGED = "lines of equal properties are joined into one feature per tile; the reference joins only neighbours in " \
