@@ -96,7 +96,8 @@ def test_get_by_dotted_key_in_any_spelling():
 
 def test_config_show_masks_secrets():
     proc = run_cli("--config", "config.yaml", "config", "show",
-                   env={"TILEQUEUE__postgresql__password": "hunter2", "TILEQUEUE__rawr__postgresql__password": "x"})
+                   env={"TILEQUEUE__postgresql__password": "hunter2", "TILEQUEUE__rawr__postgresql__password": "x",
+                        "TILEQUEUE__postgresql__dbnames": "[gis]"})  # make test sets its own database
     assert proc.returncode == 0, proc.stderr
     assert "hunter2" not in proc.stdout
     shown = yaml.safe_load(proc.stdout)
