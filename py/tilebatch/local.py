@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, records, runs, tileset
+from . import load, log, oom, records, runkeys, runs, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
@@ -162,7 +162,7 @@ class Runner:
     def _run_one(self, kind: str, tile: Tile) -> None:
         if self._stopping.is_set():
             return
-        key = records.record_key(self.run_id, kind, tile)
+        key = runkeys.record_key(self.run_id, kind, tile)
         before = self.store.read(key) if self.force else None
         kills = oom.oom_kills()
         proc = spawn(job_command(kind, tile, self.config_path, self.run_id))
