@@ -138,12 +138,12 @@ def read_record(cur) -> Loaded | None:
 
 
 def data_extent(cfg: dict) -> Bbox:
-    """The box of what the configured database holds: its load record's bounds, else its rows' extent."""
+    """The box around every row the configured database holds, in WGS84 (not the load record's
+    bounds: an update may have added rows beyond them)."""
     conn = source.connect(cfg)
     try:
         with conn.cursor() as cur:
-            loaded = read_record(cur)
-            box = loaded.bounds if loaded else extent(cur)
+            box = extent(cur)
     except psycopg2.Error as e:  # a missing table (exit 2), a broken connection or a timeout (exit 1)
         raise faults.db_error("cannot find the data's extent", e) from None
     finally:

@@ -223,6 +223,13 @@ class FileStore:
             log.info("old temporary files removed", store=self.url, files=removed)
         return removed
 
+    def folders(self, prefix: str) -> list[str]:
+        """The names one level below `prefix/` (a folder's sub-folders), sorted."""
+        try:
+            return sorted(e.name for e in os.scandir(self._path(prefix)) if e.is_dir())
+        except FileNotFoundError:
+            return []
+
 
 def remove_stale(paths, older_than: float = STALE_TEMP_SECONDS) -> int:
     """Remove those of these files last changed more than `older_than` seconds ago; how many went."""
@@ -237,13 +244,6 @@ def remove_stale(paths, older_than: float = STALE_TEMP_SECONDS) -> int:
         except OSError as e:
             raise faults.os_error(f"cannot remove the temporary file {path}", e) from None
     return removed
-
-    def folders(self, prefix: str) -> list[str]:
-        """The names one level below `prefix/` (a folder's sub-folders), sorted."""
-        try:
-            return sorted(e.name for e in os.scandir(self._path(prefix)) if e.is_dir())
-        except FileNotFoundError:
-            return []
 
 
 class S3Store:
