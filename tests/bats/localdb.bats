@@ -5,6 +5,7 @@ setup_file() {
   load helpers
   TILEQUEUE__postgresql__port=$(free_port)
   export TILEQUEUE__postgresql__port
+  unset TILEQUEUE__postgresql__dbnames  # its own cluster, with the built-in database name (make test sets TEST_DB's)
   # A checkout path of its own, so the cluster does not touch the demo one.
   CHECKOUT=$(mktemp -d)
   export CHECKOUT
