@@ -26,9 +26,11 @@ import boto3
 import pytest
 
 from tilebatch import config
-from tilebatch.records import JOB_KINDS
+from tilebatch.kinds import NAMES
 
-from conftest import TOP, free_port, start_moto, stop_moto
+import motoserver
+from conftest import TOP
+from motoserver import free_port
 
 TAG = "test"
 RUN_ID = "images-run"
@@ -125,10 +127,10 @@ def registry(engine, tmp_path_factory):
 @pytest.fixture(scope="module")
 def aws(engine):
     """This module's own moto server (S3, ECR, Secrets Manager, Batch without Docker) and the environment for it."""
-    url, proc = start_moto()
+    url, proc = motoserver.start()
     yield {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
-    stop_moto(proc)
+    motoserver.stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +139,7 @@ def pushed(request, registry, aws, tmp_path_factory):
     then each pulled back by its registry name. The images: {job: registry name}."""
     make("base-image")
     env = {**aws, "DOCKER_CONFIG": str(tmp_path_factory.mktemp("docker-config"))}
-    local = [f"tilebatch-{job}:{TAG}" for job in JOB_KINDS]
+    local = [f"tilebatch-{job}:{TAG}" for job in NAMES]
     before = [image_id(name) for name in local]
     started = time.monotonic()
     out = make("push", f"REGISTRY={registry}", f"TAG={TAG}", LOCAL_BASE, env=env).stdout
@@ -145,7 +147,7 @@ def pushed(request, registry, aws, tmp_path_factory):
     for line in out.splitlines():
         if line.startswith("image: "):
             say(request, line[len("image: "):])
-    images = {job: f"{registry}/tilebatch-{job}:{TAG}" for job in JOB_KINDS}
+    images = {job: f"{registry}/tilebatch-{job}:{TAG}" for job in NAMES}
     for image in images.values():
         sh("docker", "image", "rm", image)  # the tag only: the layers stay under the local name
         sh("docker", "pull", "-q", image)
@@ -161,7 +163,7 @@ def pushed(request, registry, aws, tmp_path_factory):
 
 def test_push_creates_the_ecr_repositories_and_the_registry_serves_the_images(pushed, registry, aws, tmp_path):
     repos = client(aws, "ecr").describe_repositories()["repositories"]
-    assert {r["repositoryName"] for r in repos} == {f"tilebatch-{job}" for job in JOB_KINDS}
+    assert {r["repositoryName"] for r in repos} == {f"tilebatch-{job}" for job in NAMES}
     for job, image in pushed.items():
         tags = json.load(urllib.request.urlopen(f"http://{registry}/v2/tilebatch-{job}/tags/list", timeout=5))
         assert tags["tags"] == [TAG]
@@ -213,7 +215,7 @@ def jobdefs(pushed, registry, aws):
          "EXECUTION_ROLE_ARN=arn:aws:iam::123456789012:role/tilebatch-execution", f"DB_PASSWORD_SECRET_ARN={secret}",
          "DB_HOST=127.0.0.1", f"DB_PORT={port}", "TILES_BUCKET=tiles", "TILES_PREFIX=meta", "RAWR_BUCKET=rawr",
          "RAWR_PREFIX=tiles", env=aws)
-    defs = {job: json.loads((TOP / "build/jobdefs" / f"{job}.json").read_text()) for job in JOB_KINDS}
+    defs = {job: json.loads((TOP / "build/jobdefs" / f"{job}.json").read_text()) for job in NAMES}
     for job, image in pushed.items():
         assert defs[job]["containerProperties"]["image"] == image
     return defs
