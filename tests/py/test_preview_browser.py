@@ -188,7 +188,8 @@ def test_the_sea_is_drawn_where_it_is(build, browser, db_url):
     views = [  # zoom, centre, sea points, land points
         # A build of the extract alone has, at z2, only the tile over Helsinki: 2/2/1 (0..90 E, 0..66.5 N).
         (2, (45, 33), [(18, 35), (62, 15), (3, 56)], [(40, 50), (20, 22)]),
-        (8, harbour, [inside(db_url, "water_polygons", *harbour, 8, 2)], [inside(db_url, "land_polygons", *harbour, 8, 2)]),
+        (8, harbour, [inside(db_url, "water_polygons", *harbour, 8, 2)],
+         [inside(db_url, "land_polygons", *harbour, 8, 2)]),
         (14, harbour, [inside(db_url, "water_polygons", *harbour, 14, 8)], []),
     ]
     with serving(env) as server:
