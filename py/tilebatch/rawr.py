@@ -18,9 +18,9 @@ import msgpack
 
 from . import faults, source, zips
 from .errors import BadInput
-from .schema import load_schema
+from .schema import last_zoom, load_schema
 from .store import rawr_sink
-from .tiles import Tile, ancestor, children, format_tile, tile_bounds_3857
+from .tiles import METATILE_ZOOMS, Tile, ancestor, children, format_tile, tile_bounds_3857
 
 MARGIN = 1 / 64  # of the tile's side, on each side
 EXT = "zip"
@@ -91,9 +91,16 @@ def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterato
 
 
 def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
-    """Every row of every table touching the z10 tile, by table name; each table's query runs as it is read."""
+    """Every row of every table touching the z10 tile, by table name; each table's query runs as it is read.
+
+    A table no rule shows at the zooms built from RAWR tiles (z13 on: the
+    simplified sea and land, up to z7) is left out: it would put rows in
+    every RAWR tile of the planet, and metatiles under them, for nothing.
+    """
     box = rawr_box(tile)
-    return {t.name: src.rows(key, box) for key, t in src.tables.items()}
+    first_zoom = tile.z + METATILE_ZOOMS
+    return {t.name: src.rows(key, box) for key, t in src.tables.items()
+            if last_zoom(src.schema, key) >= first_zoom}
 
 
 def rawr_job(tile: Tile, cfg: dict) -> dict:

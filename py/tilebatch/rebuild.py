@@ -53,6 +53,7 @@ def rebuild(args, cfg) -> int:
     store = metatile_store(cfg)
     started = time.monotonic()
     if executor == "local":
+        local.warn_missing_tables(cfg)
         runner = local.Runner(cfg, getattr(args, "config", None), run_id, os.cpu_count() or 1,
                               quiet=True, progress_seconds=args.progress_seconds,
                               report=lambda line: say(f"progress: {line}"))

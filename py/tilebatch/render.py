@@ -156,6 +156,22 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
     return near
 
 
+def _snapped(geoms: np.ndarray) -> np.ndarray:
+    """The geometries on the tile's integer grid.
+
+    Simplifying a polygon with holes (the ocean around islands) can leave a
+    hole crossing its shell, which snapping cannot take: only then are the
+    invalid ones mended first, so tiles that never needed it cost nothing more.
+    """
+    try:
+        return shapely.set_precision(geoms, 1.0)
+    except shapely.errors.GEOSException:
+        bad = ~shapely.is_valid(geoms)
+        geoms = geoms.copy()
+        geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
+        return shapely.set_precision(geoms, 1.0)
+
+
 def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
                 near: list[np.ndarray | None] | None = None) -> list[mvt.Layer]:
     """The layers of one tile, ready to encode: geometry clipped, simplified, in tile units.
@@ -181,7 +197,7 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     geoms = shapely.clip_by_rect(geoms, *box)
     geoms = shapely.simplify(geoms, np.concatenate(tolerance), preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
-    geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
+    geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
     out, offset = [], 0
     for i, idx in picked:

@@ -467,6 +467,12 @@ def min_area(layer: Layer, zoom: int) -> float:
     return layer.min_area_px * (tile_size_m(zoom) / 256) ** 2
 
 
+def last_zoom(schema: Schema, table: str) -> int:
+    """The last zoom any rule shows a row of `table` at; -1 when none reads it."""
+    return max((schema.max_zoom if rule.max_zoom is None else rule.max_zoom
+                for _, _, rules, _ in schema.by_table.get(table, ()) for rule in rules), default=-1)
+
+
 def build_max_zoom(cfg: dict, schema: Schema | None = None) -> int:
     """The deepest tile zoom a build makes: `metatile.max-zoom`, by default the schema's max zoom."""
     schema = schema or load_schema(cfg)

@@ -67,6 +67,20 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _exists(cur, name: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    return cur.fetchone()[0]
+
+
+def missing_optional_tables(conn, schema: Schema) -> list[str]:
+    """The schema's optional tables (sea and land polygons) the database lacks."""
+    try:
+        with conn.cursor() as cur:
+            return [t.name for t in schema.tables.values() if t.optional and not _exists(cur, t.name)]
+    except psycopg2.Error as e:
+        raise faults.db_error("database: looking for the optional tables", e) from None
+
+
 class Source:
     """The schema's tables in one database: which exist, and their rows by box."""
 
@@ -82,10 +96,9 @@ class Source:
     def _find_tables(self, conn, schema: Schema) -> None:
         with conn.cursor() as cur:
             for table in schema.tables.values():
-                cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table.name,))
-                if not cur.fetchone()[0]:
-                    if table.optional:
-                        log.warning("optional table missing, skipped", table=table.name)
+                if not _exists(cur, table.name):
+                    if table.optional:  # the run warns once (local.warn_missing_tables), not every job
+                        log.info("optional table missing, skipped", table=table.name)
                         continue
                     raise BadInput(f"table {table.name} is missing from the database "
                                    f"(load it with osm2pgsql --slim --hstore)")

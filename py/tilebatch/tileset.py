@@ -1,10 +1,10 @@
 """What a store holds, seen from outside: its metatiles, their tiles, and the description a map needs.
 
 `serve` and `export` publish the same description (TileJSON's bounds, center,
-zooms and `vector_layers`), worked out once here from the metatile keys: the
-deepest metatiles give the bounds, their zooms give the zoom range. Tiles come
-out in PMTiles tile-id order (zoom, then Hilbert curve), which is also a good
-order for any other consumer.
+zooms and `vector_layers`), worked out once here: all the metatiles give the
+bounds, the tiles of the deepest the center, their zooms the zoom range. Tiles
+come out in PMTiles tile-id order (zoom, then Hilbert curve), which is also a
+good order for any other consumer.
 """
 
 import math
@@ -54,17 +54,21 @@ def _tile_id(tile: Tile) -> int:
 
 
 def describe(store, metas: list[Tile]) -> Description:
-    """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none."""
+    """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none.
+
+    The bounds hold every metatile: a build's low zooms may cover more than its
+    data (the whole world's sea and land, `build --world`), and a map asks only
+    for tiles inside them. The center and its zoom are the data's.
+    """
     if not metas:
         raise BadInput("the store holds no metatiles: build some tiles first (make demo, or tilebatch build)")
     deepest = max(m.z for m in metas)
-    boxes = [mercantile.bounds(m) for m in metas if m.z == deepest]
-    west, south = min(b.west for b in boxes), min(b.south for b in boxes)
-    east, north = max(b.east for b in boxes), max(b.north for b in boxes)
+    west, south, east, north = _box(metas)
+    deep_west, _, deep_east, _ = _box([m for m in metas if m.z == deepest])
     minzoom = min(0 if m.z == 0 else m.z + METATILE_ZOOMS for m in metas)
     maxzoom = deepest + METATILE_ZOOMS
-    # The zoom at which the bounds span about two tiles: the whole build in view.
-    span = max(east - west, 1e-9)
+    # The zoom at which the data spans about two tiles: all of it in view.
+    span = max(deep_east - deep_west, 1e-9)
     zoom = min(max(int(math.log2(720 / span)), minzoom), maxzoom)
     lon, lat = data_center(store, metas)
     return Description((west, south, east, north), (lon, lat, zoom), minzoom, maxzoom)
@@ -96,6 +100,12 @@ def _members_or_none(store, meta: Tile) -> dict[str, bytes]:
         return metatile.read_members(store, meta)
     except BadInput:
         return {}
+
+
+def _box(metas: list[Tile]) -> tuple[float, float, float, float]:
+    boxes = [mercantile.bounds(m) for m in metas]
+    return (min(b.west for b in boxes), min(b.south for b in boxes),
+            max(b.east for b in boxes), max(b.north for b in boxes))
 
 
 def vector_layers(desc: Description, schema: Schema) -> list[dict]:

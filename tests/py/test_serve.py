@@ -10,7 +10,7 @@ import threading
 import mercantile
 import pytest
 
-from tilebatch import config, load, metatile, public_styles, serve, style
+from tilebatch import config, load, metatile, public_styles, serve, style, tileset
 from tilebatch import schema as schemas
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
@@ -108,13 +108,28 @@ def test_tilejson_describes_what_was_built(server):
     assert tj["tilejson"] == "3.0.0"
     assert tj["tiles"] == [f"{server.url}/{{z}}/{{x}}/{{y}}.mvt"]
     assert (tj["minzoom"], tj["maxzoom"]) == (0, 16)
+    world = mercantile.bounds(Tile(0, 0, 0))  # the store's 0/0/0 metatile: the map may ask for any tile
+    assert tj["bounds"] == pytest.approx([world.west, world.south, world.east, world.north])
     box = mercantile.bounds(Tile(4663, 2370, 13)), mercantile.bounds(Tile(4663, 2371, 13))
-    assert tj["bounds"] == pytest.approx([box[0].west, box[1].south, box[0].east, box[0].north])
-    lon, lat, zoom = tj["center"]
+    lon, lat, zoom = tj["center"]  # where the deepest tiles are
     assert box[0].west < lon < box[0].east and box[1].south < lat < box[0].north and 0 <= zoom <= 16
     assert {layer["id"] for layer in tj["vector_layers"]} == LAYERS
     assert all(layer["fields"]["kind"] == "String" for layer in tj["vector_layers"])
     assert "OpenStreetMap" in tj["attribution"]
+
+
+def test_bounds_hold_every_metatile_and_the_center_is_the_deepest(tmp_path):
+    """A z4 metatile (the world's sea and land to z7, say) widens the bounds; the view still opens on the data."""
+    low, deep = Tile(9, 4, 4), [Tile(4663, 2370, 13), Tile(4663, 2371, 13)]
+    store = open_store(f"file://{tmp_path}/out")
+    desc = tileset.describe(store, [low, *deep])
+    box = mercantile.bounds(low)
+    assert desc.bounds == pytest.approx((box.west, box.south, box.east, box.north))
+    assert (desc.minzoom, desc.maxzoom) == (7, 16)
+    lon, lat, zoom = desc.center
+    assert (lon, lat) == tileset.describe(store, deep).center[:2]
+    north, south = mercantile.bounds(deep[0]), mercantile.bounds(deep[1])
+    assert north.west < lon < north.east and south.south < lat < north.north and zoom >= 13
 
 
 def test_tilezen_is_drawn_with_protomaps_light_from_this_server(server):
