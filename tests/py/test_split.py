@@ -84,9 +84,9 @@ def test_a_failed_part_leaves_its_job_missing_until_a_rerun(whole, tmp_path, db_
     assert proc.returncode == 0, proc.stderr
     rawr_tile = tmp_path / "rawr" / "10" / str(DATA_Z10.x) / f"{DATA_Z10.y}.zip"
     good = rawr_tile.read_bytes()
-    rawr_tile.write_bytes(b"not a zip")  # a damaged RAWR tile: the meta-high part that reads it fails
+    rawr_tile.write_bytes(b"not a zip")  # a damaged RAWR tile: the meta-high part that reads it fails (bad input)
     proc = build(tmp_path, 2, "broken")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "0 missing" not in proc.stdout
     failed = [json.loads(line) for line in proc.stderr.splitlines() if '"job failed"' in line]
     assert [(f["failed_job"], f["failed_tile"]) for f in failed] == [("meta-high", "10/582/296")]
