@@ -19,7 +19,9 @@ import sys
 import psycopg2
 
 from tilebatch import config, plan, source
+from tilebatch.errors import TilebatchError
 from tilebatch.kinds import NAMES
+from tilebatch.schema import build_max_zoom, load_schema
 from tilebatch.tiles import METATILE_ZOOMS, children
 
 from . import counts, data, enqueue, ours, postgis, report, tilemaker
@@ -47,7 +49,7 @@ def machine(cfg: dict) -> dict:
 
 def ranges(cfg: dict) -> dict:
     """The tile zooms compared: meta-high's (from the group zoom's first metatile down), meta-low's, the build's."""
-    top, high = cfg["metatile"]["max-zoom"], cfg["rawr"]["group-zoom"] + METATILE_ZOOMS
+    top, high = build_max_zoom(cfg), cfg["rawr"]["group-zoom"] + METATILE_ZOOMS
     return {"high": (high, top), "low": (0, high - 1), "all": (0, top)}
 
 
@@ -144,7 +146,7 @@ def job_memory(text: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="config.yaml of the jobs (database server, metatile settings)")
-    p.add_argument("--schema", default="", help="the tile schema tilebatch builds (schema.name); empty: the config's")
+    p.add_argument("--schema", default="", help="the tile schema tilebatch builds (schema.name); empty: the config's own")
     p.add_argument("--sizes", default="1,4,16", help="copies of the extract, comma-separated (default 1,4,16)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every contender (default 3)")
     p.add_argument("--threads", default="1,2", help="tilemaker thread counts, comma-separated (default 1,2)")
@@ -175,16 +177,16 @@ def main(argv=None) -> int:
         os.environ["TILEQUEUE__schema__name"] = args.schema
     try:
         cfg = config.load(args.config)
-    except config.ConfigError as e:
-        raise SystemExit(f"bench: {e} (BENCH_SCHEMA= benches the configuration's own schema)")
+        rngs, schema = ranges(cfg), load_schema(cfg).name
+    except TilebatchError as e:
+        raise SystemExit(f"bench: {e}")
     profiles = [tilemaker.openmaptiles()]
     peers = {"tilemaker": f"{tilemaker.version('tilemaker')} OpenMapTiles example"}
     if args.tilemaker:
         profiles.insert(0, tilemaker.shortbread(args.tilemaker, args.tilemaker_profile))
         peers = {"tilemaker3": f"{tilemaker.version(args.tilemaker)} Shortbread reference", **peers}
-    rngs = ranges(cfg)
     try:
-        results = {"machine": machine(cfg), "schema": args.schema or "default", "rounds": args.rounds,
+        results = {"machine": machine(cfg), "schema": schema, "rounds": args.rounds,
                    "ranges": rngs, "peers": peers, "job_memory_mb": memory, "sizes": {}}
         for size in sizes:
             results["sizes"][str(size)] = bench_size(cfg, args.config, size, rngs, threads, profiles, args.rounds)
