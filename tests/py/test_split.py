@@ -8,23 +8,12 @@ import pytest
 from tilebatch import split
 from tilebatch.tiles import Tile, make_bbox
 
-from conftest import build_env, last_error, run_cli
+from conftest import build_env, last_error, metatiles, run_cli
 
 Z7 = Tile(72, 37, 7)  # holds the Helsinki extract
 # Around the extract and inside its z7 tile: two z10 tiles, one with data, one without.
 BBOX = "24.8,60.1,25.1,60.2"
 DATA_Z10, EMPTY_Z10 = Tile(582, 296, 10), Tile(583, 296, 10)
-
-
-def files(base) -> dict:
-    """Every RAWR tile and metatile under `base`, by path, with its bytes (run records left out)."""
-    out = {}
-    for folder, _, names in os.walk(base):
-        for name in names:
-            path = os.path.join(folder, name)
-            if name.endswith(".zip") and "/runs/" not in path:
-                out[os.path.relpath(path, base)] = open(path, "rb").read()
-    return out
 
 
 def record(root, run_id: str, kind: str, tile: Tile) -> dict:
@@ -72,7 +61,7 @@ def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
         assert record(tmp_path, "cut", kind, part)["tile"] == f"{part.z}/{part.x}/{part.y}"
     for kind in ("rawr", "meta-high", "meta-low"):
         assert record(tmp_path, "cut", kind, Z7)["counts"] == record(root, run_id, kind, Z7)["counts"]
-    want, got = files(root), files(tmp_path)
+    want, got = metatiles(root), metatiles(tmp_path)
     assert any(k.startswith("rawr/") for k in want) and len(want) > 10
     assert got == want
 
@@ -101,7 +90,7 @@ def test_a_failed_part_leaves_its_job_missing_until_a_rerun(whole, tmp_path, db_
     started = [json.loads(line) for line in proc.stderr.splitlines() if '"job started"' in line]
     meta_high = [(s["tile"], s.get("after_parts")) for s in started if s["job"] == "meta-high"]
     assert meta_high == [("10/582/296", None), ("7/72/37", 2)]
-    assert files(tmp_path) == files(root)
+    assert metatiles(tmp_path) == metatiles(root)
 
 
 @pytest.mark.parametrize("parts, message", [
