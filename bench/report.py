@@ -13,11 +13,11 @@ from tilebatch.kinds import NAMES
 
 RANGE_OF_KIND = {"meta-high": "high", "meta-low": "low"}
 PEERS = ("tilemaker3", "tilemaker")  # tilemaker3: the like-for-like one, when the run had it
-TARGET_SIZE = "16"                   # the size the issue's targets are measured at
+TARGET_SIZE = "16"                   # the size the targets are measured at
 GROWTH = ("16", "256")               # from, to: how a job grows towards a dense z7 tile
 SCALING_LIMIT = 1.3                  # CPU per feature at the larger size over the smaller
 MEMORY_ROOM = 1.5                    # a job's peak times this stays under its job definition's memory
-# The issue's bounds, Shortbread on both sides.
+# The bounds of the like-for-like targets, Shortbread on both sides.
 META_HIGH_OVER_TILEMAKER = 1.2       # meta-high tiles per CPU-s, at least this times tilemaker 3's
 END_TO_END_OVER_TILEMAKER = 1.5      # rawr + meta-high + meta-low CPU, at most this times tilemaker 3's
 META_LOW_OVER_POSTGIS = 2.0          # meta-low CPU, at most this times ST_AsMVT's on the same tiles
@@ -156,7 +156,7 @@ def enqueue_section(e: dict) -> list[str]:
 
 
 def targets(results: dict) -> list[str]:
-    """The issue's targets, each with its measured value, met or missed and by how much."""
+    """The targets, each with its measured value, met or missed and by how much."""
     sizes = list(results["sizes"])
     at = TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]
     r = results["sizes"][at]
