@@ -139,10 +139,12 @@ update: db-start ## apply an OSM change file and rebuild what it touched: CHANGE
 # Benchmarks (bench/, never part of make test) and the cost estimate they feed.
 .PHONY: bench plan
 
-bench: demo-data ## benchmarks against tilemaker and PostGIS at BENCH_SIZES; writes BENCH_RESULTS (docs/BENCHMARKS.md)
+bench: demo-data ## benchmarks against tilemaker (TILEMAKER=…) and PostGIS at BENCH_SIZES; writes BENCH_RESULTS (docs/BENCHMARKS.md)
 	@bin/setup --bench
-	@$(BIN)/python -m bench.run --config '$(CONFIG)' --sizes '$(BENCH_SIZES)' --threads '$(BENCH_THREADS)' \
-	  --enqueue-sample '$(BENCH_ENQUEUE_SAMPLE)' --results '$(BENCH_RESULTS)'
+	@$(BIN)/python -m bench.run --config '$(CONFIG)' --schema '$(BENCH_SCHEMA)' --sizes '$(BENCH_SIZES)' \
+	  --rounds '$(BENCH_ROUNDS)' --threads '$(BENCH_THREADS)' --tilemaker '$(TILEMAKER)' \
+	  --tilemaker-profile '$(TILEMAKER_PROFILE)' --enqueue-sample '$(BENCH_ENQUEUE_SAMPLE)' --results '$(BENCH_RESULTS)' \
+	  --job-memory 'rawr=$(RAWR_MEMORY),meta-high=$(META_HIGH_MEMORY),meta-low=$(META_LOW_MEMORY)'
 
 plan: setup ## estimate a run over BBOX (default the planet): jobs, vCPU-hours, cost at PRICE, memory
 	@tilebatch plan --config '$(CONFIG)' $(if $(BBOX),--bbox '$(BBOX)') --price '$(PRICE)' --results '$(BENCH_RESULTS)'

@@ -155,9 +155,19 @@ ENQUEUE        ?=
 
 # Benchmarks (make bench; bench/run.py) and the estimate (make plan; tilebatch plan)
 # copies of the Helsinki extract side by side, one benchmark database each
-BENCH_SIZES    ?= 1,4,16
+# (256 copies hold about the features of a dense metropolitan z7 tile)
+BENCH_SIZES    ?= 1,4,16,64,256
+# rounds of every contender, interleaved; each figure is the median
+BENCH_ROUNDS   ?= 3
+# the tile schema tilebatch builds there (schema.name); empty: the config's own
+BENCH_SCHEMA   ?= shortbread
 # tilemaker thread counts to compare against
 BENCH_THREADS  ?= 1,2
+# a tilemaker 3 binary, built from source (docs/BENCHMARKS.md says how), to run the
+# Shortbread reference profile with; empty leaves that peer out
+TILEMAKER      ?=
+# the Shortbread reference profile for it: a directory with its config.json and process.lua
+TILEMAKER_PROFILE ?= ../shared/reference/shortbread-reference
 # tiles submitted one job each to time that way of enqueueing (extrapolated to the planet)
 BENCH_ENQUEUE_SAMPLE ?= 500
 # where make bench writes its figures and make plan reads them

@@ -3,18 +3,22 @@
 The jobs are the very command lines `tilebatch build` and Batch run
 (enqueue.build_jobs, local.job_command), pointed at the dataset's database and at a
 fresh store, run one after another so that none competes with another for a
-core. The counts come from the jobs' completion records.
+core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
+completion records; the tiles, features and MVT bytes of meta-high and
+meta-low are counted in the store afterwards (bench.counts), as the peers'
+output is.
 """
 
 import os
 import shutil
+import sys
 
 from tilebatch import config, local, records
 from tilebatch.enqueue import build_jobs
 from tilebatch.kinds import NAMES
 from tilebatch.store import metatile_store
 
-from . import data, measure
+from . import counts, data, measure
 from .data import WORK, Dataset
 
 
@@ -29,29 +33,40 @@ def store_of(ds: Dataset, config_path: str | None):
     return metatile_store(config.load(config_path, job_env(ds)))
 
 
-def run(ds: Dataset, config_path: str | None, log) -> dict:
-    """Per job kind: jobs, wall and CPU seconds, the jobs' own CPU, peak memory, tiles, features.
+def run(ds: Dataset, config_path: str | None, ranges: dict, log) -> dict:
+    """Per job kind: jobs, wall and CPU seconds, the jobs' own CPU, peak memory, tiles, features, bytes.
 
     CPU seconds are the job processes' and the database's for them (db_cpu_seconds
     says how much of it), as a tool that reads the data itself pays for both.
-    meta-low also keeps CPU seconds and peak memory by job zoom (the plan's model needs them).
+    meta-low also keeps CPU seconds and peak memory by job zoom (the plan's model
+    needs them). `ranges` are the tile zooms of meta-high ("high") and meta-low ("low").
     """
     env = job_env(ds)
     shutil.rmtree(env["TILEQUEUE__store__url"][len("file://"):], ignore_errors=True)
     run_id = f"bench-x{ds.size}"
+    cfg = config.load(config_path)
     store = store_of(ds, config_path)
-    conn = data.admin_connection(config.load(config_path), ds.dbname)
+    conn = data.admin_connection(cfg, ds.dbname)
     db_cpu = measure.DatabaseCpu(conn)
     try:
-        return {kind: _run_kind(ds, kind, config_path, run_id, env, store, db_cpu, log) for kind in NAMES}
+        out = {kind: _run_kind(ds, kind, cfg, config_path, run_id, env, store, db_cpu) for kind in NAMES}
     finally:
         conn.close()
+    built = counts.summarize((t.z, d) for t, d in counts.store_tiles(store))
+    for kind, rng in (("meta-high", "high"), ("meta-low", "low")):
+        out[kind].update(built.total(*ranges[rng]))
+    for kind in NAMES:
+        log(f"{ds.size}x {kind}: {out[kind]['jobs']} jobs, {out[kind]['cpu_seconds']} CPU s")
+    return out
 
 
-def _run_kind(ds: Dataset, kind: str, config_path: str | None, run_id: str, env: dict, store, db_cpu, log) -> dict:
-    tiles = build_jobs(7, bbox=ds.bbox)[kind]
+def _run_kind(ds: Dataset, kind: str, cfg: dict, config_path: str | None, run_id: str, env: dict, store,
+              db_cpu) -> dict:
+    tiles = build_jobs(cfg["batch"]["queue-zoom"], bbox=ds.bbox)[kind]
     stats = {"jobs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "db_cpu_seconds": 0.0, "job_cpu_seconds": 0.0,
-             "peak_memory_mb": 0.0, "tiles": 0, "features": 0}
+             "peak_memory_mb": 0.0}
+    if kind == "rawr":
+        stats.update(tiles=0, features=0, rawr_bytes=0)
     cpu_by_zoom, memory_by_zoom = {}, {}
     for tile in tiles:
         db_cpu.start()
@@ -60,19 +75,44 @@ def _run_kind(ds: Dataset, kind: str, config_path: str | None, run_id: str, env:
         if use.returncode != 0:
             raise SystemExit(f"bench: {kind} job {tile} failed:\n{use.stderr[-2000:]}")
         record = records.read_record(store, run_id, kind, tile)
-        counts = record["counts"]
         stats["jobs"] += 1
         stats["seconds"] += use.seconds
         stats["cpu_seconds"] += use.cpu_seconds + db_seconds
         stats["db_cpu_seconds"] += db_seconds
         stats["job_cpu_seconds"] += record["cpu_seconds"]
         stats["peak_memory_mb"] = max(stats["peak_memory_mb"], use.peak_memory_mb)
-        stats["tiles"] += counts.get("tiles", counts.get("rawr_tiles", 0))
-        stats["features"] += counts.get("features", counts.get("rows", 0))
+        if kind == "rawr":
+            stats["tiles"] += record["counts"]["rawr_tiles"]
+            stats["features"] += record["counts"]["rows"]
+            stats["rawr_bytes"] += sum(record["counts"]["rawr_bytes"].values())
         cpu_by_zoom[str(tile.z)] = round(use.cpu_seconds + db_seconds, 3)
         memory_by_zoom[str(tile.z)] = use.peak_memory_mb
     if kind == "meta-low":
         stats["cpu_seconds_by_zoom"], stats["peak_memory_mb_by_zoom"] = cpu_by_zoom, memory_by_zoom
-    out = {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
-    log(f"{ds.size}x {kind}: {out['jobs']} jobs, {out['cpu_seconds']} CPU s")
-    return out
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+
+
+def build(ds: Dataset, config_path: str | None, jobs: int, log) -> dict:
+    """`tilebatch build --jobs N` over the dataset into a fresh store: wall and CPU seconds (its job
+    processes' and the database's), the largest process's peak memory, tiles, features and MVT bytes."""
+    out = os.path.join(WORK, f"out-x{ds.size}-build")
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**job_env(ds), "TILEQUEUE__store__url": f"file://{out}", "TILEQUEUE__rawr__sink__url": f"file://{out}/rawr"}
+    cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), "build", "--jobs", str(jobs),
+           "--run_id", f"bench-x{ds.size}-build", "--bbox", ",".join(repr(v) for v in ds.bbox)]
+    if config_path:
+        cmd += ["--config", config_path]
+    conn = data.admin_connection(config.load(config_path), ds.dbname)
+    try:
+        db_cpu = measure.DatabaseCpu(conn)
+        db_cpu.start()
+        use = measure.run(cmd, env=env)
+        db_seconds = db_cpu.seconds()
+    finally:
+        conn.close()
+    if use.returncode != 0:
+        raise SystemExit(f"bench: tilebatch build --jobs {jobs} failed:\n{use.stderr[-2000:]}")
+    built = counts.summarize((t.z, d) for t, d in counts.store_tiles(metatile_store(config.load(config_path, env))))
+    log(f"{ds.size}x build --jobs {jobs}: {use.seconds} s")
+    return {"jobs": jobs, "seconds": use.seconds, "cpu_seconds": round(use.cpu_seconds + db_seconds, 3),
+            "db_cpu_seconds": db_seconds, "peak_memory_mb": use.peak_memory_mb, **built.total()}

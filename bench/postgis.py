@@ -11,27 +11,13 @@ backend's (from /proc) plus this process's.
 
 import time
 
-import mapbox_vector_tile
-
-from tilebatch import metatile, source, sqlfilter
+from tilebatch import source, sqlfilter
 from tilebatch.schema import Expr, Layer, Schema, load_schema
-from tilebatch.tiles import metatile_members, parse_tile
 
-from . import measure
+from . import counts, measure
 from .data import Dataset
 
 EXTENT, BUFFER = 4096, 64
-
-
-def built_tiles(store) -> list:
-    """Every tile in the store's metatiles (RAWR tiles and run records left aside)."""
-    tiles = []
-    for key in sorted(store.list()):
-        if not key.endswith("." + metatile.EXT) or key.startswith(("rawr/", "runs/")):
-            continue
-        names = dict((name, tile) for tile, name in metatile_members(parse_tile(key[:-len(metatile.EXT) - 1])))
-        tiles += [names[name] for name in metatile.unpack(store.read(key))]
-    return tiles
 
 
 def _quote(text: str) -> str:
@@ -106,7 +92,7 @@ def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
 
 
 def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
-    """Seconds, CPU seconds, tiles and features of rendering `tiles` with ST_AsMVT."""
+    """Seconds, CPU seconds, tiles, features and MVT bytes of rendering `tiles` with ST_AsMVT."""
     schema = load_schema(cfg)
     conn = source.connect({**cfg, "postgresql": {**cfg["postgresql"], "dbnames": [ds.dbname]}})
     src = source.Source(conn, schema)
@@ -124,7 +110,6 @@ def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
             cpu = measure.proc_cpu(pid) - cpu0 + time.process_time() - own0
     finally:
         conn.close()
-    features = sum(len(layer["features"]) for data in out if data
-                   for layer in mapbox_vector_tile.decode(data).values())
+    built = counts.summarize((t.z, d) for t, d in zip(tiles, out)).total()
     return {"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "tiles": len(tiles),
-            "nonempty_tiles": sum(1 for d in out if d), "features": features}
+            "nonempty_tiles": built["tiles"], "features": built["features"], "bytes": built["bytes"]}

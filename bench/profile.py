@@ -16,6 +16,7 @@ from unittest import mock
 
 from tilebatch import cli, config, local
 from tilebatch.enqueue import build_jobs
+from tilebatch.kinds import NAMES
 
 from . import data, ours
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     ds = data.ensure(cfg, args.size, lambda m: print(f"bench: {m}", file=sys.stderr))
     env = ours.job_env(ds)
     run_id = f"profile-x{args.size}"
-    for kind in ours.KINDS:
+    for kind in NAMES:
         for tile in build_jobs(7, bbox=ds.bbox)[kind][-1:]:  # meta-low: its z7 job, the one that does the most
             stats = profile_job(kind, tile, args.config, run_id, env)
             print(f"== {kind} {tile.z}/{tile.x}/{tile.y} at {args.size}x: {stats.total_tt:.2f} s profiled ==")

@@ -1,23 +1,30 @@
-"""make bench: every size, every job kind, beside tilemaker and PostGIS, then a planet enqueue.
+"""make bench: every size, every job kind, beside tilemaker and PostGIS, in interleaved rounds; then a planet enqueue.
 
-Prints the report (bench/report.py) and writes the figures to a results file
-(bench/results.json by default), which `tilebatch plan` reads for its
-estimates. A benchmark reports; it does not fail on a missed target.
+Per size, each contender (tilebatch's jobs, `tilebatch build` with 1 and 2
+workers, PostGIS ST_AsMVT, each tilemaker over each zoom range and thread
+count) runs once a round, the rounds one after another, so that whatever else
+the machine does weighs on every contender alike; each figure is the median of
+the rounds. Prints the report (bench/report.py) and writes the figures to a
+results file (bench/results.json by default), which `tilebatch plan` reads for
+its estimates. A benchmark reports; it does not fail on a missed target.
 """
 
 import argparse
 import json
 import os
 import platform
-import subprocess
+import statistics
 import sys
 
 import psycopg2
 
 from tilebatch import config, plan, source
-from tilebatch.tiles import children
+from tilebatch.errors import TilebatchError
+from tilebatch.kinds import NAMES
+from tilebatch.schema import build_max_zoom, load_schema
+from tilebatch.tiles import METATILE_ZOOMS, children
 
-from . import data, enqueue, ours, postgis, report, tilemaker
+from . import counts, data, enqueue, ours, postgis, report, tilemaker
 
 
 def log(message: str) -> None:
@@ -29,7 +36,6 @@ def machine(cfg: dict) -> dict:
         mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.machine())
-    version = subprocess.run(["tilemaker", "--help"], capture_output=True, text=True).stdout.splitlines()[:1]
     conn = source.connect(cfg)
     try:
         with conn.cursor() as cur:
@@ -38,7 +44,13 @@ def machine(cfg: dict) -> dict:
     finally:
         conn.close()
     return {"cpu": cpu, "nproc": os.cpu_count(), "memory_gib": round(mem_kb / 2 ** 20, 1),
-            "tilemaker": (version or ["tilemaker"])[0], "postgis": postgis_version, "python": platform.python_version()}
+            "postgis": postgis_version, "python": platform.python_version()}
+
+
+def ranges(cfg: dict) -> dict:
+    """The tile zooms compared: meta-high's (from the group zoom's first metatile down), meta-low's, the build's."""
+    top, high = build_max_zoom(cfg), cfg["rawr"]["group-zoom"] + METATILE_ZOOMS
+    return {"high": (high, top), "low": (0, high - 1), "all": (0, top)}
 
 
 def row_counts(cfg: dict, ds: data.Dataset) -> dict:
@@ -52,28 +64,98 @@ def row_counts(cfg: dict, ds: data.Dataset) -> dict:
         conn.close()
 
 
-def bench_size(cfg: dict, config_path: str | None, size: int, threads: list[int]) -> dict:
+def median(runs: list):
+    """The median of each figure over the rounds' results (nested alike); a value every round agrees on as it is.
+
+    A result with CPU seconds also keeps every round's, for the report's spread.
+    """
+    first = runs[0]
+    if isinstance(first, dict):
+        out = {k: median([r[k] for r in runs]) for k in first}
+        if "cpu_seconds" in first:
+            out["cpu_seconds_rounds"] = [r["cpu_seconds"] for r in runs]
+        return out
+    if isinstance(first, (int, float)) and not isinstance(first, bool) and any(r != first for r in runs):
+        return round(statistics.median(runs), 3)
+    return first
+
+
+def contenders(cfg: dict, config_path: str | None, ds: data.Dataset, rngs: dict, threads: list[int],
+               profiles: list) -> list[tuple[tuple, object]]:
+    """(where its figures go in the size's results, a function that runs it once) for every contender."""
+    built = []  # the tiles tilebatch built, for PostGIS to render: set by tilebatch's first round
+
+    def tilebatch_jobs():
+        out = ours.run(ds, config_path, rngs, log)
+        built[:] = [t for t, _ in counts.store_tiles(ours.store_of(ds, config_path))]
+        return out
+
+    def st_asmvt(lo, hi):
+        log(f"{ds.size}x: PostGIS ST_AsMVT over the same tiles, z{lo}-{hi}")
+        return postgis.run(ds, cfg, [t for t in built if lo <= t.z <= hi])
+
+    def tilemaker_run(profile, lo, hi, t):
+        log(f"{ds.size}x: {profile.key} z{lo}-{hi}, {t} thread(s)")
+        return tilemaker.run(profile, ds, lo, hi, t)
+
+    out = [(("tilebatch",), tilebatch_jobs)]
+    out += [(("build", str(jobs)), lambda jobs=jobs: ours.build(ds, config_path, jobs, log)) for jobs in (1, 2)]
+    out += [(("postgis", rng), lambda lo=lo, hi=hi: st_asmvt(lo, hi))
+            for rng, (lo, hi) in rngs.items() if rng != "all"]
+    out += [((p.key, f"{rng}-t{t}"), lambda p=p, lo=lo, hi=hi, t=t: tilemaker_run(p, lo, hi, t))
+            for p in profiles for rng, (lo, hi) in rngs.items() for t in threads]
+    return out
+
+
+def interleaved(items: list, rounds: int) -> dict:
+    """Run every item once a round, forwards in even rounds and backwards in odd ones; the medians, nested by path.
+
+    The first item runs first in the first round (PostGIS renders the tiles it built).
+    """
+    got = {path: [] for path, _ in items}
+    for r in range(rounds):
+        log(f"round {r + 1} of {rounds}")
+        for path, run in items if r % 2 == 0 else items[::-1]:
+            got[path].append(run())
+    out = {}
+    for path, runs in got.items():
+        *parents, leaf = path
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = median(runs)
+    return out
+
+
+def bench_size(cfg: dict, config_path: str | None, size: int, rngs: dict, threads: list[int], profiles: list,
+               rounds: int) -> dict:
     ds = data.ensure(cfg, size, log)
-    log(f"{size}x: tilebatch jobs")
-    mine = ours.run(ds, config_path, log)
-    tiles = postgis.built_tiles(ours.store_of(ds, config_path))
-    log(f"{size}x: PostGIS ST_AsMVT over the same {len(tiles)} tiles")
-    pg = {rng: postgis.run(ds, cfg, [t for t in tiles if lo <= t.z <= hi]) for rng, (lo, hi) in report.RANGES.items()
-          if rng != "all"}
-    tm = {}
-    for rng, (lo, hi) in report.RANGES.items():
-        for t in threads:
-            log(f"{size}x: tilemaker z{lo}-{hi}, {t} thread(s)")
-            tm[f"{rng}-t{t}"] = tilemaker.run(ds, lo, hi, t)
-    return {**row_counts(cfg, ds), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}",
-            "tilebatch": mine, "tilemaker": tm, "postgis": pg}
+    log(f"{size}x: {rounds} rounds")
+    figures = interleaved(contenders(cfg, config_path, ds, rngs, threads, profiles), rounds)
+    return {**row_counts(cfg, ds), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}", **figures}
+
+
+def job_memory(text: str) -> dict:
+    """`rawr=8192,meta-high=4096,meta-low=2048` as {kind: MiB}."""
+    out = dict(part.split("=", 1) for part in text.split(",") if part)
+    if set(out) != set(NAMES):
+        raise ValueError(text)
+    return {k: int(out[k]) for k in NAMES}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     p.add_argument("--config", default=None, help="config.yaml of the jobs (database server, metatile settings)")
+    p.add_argument("--schema", default="", help="the tile schema tilebatch builds (schema.name); empty: the config's own")
     p.add_argument("--sizes", default="1,4,16", help="copies of the extract, comma-separated (default 1,4,16)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every contender (default 3)")
     p.add_argument("--threads", default="1,2", help="tilemaker thread counts, comma-separated (default 1,2)")
+    p.add_argument("--tilemaker", default="",
+                   help="a tilemaker 3 binary to run the Shortbread reference profile with; empty: that peer is left out")
+    p.add_argument("--tilemaker-profile", default="", help="the directory of the Shortbread reference's "
+                   "config.json and process.lua (shortbread-tiles/shortbread-tilemaker)")
+    p.add_argument("--job-memory", default="rawr=8192,meta-high=4096,meta-low=2048",
+                   help="MiB each job kind's job definition gives it (config.mk), for the memory targets")
     p.add_argument("--enqueue-sample", type=int, default=500,
                    help="tiles submitted one by one to time the one-job-a-tile enqueue (default 500)")
     p.add_argument("--results", default=os.path.join(data.TOP, "bench", "results.json"),
@@ -84,11 +166,30 @@ def main(argv=None) -> int:
         threads = [int(t) for t in args.threads.split(",")]
     except ValueError:
         p.error("--sizes and --threads take whole numbers, comma-separated")
-    cfg = config.load(args.config)
     try:
-        results = {"machine": machine(cfg), "sizes": {}}
+        memory = job_memory(args.job_memory)
+    except ValueError:
+        p.error("--job-memory takes rawr=MiB,meta-high=MiB,meta-low=MiB")
+    if args.rounds < 1:
+        p.error("--rounds takes 1 or more")
+    if args.schema:
+        # The jobs, and every configuration this process loads, build this schema.
+        os.environ["TILEQUEUE__schema__name"] = args.schema
+    try:
+        cfg = config.load(args.config)
+        rngs, schema = ranges(cfg), load_schema(cfg).name
+    except TilebatchError as e:
+        raise SystemExit(f"bench: {e}")
+    profiles = [tilemaker.openmaptiles()]
+    peers = {"tilemaker": f"{tilemaker.version('tilemaker')} OpenMapTiles example"}
+    if args.tilemaker:
+        profiles.insert(0, tilemaker.shortbread(args.tilemaker, args.tilemaker_profile))
+        peers = {"tilemaker3": f"{tilemaker.version(args.tilemaker)} Shortbread reference", **peers}
+    try:
+        results = {"machine": machine(cfg), "schema": schema, "rounds": args.rounds,
+                   "ranges": rngs, "peers": peers, "job_memory_mb": memory, "sizes": {}}
         for size in sizes:
-            results["sizes"][str(size)] = bench_size(cfg, args.config, size, threads)
+            results["sizes"][str(size)] = bench_size(cfg, args.config, size, rngs, threads, profiles, args.rounds)
     except psycopg2.OperationalError as e:
         raise SystemExit(f"bench: database: {str(e).strip().splitlines()[0]} (is bin/localdb running?)")
     log("planet enqueue against a moto server")

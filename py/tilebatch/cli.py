@@ -16,11 +16,16 @@ import yaml
 
 from . import __version__, config, faults, log
 from .errors import Terminated, TilebatchError
+from .kinds import KINDS
 
+# The jobs' module: a run starts thousands of jobs, so a job imports only it
+# (what the other commands need, tqdm, http.server, pmtiles, ..., is a quarter of a
+# job process's start-up).
+JOB_MODULES = ("tilebatch.jobs",)
 # Modules that add subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
     "tilebatch.cli",
-    "tilebatch.jobs",
+    *JOB_MODULES,
     "tilebatch.load",
     "tilebatch.local",
     "tilebatch.decode",
@@ -62,7 +67,8 @@ def add_commands(sub, common) -> None:
     get.set_defaults(func=_config_get)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser of the subcommands `modules` add (default: every one)."""
     import importlib
 
     common = argparse.ArgumentParser(add_help=False)
@@ -72,9 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tilebatch {__version__}",
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).add_commands(sub, common)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand argv names: its first word that is neither an option nor --config's value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _terminate(signum, frame):
@@ -83,7 +100,9 @@ def _terminate(signum, frame):
 
 def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    job = _command(argv) in {k.command for k in KINDS}
+    args = build_parser(JOB_MODULES if job else COMMAND_MODULES).parse_args(argv)
     try:
         cfg = config.load(getattr(args, "config", None))
         return args.func(args, cfg)

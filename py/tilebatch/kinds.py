@@ -14,7 +14,7 @@ from typing import NamedTuple
 class JobKind(NamedTuple):
     name: str          # as in records, job names and job definitions: rawr, meta-high, meta-low
     command: str       # the tilebatch subcommand that runs one job
-    work: str          # "module:function", function(tile, cfg) -> counts
+    work: str          # "module:function", function(tile, cfg, parts) -> counts (parts: split.py)
     help: str          # one line: what one job does
     zooms: tuple       # (first, last) zoom of a job's tile: a number, "queue" (batch.queue-zoom)
                        # or "group" (rawr.group-zoom: a meta-high job cut into parts)

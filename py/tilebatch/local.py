@@ -24,14 +24,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, records, runkeys, runs, source, tileset
+from . import load, log, oom, records, runkeys, runs, source, split, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
 from .kinds import BY_NAME, NAMES
 from .schema import load_schema
 from .store import metatile_store, rawr_sink
-from .tiles import METATILE_ZOOMS, Tile, format_tile, parse_bbox, tile_at
+from .tiles import METATILE_ZOOMS, Bbox, Tile, format_tile, parse_bbox, tile_at
 
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
@@ -50,12 +50,13 @@ def warn_missing_tables(cfg: dict) -> None:
                     tables=missing)
 
 
-def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str) -> list[str]:
-    """The command line of one job, the same one a Batch job definition runs."""
+def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str, parts: list[Tile] = ()) -> list[str]:
+    """The command line of one job, the same one a Batch job definition runs; after `parts` of it, if any."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), BY_NAME[kind].command]
     if config_path:
         cmd += ["--config", config_path]
-    return cmd + ["--tile", format_tile(tile), "--run-id", run_id]
+    cmd += ["--tile", format_tile(tile), "--run-id", run_id]
+    return cmd + (["--after-parts", ",".join(map(format_tile, parts))] if parts else [])
 
 
 def spawn(cmd: list[str]) -> subprocess.Popen:
@@ -105,9 +106,11 @@ class Runner:
     """
 
     def __init__(self, cfg: dict, config_path: str | None, run_id: str, workers: int,
-                 force: bool = False, quiet: bool = False, progress_seconds: float = 60, report=None):
+                 force: bool = False, quiet: bool = False, progress_seconds: float = 60, report=None,
+                 split_within: Bbox | None = None):
         self.cfg, self.config_path, self.run_id = cfg, config_path, run_id
         self.workers, self.force, self.quiet = workers, force, quiet
+        self.split_within = split_within  # where the data is: z7 jobs are cut into parts there
         self.progress_seconds = progress_seconds
         self.report = report or (lambda line: log.info("progress", progress=line))
         self.store = metatile_store(cfg)
@@ -140,20 +143,43 @@ class Runner:
     def progress_line(self) -> str:
         return ", ".join(f"{kind} {done}/{expected}" for kind, (done, expected) in self.counts.items())
 
+    def _parts(self, kind: str, todo: list[Tile]) -> dict[Tile, list[Tile]]:
+        """The parts of the stage's jobs when workers would sit idle (split.py); {} when none are cut."""
+        if self.split_within is None:
+            return {}
+        return split.parts(kind, todo, self.split_within, self.workers, self.cfg["batch"]["queue-zoom"],
+                           self.cfg["rawr"]["group-zoom"])
+
     def _stage(self, kind: str, todo: list[Tile]) -> None:
-        log.info("stage started", stage=kind, jobs=len(todo))
-        bar = tqdm(total=len(todo), desc=kind, unit="job", disable=not self.on_terminal, file=sys.stderr)
+        parts = self._parts(kind, todo)
+        done = set() if self.force or not parts else records.done_tiles(self.store, self.run_id, kind)
+        waiting = {job: [p for p in ps if p not in done] for job, ps in parts.items()}
+        log.info("stage started", stage=kind, jobs=len(todo), **({"parts": sum(map(len, waiting.values()))}
+                                                                  if parts else {}))
+        bar = tqdm(total=len(todo) + sum(map(len, waiting.values())), desc=kind, unit="job",
+                   disable=not self.on_terminal, file=sys.stderr)
         stop = threading.Event()
         ticker = threading.Thread(target=self._tick, args=(stop,), daemon=True)
         ticker.start()
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        pending = {pool.submit(self._run_one, kind, t) for t in todo}
+        # Parts go first; a job cut into parts goes once they are all done, and not if one failed.
+        owner = {pool.submit(self._run_one, kind, p, part=True): job for job, ps in waiting.items() for p in ps}
+        pending = set(owner) | {pool.submit(self._run_one, kind, t, parts.get(t, ())) for t in todo
+                                if not waiting.get(t)}
         try:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
-                    f.result()
+                    ok = f.result()
                     bar.update(1)
+                    job = owner.pop(f, None)
+                    if job is None:
+                        continue
+                    if not ok:
+                        waiting.pop(job, None)
+                    elif job in waiting and not any(j == job for j in owner.values()):
+                        del waiting[job]
+                        pending.add(pool.submit(self._run_one, kind, job, parts[job]))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start no more jobs, end the running ones
             self._stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -172,13 +198,15 @@ class Runner:
             if not self.on_terminal:
                 self.report(self.progress_line())
 
-    def _run_one(self, kind: str, tile: Tile) -> None:
+    def _run_one(self, kind: str, tile: Tile, parts: list[Tile] = (), part: bool = False) -> bool:
+        """Run one job (after `parts` of it), or a part of one (`part`: not counted as a job); whether it
+        succeeded."""
         if self._stopping.is_set():
-            return
+            return False
         key = runkeys.record_key(self.run_id, kind, tile)
         before = self.store.read(key) if self.force else None
         kills = oom.oom_kills()
-        proc = spawn(job_command(kind, tile, self.config_path, self.run_id))
+        proc = spawn(job_command(kind, tile, self.config_path, self.run_id, parts))
         with self._lock:
             self._procs.add(proc)
         try:
@@ -192,13 +220,13 @@ class Runner:
                         failed_tile=format_tile(tile), exit_code=code)
             code = 0
         if code == 0:
-            self._succeeded(kind, tile, stderr)
-            return
+            self._succeeded(kind, tile, stderr, part)
+            return True
         if code in INTERRUPTED_CODES and self._stopping.is_set():
             log.warning("job stopped", failed_job=kind, failed_tile=format_tile(tile), exit_code=code)
             with self._lock:
                 self.failed.append((kind, tile, code))
-            return
+            return False
         after = oom.oom_kills()
         out_of_memory = code in KILLED_CODES and kills is not None and after is not None and after > kills
         with self._lock:
@@ -215,6 +243,7 @@ class Runner:
         except TilebatchError as e:
             log.warning("cannot record the job's failure", failed_job=kind, failed_tile=format_tile(tile),
                         error=str(e))
+        return False
 
     def _recorded_since(self, key: str, before: bytes | None) -> bool:
         """Whether the job wrote its completion record (then whatever ended it, its work is done)."""
@@ -224,10 +253,11 @@ class Runner:
             return False
         return now is not None and now != before
 
-    def _succeeded(self, kind: str, tile: Tile, stderr: str) -> None:
+    def _succeeded(self, kind: str, tile: Tile, stderr: str, part: bool = False) -> None:
         with self._lock:
-            self.ran.append((kind, tile))
-            self.counts[kind][0] += 1
+            if not part:
+                self.ran.append((kind, tile))
+                self.counts[kind][0] += 1
             if not self.on_terminal and not self.quiet:
                 sys.stderr.write(stderr)
         if (kind, tile) in self._failed_before:  # an earlier round's failure, no longer true
@@ -287,7 +317,7 @@ def build(args, cfg) -> int:
         raise BadInput(f"--world {args.world}: expected a zoom in 0..{queue_zoom + METATILE_ZOOMS - 1}")
     jobs = build_jobs(queue_zoom, bbox=bbox, world_zoom=args.world)
     warn_missing_tables(cfg)
-    runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force)
+    runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force, split_within=bbox)
     started = time.monotonic()
     missing = run_build(runner, jobs, args.attempts)
     seconds = round(time.monotonic() - started, 1)

@@ -5,14 +5,14 @@ time and lets each go before reading the next, so its memory is that of one
 RAWR tile whatever the size of the job.
 """
 
-from . import rawr, render
+from . import rawr, render, split
 from .errors import BadInput
 from .schema import build_max_zoom, load_schema
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
 
 
-def meta_high_job(tile: Tile, cfg: dict) -> dict:
+def meta_high_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     group_zoom = cfg["rawr"]["group-zoom"]
     queue_zoom = cfg["batch"]["queue-zoom"]
     if not queue_zoom <= tile.z <= group_zoom:
@@ -23,6 +23,8 @@ def meta_high_job(tile: Tile, cfg: dict) -> dict:
     last_meta_zoom = build_max_zoom(cfg, schema) - METATILE_ZOOMS
     counts = {"rawr_tiles_read": 0, "metatiles": 0, "tiles": 0, "features": 0}
     for group in children(tile, group_zoom):
+        if split.covered("meta-high", group, parts):
+            continue
         members = rawr.read_tile(source, group, queue_zoom)
         if members is None:
             continue

@@ -3,7 +3,9 @@
 A job at z0..z6 renders its own metatile; a job at the queue zoom (7) also its
 z8 and z9 children, 21 metatiles. Rows are fetched once per tile zoom for the
 whole job, filtered and simplified in the database for that zoom, so a z0 job
-over a planet pulls only what a z0..z3 map shows.
+over a planet pulls only what a z0..z3 map shows. A job at z8 or z9 is a part
+of its z7 job (split.py): its one metatile, from rows clipped as the z7 job
+clips them.
 """
 
 from . import render, source
@@ -11,47 +13,68 @@ from .errors import BadInput
 from .rawr import rawr_box
 from .schema import Schema, build_max_zoom, load_schema, simplify_tolerance
 from .store import metatile_store
-from .tiles import METATILE_ZOOMS, Tile, children, metatile_members
+from .tiles import METATILE_ZOOMS, Tile, ancestor, children, metatile_members
 
 # Tiles from this zoom on are also built from RAWR tiles (group zoom 10 + 3). The
 # database simplifies only below it, so the zooms both paths build agree.
 RAWR_RENDER_ZOOM = 13
 
 
-def features_at(src: source.Source, schema: Schema, area: Tile, zoom: int) -> list:
-    """The features of every layer at tile zoom `zoom` over the tile `area`, from the database."""
-    box = rawr_box(area)
+def features_at(src: source.Source, schema: Schema, area: Tile, zoom: int, job_area: Tile | None = None) -> list:
+    """The features of every layer at tile zoom `zoom` over the tile `area`, from the database.
+
+    Rows are clipped (and simplified after) to the box of `job_area` when
+    given: the queue-zoom job's own tile when `area` is a part of it, so a
+    part's rows are those its whole job would have.
+    """
     tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
     simplify = min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0
-    return render.collect(schema, ((key, src.rows(key, box, zoom, simplify)) for key in src.tables))
+    box, clip = rawr_box(area), rawr_box(job_area or area)
+    return render.collect(schema, ((key, src.rows(key, box, zoom, simplify, clip)) for key in src.tables))
 
 
 def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:
-    """The metatiles a meta-low job renders: none whose tiles lie beyond the build's max zoom."""
-    if tile.z < queue_zoom:
+    """The metatiles a meta-low job renders (a queue-zoom job also those of its z8 and z9 children, a
+    part at z8 or z9 its own): none whose tiles lie beyond the build's max zoom."""
+    if tile.z != queue_zoom:
         return [tile] if tile.z == 0 or tile.z + METATILE_ZOOMS <= max_zoom else []
     return [m for z in range(tile.z, tile.z + METATILE_ZOOMS) if z + METATILE_ZOOMS <= max_zoom
             for m in children(tile, z)]
 
 
-def meta_low_job(tile: Tile, cfg: dict) -> dict:
+def _zooms(meta: Tile) -> set[int]:
+    return {t.z for t, _ in metatile_members(meta)}
+
+
+def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
+    """The metatiles of a z0..z7 tile, or one z8/z9 metatile as a part of its z7 job; none of done `parts`."""
     queue_zoom = cfg["batch"]["queue-zoom"]
-    if tile.z > queue_zoom:
-        raise BadInput(f"meta-low jobs run at zooms 0..{queue_zoom}, not z{tile.z}")
+    if tile.z >= queue_zoom + METATILE_ZOOMS:
+        raise BadInput(f"meta-low jobs run at zooms 0..{queue_zoom} (their parts at "
+                       f"{queue_zoom + 1}..{queue_zoom + METATILE_ZOOMS - 1}), not z{tile.z}")
     schema = load_schema(cfg)
-    metas = job_metatiles(tile, queue_zoom, build_max_zoom(cfg, schema))
+    every = job_metatiles(tile, queue_zoom, build_max_zoom(cfg, schema))
+    metas = [m for m in every if m not in parts]
+    job_area = ancestor(tile, queue_zoom)
     src = source.Source(source.connect(cfg), schema)
     out = metatile_store(cfg)
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}
     try:
-        zooms = sorted({t.z for meta in metas for t, _ in metatile_members(meta)})
-        for zoom in zooms:
-            features = features_at(src, schema, tile, zoom)
-            for meta in metas:
-                tiles, n = render.render_metatile(schema, features, meta, zoom)
-                members[meta].update(tiles)
-                counts["features"] += n
+        for zoom in sorted(set().union(*map(_zooms, metas))):
+            at_zoom = [m for m in metas if zoom in _zooms(m)]
+            # The rows of the whole tile in one query; when parts took some of
+            # its metatiles at this zoom, the rows of each one left instead
+            # (mostly where there is no data: a cheap look first).
+            whole = len(at_zoom) == sum(zoom in _zooms(m) for m in every)
+            for area, group in [(tile, at_zoom)] if whole else [(m, [m]) for m in at_zoom]:
+                if not whole and not src.has_rows(rawr_box(area)):
+                    continue
+                features = features_at(src, schema, area, zoom, job_area)
+                for meta in group:
+                    tiles, n = render.render_metatile(schema, features, meta, zoom)
+                    members[meta].update(tiles)
+                    counts["features"] += n
     finally:
         src.conn.close()
     for meta in metas:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import msgpack
 
-from . import faults, source, zips
+from . import faults, source, split, zips
 from .errors import BadInput
 from .schema import last_zoom, load_schema
 from .store import rawr_sink
@@ -103,12 +103,15 @@ def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
             if last_zoom(src.schema, key) >= first_zoom}
 
 
-def rawr_job(tile: Tile, cfg: dict) -> dict:
+def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
+    """The RAWR tiles under a queue-zoom tile, or under a z8..z10 part of one; none under done `parts`."""
     sink = rawr_sink(cfg)
     src = source.Source(source.connect(cfg, "rawr"), load_schema(cfg))
     rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
+            if split.covered("rawr", t, parts):
+                continue
             data, n = pack(build_rawr_tile(src, t))
             key = sink.tile_key(t, EXT)
             if n:

@@ -142,9 +142,26 @@ class Source:
             parts.append(f"hstore('{LABEL_KEY}', ST_X({point})::text || ' ' || ST_Y({point})::text)")
         return " || ".join(parts)
 
-    def rows(self, table_key: str, box: tuple, zoom: int | None = None,
-             simplify: float = 0.0) -> Iterator[tuple[int, bytes, dict]]:
+    def has_rows(self, box: tuple) -> bool:
+        """Whether any table has a row touching `box` (EPSG:3857): one cheap query on the spatial indexes."""
+        if not self.tables:
+            return False
+        envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
+        sql = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t.name} WHERE {t.geometry_column} && {envelope})"
+                                       for t in self.tables.values())
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, dict(zip(("minx", "miny", "maxx", "maxy"), box)))
+                return cur.fetchone()[0]
+        except psycopg2.Error as e:
+            raise faults.db_error("database query failed", e) from None
+
+    def rows(self, table_key: str, box: tuple, zoom: int | None = None, simplify: float = 0.0,
+             clip: tuple | None = None) -> Iterator[tuple[int, bytes, dict]]:
         """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
+
+        `clip`, a box holding `box`, clips instead: a part of a job gets its rows
+        as the whole job would, the ones it needs of them.
 
         With a zoom, only rows some layer shows at that zoom (sqlfilter.sql_filter),
         simplified in the database by `simplify` metres; without, every row (RAWR).
@@ -160,7 +177,8 @@ class Source:
             if where is None:
                 return
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
-        geom = f"ST_ClipByBox2D({table.geometry_column}, {envelope})"
+        clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
+        geom = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
         if simplify > 0:
             geom = f"ST_SimplifyPreserveTopology({geom}, {float(simplify)!r})"
         # Several rows can share an id (a relation's lines, a split way): geometry
@@ -169,7 +187,8 @@ class Source:
         sql = (f"SELECT {table.id_column}, ST_AsBinary({geom}), hstore_to_array({self._tags_expression(table_key)})"
                f" FROM {table.name} WHERE {table.geometry_column} && {envelope} AND ({where})"
                f" ORDER BY {', '.join(order)}")
-        params = dict(zip(("minx", "miny", "maxx", "maxy"), box))
+        params = {**dict(zip(("minx", "miny", "maxx", "maxy"), box)),
+                  **dict(zip(("clip_minx", "clip_miny", "clip_maxx", "clip_maxy"), clip or box))}
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, params)

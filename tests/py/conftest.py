@@ -83,6 +83,18 @@ def db_url():
     return url
 
 
+def metatiles(root) -> dict[str, bytes]:
+    """Every zip under `root`, by path, with its bytes: metatiles, and RAWR tiles where `root` holds
+    them too (run records left out)."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".zip") and "/runs/" not in path:
+                out[os.path.relpath(path, root)] = open(path, "rb").read()
+    return out
+
+
 def build_env(root) -> dict:
     """Overrides that send a build's metatiles and RAWR tiles under `root`."""
     return {"TILEQUEUE__store__url": f"file://{root}/out", "TILEQUEUE__rawr__sink__url": f"file://{root}/rawr"}

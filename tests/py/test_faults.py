@@ -26,7 +26,7 @@ from tilebatch.tiles import Tile, bbox_tiles, metatile_members, parse_bbox
 
 import motoserver
 import smallstore
-from conftest import BIN, TOP, build_env, run_cli
+from conftest import BIN, TOP, build_env, metatiles, run_cli
 from motoserver import free_port
 
 HELSINKI = Tile(72, 37, 7)
@@ -56,17 +56,6 @@ def one_error(proc, code: int, *texts: str) -> dict:
         assert text in error["msg"], error
     assert error["exit_code"] == code
     return error
-
-
-def metatiles(root) -> dict[str, bytes]:
-    """Every metatile under `root` (run records left out), by path."""
-    out = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(folder, name)
-            if name.endswith(".zip") and "/runs/" not in path:
-                out[os.path.relpath(path, root)] = open(path, "rb").read()
-    return out
 
 
 def assert_intact(*roots) -> None:

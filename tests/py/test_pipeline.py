@@ -138,9 +138,9 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
 
 @pytest.mark.parametrize("args, env, message", [
     (["rawr-tile", "--tile", "7/999/0"], {}, "bad tile '7/999/0'"),
-    (["rawr-tile", "--tile", "8/0/0"], {}, "rawr jobs run at zoom 7, not z8"),
+    (["rawr-tile", "--tile", "11/0/0"], {}, "rawr jobs run at zoom 7 (their parts at 8..10), not z11"),
     (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs run at zooms 7..10, not z11"),
-    (["meta-tile-low-zoom", "--tile", "8/0/0"], {}, "meta-low jobs run at zooms 0..7, not z8"),
+    (["meta-tile-low-zoom", "--tile", "10/0/0"], {}, "meta-low jobs run at zooms 0..7 (their parts at 8..9), not z10"),
     (["rawr-tile", "--tile", "7/0/0", "--run-id", "bad id!"], {}, "bad run id 'bad id!'"),
     (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
     (["rawr-tile", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__dbnames": "[postgres]"},

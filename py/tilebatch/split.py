@@ -1,0 +1,64 @@
+"""Parts of a queue-zoom job, so that idle workers on one machine share it.
+
+A city-sized build is one rawr and one meta-high job and a z7 meta-low job
+that outweighs the rest, so most of `tilebatch build --jobs N` would run on
+one core. When a stage has fewer queue-zoom jobs than workers, each of them is
+cut into parts where the data is (the tiles below it that touch the build's
+box); each part is a job of the same kind on a tile below the queue zoom:
+
+- rawr and meta-high: a z8..z10 tile, for the RAWR tiles (z10) beneath it,
+  at the coarsest zoom that gives every worker a part (or the finest there is);
+- meta-low: one z8 or z9 metatile of the z7 job, its rows clipped as the z7
+  job clips them, so that its tiles come out the same.
+
+The job itself runs once its parts are done, told which they were
+(`--after-parts`): it does only what they left (its own metatile, tiles
+outside the box) and writes the completion record of the whole, counts
+included, so a split build is recorded as an unsplit one, byte for byte the
+same tiles.
+"""
+
+from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles
+
+
+def part_zooms(kind: str, queue_zoom: int, group_zoom: int) -> range:
+    """The zooms a part of a `kind` job can be at."""
+    if kind == "meta-low":
+        return range(queue_zoom + 1, queue_zoom + METATILE_ZOOMS)
+    return range(queue_zoom + 1, group_zoom + 1)
+
+
+def covered(kind: str, tile: Tile, parts: frozenset) -> bool:
+    """Whether done parts leave nothing of `tile` (a RAWR group tile, or a metatile) to the job.
+
+    A rawr or meta-high part covers every tile beneath it; a meta-low part only its own metatile.
+    """
+    if kind == "meta-low":
+        return tile in parts
+    return any(ancestor(tile, z) in parts for z in {p.z for p in parts} if z <= tile.z)
+
+
+def _under(bbox: Bbox, job: Tile, zoom: int) -> list[Tile]:
+    return [t for t in bbox_tiles(bbox, zoom) if ancestor(t, job.z) == job]
+
+
+def parts(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: int, group_zoom: int) -> dict:
+    """{job: its parts} for the queue-zoom jobs of a stage, when they are fewer than the workers.
+
+    A job whose data lies in a single part is left whole: cut, it would run
+    one part and then itself, one after the other.
+    """
+    whole = [t for t in jobs if t.z == queue_zoom]
+    if not whole or len(whole) >= workers:
+        return {}
+    zooms = part_zooms(kind, queue_zoom, group_zoom)
+    if not zooms:
+        return {}
+    if kind == "meta-low":
+        cut = {job: [t for z in zooms for t in _under(bbox, job, z)] for job in whole}
+    else:
+        for zoom in zooms:
+            cut = {job: _under(bbox, job, zoom) for job in whole}
+            if sum(len(p) for p in cut.values()) >= workers:
+                break
+    return {job: p for job, p in cut.items() if len(p) > 1}
