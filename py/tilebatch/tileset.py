@@ -74,6 +74,9 @@ def describe(store, metas: list[Tile]) -> Description:
     return Description((west, south, east, north), (lon, lat, zoom), minzoom, maxzoom)
 
 
+DENSE_FRACTION = 64  # a tile this many times smaller than the largest holds no more than sea or land
+
+
 def data_center(store, metas: list[Tile]) -> tuple[float, float]:
     """Where the data is: the middle of the tiles that hold something, at the deepest zoom whose
     metatiles number at most CENTER_METATILES (so a few reads, and to a tile of that zoom).
@@ -85,8 +88,13 @@ def data_center(store, metas: list[Tile]) -> tuple[float, float]:
     for m in metas:
         by_zoom.setdefault(m.z, []).append(m)
     zoom = max((z for z, ms in by_zoom.items() if len(ms) <= CENTER_METATILES), default=min(by_zoom))
-    boxes = [mercantile.bounds(t) for m in by_zoom[zoom][:CENTER_METATILES]
-             for t, name in metatile_members(m) if t.z == m.z + METATILE_ZOOMS and name in _members_or_none(store, m)]
+    sized = [(mercantile.bounds(t), len(members[name])) for m in by_zoom[zoom][:CENTER_METATILES]
+             for members in [_members_or_none(store, m)]
+             for t, name in metatile_members(m) if t.z == m.z + METATILE_ZOOMS and name in members]
+    # Tiles of open sea or bare land around an extract (make water) hold a polygon or two: a
+    # small fraction of the bytes of a tile of the extract's streets and buildings.
+    dense = max((size for _, size in sized), default=0) / DENSE_FRACTION
+    boxes = [box for box, size in sized if size >= dense]
     if not boxes:  # every tile of those metatiles is shallower: the metatiles' own middle
         boxes = [mercantile.bounds(m) for m in by_zoom[zoom]]
     return ((min(b.west for b in boxes) + max(b.east for b in boxes)) / 2,

@@ -211,10 +211,11 @@ def jobdefs(pushed, registry, aws):
     for bucket in ("tiles", "rawr"):
         s3.create_bucket(Bucket=bucket)
     secret = client(aws, "secretsmanager").create_secret(Name="tilebatch-db", SecretString=PASSWORD)["ARN"]
-    port = config.load(str(TOP / "config.yaml"))["postgresql"]["port"]
+    db = config.load(str(TOP / "config.yaml"))["postgresql"]  # make test's own database
+    port, name = db["port"], db["dbnames"][0]
     make("jobdefs", f"REGISTRY={registry}", f"TAG={TAG}", "JOB_ROLE_ARN=arn:aws:iam::123456789012:role/tilebatch-job",
          "EXECUTION_ROLE_ARN=arn:aws:iam::123456789012:role/tilebatch-execution", f"DB_PASSWORD_SECRET_ARN={secret}",
-         "DB_HOST=127.0.0.1", f"DB_PORT={port}", "TILES_BUCKET=tiles", "TILES_PREFIX=meta", "RAWR_BUCKET=rawr",
+         "DB_HOST=127.0.0.1", f"DB_PORT={port}", f"DB_NAME={name}", "TILES_BUCKET=tiles", "TILES_PREFIX=meta", "RAWR_BUCKET=rawr",
          "RAWR_PREFIX=tiles", env=aws)
     defs = {job: json.loads((TOP / "build/jobdefs" / f"{job}.json").read_text()) for job in NAMES}
     for job, image in pushed.items():

@@ -18,7 +18,7 @@ def shown(schema, table: str, tags: dict, zoom: int) -> bool:
 
 @pytest.mark.parametrize("name", ["tilezen", "shortbread"])
 def test_sql_filter_keeps_every_row_python_shows(db_url, name):
-    cfg = config.load("config.yaml", environ={})
+    cfg = config.load("config.yaml")  # make test's database
     schema = schemas.load(schemas.schema_path(name))
     src = source.Source(source.connect(cfg), schema)
     box = rawr_box(tile_at(*CENTRAL, 7))
