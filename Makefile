@@ -27,14 +27,14 @@ water: db-start ## load sea and land polygons: WATER="water-polygons-split-3857.
 	@$(if $(WATER),bin/load-water $(WATER),WORLD_ATLAS_VERSION=$(WORLD_ATLAS_VERSION) WORLD_ATLAS_SHA256=$(WORLD_ATLAS_SHA256) \
 	  EARTH_SEAS_VERSION=$(EARTH_SEAS_VERSION) EARTH_SEAS_SHA256=$(EARTH_SEAS_SHA256) bin/demo-water)
 
-demo: demo-data water ## build every tile of the Helsinki extract into ./out, the world to WORLD_ZOOM (make demo-data, make water, make build)
-	@$(MAKE) --no-print-directory build RUN_ID=demo-$(NOW)
+demo: demo-data water ## build every tile of the Helsinki extract into ./out, the world to DEMO_WORLD_ZOOM (make demo-data, make water, make build)
+	@$(MAKE) --no-print-directory build RUN_ID=demo-$(NOW) WORLD_ZOOM=$(DEMO_WORLD_ZOOM)
 
 load: setup ## load your own OSM extract into the local PostGIS (or DATABASE_URL): PBF=area.osm.pbf [FORCE=1]
 	@FLAT_NODES_ABOVE_MB='$(FLAT_NODES_ABOVE_MB)' CACHE_MB='$(CACHE_MB)' CONFIG='$(CONFIG)' \
 	  bin/load $(if $(filter 1,$(FORCE)),--force) '$(PBF)'
 
-build: db-start ## build every tile of what is loaded, and the world to WORLD_ZOOM, into the store (./out): [BBOX=w,s,e,n] [RUN_ID=…] [JOBS=…]
+build: db-start ## build every tile of what is loaded into the store (./out): [BBOX=w,s,e,n] [WORLD_ZOOM=z] [RUN_ID=…] [JOBS=…]
 	@tilebatch build --config '$(CONFIG)' --jobs '$(JOBS)' --run-id '$(or $(RUN_ID),build-$(NOW))' \
 	  $(if $(BBOX),--bbox='$(BBOX)') $(if $(WORLD_ZOOM),--world '$(WORLD_ZOOM)')
 	@echo "look at it: make preview (a map on http://127.0.0.1:$(PORT)/); one file of it: make export OUT=tiles.pmtiles"

@@ -52,9 +52,11 @@ WORLD_ATLAS_VERSION ?= 2.0.2
 WORLD_ATLAS_SHA256 ?= 032e7765f2ce00edaeafec23ff22bc3b77e42987c257da944cc585b452c05b97
 EARTH_SEAS_VERSION ?= 0.6.0
 EARTH_SEAS_SHA256 ?= ec5ebfd1048c3875f2152267e400a9d1ef04342f52dc2b09cd793f1a24182c1c
-# make build and make demo also build the whole world down to this zoom from the
-# low-zoom sea and land (make water); empty: only what is loaded
-WORLD_ZOOM     ?= 5
+# make build also builds the whole world down to tile zoom WORLD_ZOOM from the
+# low-zoom sea and land (make water; empty: only what is loaded); make demo
+# builds the world down to DEMO_WORLD_ZOOM
+WORLD_ZOOM     ?=
+DEMO_WORLD_ZOOM ?= 5
 
 # AWS Batch infrastructure (make batch-setup / batch-teardown, cloudformation/batch.yaml)
 # CloudFormation stack name; also names the job queue and the IAM roles (<stack>-job, ...)
