@@ -156,6 +156,29 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
     return near
 
 
+_POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
+
+
+def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
+    """The geometries clipped to the box, polygons that crossed its edge in GEOS's normal form.
+
+    Clipping rebuilds a polygon's rings from where its rings start, and a RAWR
+    tile's copy of a large polygon (cut at the RAWR tile's edge) starts them
+    elsewhere than the database's row: normalized, the parts, rings and first
+    points are the same on both paths, and so are the simplified result and
+    the tile's bytes. Only polygons crossing the edge are normalized: the
+    others come out of clipping as they went in, and a line's direction is
+    its meaning (one-way streets).
+    """
+    bounds = shapely.bounds(geoms)
+    inside = (bounds[:, 0] >= box[0]) & (bounds[:, 1] >= box[1]) & (bounds[:, 2] <= box[2]) & (bounds[:, 3] <= box[3])
+    crossing = ~inside & np.isin(shapely.get_type_id(geoms), _POLYGONAL)
+    geoms = shapely.clip_by_rect(geoms, *box)
+    if crossing.any():
+        geoms[crossing] = shapely.normalize(geoms[crossing])
+    return geoms
+
+
 def _snapped(geoms: np.ndarray) -> np.ndarray:
     """The geometries on the tile's integer grid.
 
@@ -193,8 +216,7 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
             tolerance.append(np.full(len(idx), simplify_tolerance(layer, tile.z)))
     if not picked:
         return []
-    geoms = np.concatenate([features[i].geoms[idx] for i, idx in picked])
-    geoms = shapely.clip_by_rect(geoms, *box)
+    geoms = _clipped(np.concatenate([features[i].geoms[idx] for i, idx in picked]), box)
     geoms = shapely.simplify(geoms, np.concatenate(tolerance), preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)

@@ -87,6 +87,24 @@ def test_rawr_and_postgis_paths_agree_byte_for_byte_on_the_sea(db_url, name, zoo
     assert a == b
 
 
+def test_a_polygon_cut_by_the_tile_edge_gives_the_same_bytes_wherever_its_ring_starts():
+    """A comb of sea whose two teeth cross the tile's edge: clipped, two parts, in an order that followed
+    the ring's start until render normalized them (a RAWR tile's copy, cut at its own edge, starts elsewhere)."""
+    tilezen = schemas.load(schemas.schema_path("tilezen"))
+    x0, y0, x1, _ = render.clip_box(HARBOUR_TILE)
+    comb = [(x1 - 500, y0 + 100), (x1 + 500, y0 + 100), (x1 + 500, y0 + 1000), (x1 - 500, y0 + 1000),
+            (x1 - 500, y0 + 700), (x1 + 300, y0 + 700), (x1 + 300, y0 + 400), (x1 - 500, y0 + 400)]
+    shapes = [shapely.Polygon(comb[k:] + comb[:k]) for k in range(len(comb))]
+    shapes.append(shapely.clip_by_rect(shapes[0], x0, y0, x1 + 400, y0 + 2000))  # as a RAWR tile holds it
+    tiles = set()
+    for geom in shapes:
+        features = render.collect(tilezen, [("water_polygons", [(1, shapely.to_wkb(geom), {})])])
+        data, _ = render.render_tile(tilezen, features, HARBOUR_TILE)
+        assert len(sea_features("tilezen", decode(data))[0]["geometry"]["coordinates"]) == 2
+        tiles.add(data)
+    assert len(tiles) == 1
+
+
 def test_the_world_zoom_adds_the_meta_low_jobs_of_the_whole_world():
     helsinki = make_bbox(24.94, 60.16, 24.95, 60.17)
     alone, world = build_jobs(7, bbox=helsinki), build_jobs(7, bbox=helsinki, world_zoom=5)
