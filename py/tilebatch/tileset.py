@@ -1,10 +1,10 @@
 """What a store holds, seen from outside: its metatiles, their tiles, and the description a map needs.
 
 `serve` and `export` publish the same description (TileJSON's bounds, center,
-zooms and `vector_layers`), worked out once here: all the metatiles give the
-bounds, the tiles of the deepest the center, their zooms the zoom range. Tiles
-come out in PMTiles tile-id order (zoom, then Hilbert curve), which is also a
-good order for any other consumer.
+zooms and `vector_layers`), worked out once here: the deepest metatiles (and
+any lying elsewhere) give the bounds, their tiles the center, the metatiles'
+zooms the zoom range. Tiles come out in PMTiles tile-id order (zoom, then
+Hilbert curve), which is also a good order for any other consumer.
 """
 
 import math
@@ -56,19 +56,23 @@ def _tile_id(tile: Tile) -> int:
 def describe(store, metas: list[Tile]) -> Description:
     """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none.
 
-    The bounds hold every metatile: a build's low zooms may cover more than its
-    data (the whole world's sea and land, `build --world`), and a map asks only
-    for tiles inside them. The center and its zoom are the data's.
+    The bounds are the deepest metatiles' and those of any metatile lying
+    wholly outside them: a map asks only for tiles meeting the bounds, and every
+    ancestor of the data meets the data's box, but the low zooms of a world
+    built besides the data (`build --world`: its sea and land) lie elsewhere.
+    The center and its zoom are the data's.
     """
     if not metas:
         raise BadInput("the store holds no metatiles: build some tiles first (make demo, or tilebatch build)")
     deepest = max(m.z for m in metas)
-    west, south, east, north = _box(metas)
-    deep_west, _, deep_east, _ = _box([m for m in metas if m.z == deepest])
+    deep = [m for m in metas if m.z == deepest]
+    deep_box = _box(deep)
+    elsewhere = [m for m in metas if not _meets(mercantile.bounds(m), deep_box)]
+    west, south, east, north = _box(deep + elsewhere)
     minzoom = min(0 if m.z == 0 else m.z + METATILE_ZOOMS for m in metas)
     maxzoom = deepest + METATILE_ZOOMS
     # The zoom at which the data spans about two tiles: all of it in view.
-    span = max(deep_east - deep_west, 1e-9)
+    span = max(deep_box[2] - deep_box[0], 1e-9)
     zoom = min(max(int(math.log2(720 / span)), minzoom), maxzoom)
     lon, lat = data_center(store, metas)
     return Description((west, south, east, north), (lon, lat, zoom), minzoom, maxzoom)
@@ -108,6 +112,10 @@ def _members_or_none(store, meta: Tile) -> dict[str, bytes]:
         return metatile.read_members(store, meta)
     except BadInput:
         return {}
+
+
+def _meets(b: mercantile.LngLatBbox, box: tuple) -> bool:
+    return b.west < box[2] and b.east > box[0] and b.south < box[3] and b.north > box[1]
 
 
 def _box(metas: list[Tile]) -> tuple[float, float, float, float]:

@@ -108,28 +108,29 @@ def test_tilejson_describes_what_was_built(server):
     assert tj["tilejson"] == "3.0.0"
     assert tj["tiles"] == [f"{server.url}/{{z}}/{{x}}/{{y}}.mvt"]
     assert (tj["minzoom"], tj["maxzoom"]) == (0, 16)
-    world = mercantile.bounds(Tile(0, 0, 0))  # the store's 0/0/0 metatile: the map may ask for any tile
-    assert tj["bounds"] == pytest.approx([world.west, world.south, world.east, world.north])
+    # The deepest metatiles': 0/0/0 and 4/9/4 hold their ancestors, which meet them.
     box = mercantile.bounds(Tile(4663, 2370, 13)), mercantile.bounds(Tile(4663, 2371, 13))
-    lon, lat, zoom = tj["center"]  # where the deepest tiles are
+    assert tj["bounds"] == pytest.approx([box[0].west, box[1].south, box[0].east, box[0].north])
+    lon, lat, zoom = tj["center"]
     assert box[0].west < lon < box[0].east and box[1].south < lat < box[0].north and 0 <= zoom <= 16
     assert {layer["id"] for layer in tj["vector_layers"]} == LAYERS
     assert all(layer["fields"]["kind"] == "String" for layer in tj["vector_layers"])
     assert "OpenStreetMap" in tj["attribution"]
 
 
-def test_bounds_hold_every_metatile_and_the_center_is_the_deepest(tmp_path):
-    """A z4 metatile (the world's sea and land to z7, say) widens the bounds; the view still opens on the data."""
-    low, deep = Tile(9, 4, 4), [Tile(4663, 2370, 13), Tile(4663, 2371, 13)]
+def test_metatiles_lying_elsewhere_widen_the_bounds_and_the_view_opens_on_the_data(tmp_path):
+    """A world's sea and land built to z5 (build --world) besides the data: z2 metatiles that miss the data widen the
+    bounds, so that a map asks for their tiles; one holding the data's ancestors does not; the center stays."""
+    deep = [Tile(4663, 2370, 13), Tile(4663, 2371, 13)]
+    ancestor_, elsewhere = Tile(2, 1, 2), Tile(0, 1, 2)  # 0..90 E, 0..66.5 N: over the data; 180..90 W
     store = open_store(f"file://{tmp_path}/out")
-    desc = tileset.describe(store, [low, *deep])
-    box = mercantile.bounds(low)
-    assert desc.bounds == pytest.approx((box.west, box.south, box.east, box.north))
-    assert (desc.minzoom, desc.maxzoom) == (7, 16)
-    lon, lat, zoom = desc.center
-    assert (lon, lat) == tileset.describe(store, deep).center[:2]
-    north, south = mercantile.bounds(deep[0]), mercantile.bounds(deep[1])
-    assert north.west < lon < north.east and south.south < lat < north.north and zoom >= 13
+    alone = tileset.describe(store, deep)
+    assert tileset.describe(store, [ancestor_, *deep]).bounds == alone.bounds
+    desc = tileset.describe(store, [ancestor_, elsewhere, *deep])
+    far = mercantile.bounds(elsewhere)
+    assert desc.bounds == pytest.approx((far.west, far.south, alone.bounds[2], far.north))
+    assert (desc.minzoom, desc.maxzoom) == (5, 16)
+    assert desc.center[:2] == alone.center[:2] and desc.center[2] >= 13
 
 
 def test_tilezen_is_drawn_with_protomaps_light_from_this_server(server):
