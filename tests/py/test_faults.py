@@ -564,16 +564,20 @@ def test_damaged_run_records_are_passed_over_with_a_warning(built_store, tmp_pat
 
 # --- two builds of one run at once -------------------------------------------------------------
 
-class InterleavedFileStore(FileStore):
-    """The real file store, where another writer adds its tiles to the run just before this one's
-    first tile list is written: the worst moment for a writer that lists, then writes."""
+class _Interleaved:
+    """A real store, where another writer adds its tiles to the run just before this one's first
+    tile list is written: the worst moment for a writer that lists, then writes."""
 
     other: tuple = ()
+
+    def _twin(self):
+        """Another store on the same place: the other writer's."""
+        raise NotImplementedError
 
     def _interleave(self, key: str) -> None:
         if "/tiles-" in key and self.other:
             other, self.other = self.other, ()
-            runs.add_expected(FileStore(self.root), *other)
+            runs.add_expected(self._twin(), *other)
 
     def write(self, key, data):
         self._interleave(key)
@@ -584,21 +588,14 @@ class InterleavedFileStore(FileStore):
         return super().write_new(key, data)
 
 
-class InterleavedS3Store(S3Store):
-    other: tuple = ()
+class InterleavedFileStore(_Interleaved, FileStore):
+    def _twin(self):
+        return FileStore(self.root)
 
-    def _interleave(self, key: str) -> None:
-        if "/tiles-" in key and self.other:
-            other, self.other = self.other, ()
-            runs.add_expected(S3Store(self.bucket, self.prefix), *other)
 
-    def write(self, key, data):
-        self._interleave(key)
-        super().write(key, data)
-
-    def write_new(self, key, data):
-        self._interleave(key)
-        return super().write_new(key, data)
+class InterleavedS3Store(_Interleaved, S3Store):
+    def _twin(self):
+        return S3Store(self.bucket, self.prefix)
 
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
