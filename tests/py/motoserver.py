@@ -32,19 +32,25 @@ def start(env=None) -> tuple[str, subprocess.Popen]:
     return url, proc
 
 
-def ready(url: str, proc: subprocess.Popen | None = None) -> None:
-    """Wait until the server at `url` answers, then have it run Batch jobs without Docker."""
-    deadline = time.time() + 30
+def wait_until_answers(url: str, proc: subprocess.Popen | None = None, seconds: float = 30) -> bool:
+    """Whether the HTTP server at `url` answered within `seconds` (False at once if `proc` ended)."""
+    deadline = time.time() + seconds
     while True:
         try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            break
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
         except OSError:
             if time.time() > deadline or (proc is not None and proc.poll() is not None):
-                if proc is not None:
-                    proc.kill()
-                raise RuntimeError("moto server did not start")
+                return False
             time.sleep(0.2)
+
+
+def ready(url: str, proc: subprocess.Popen | None = None) -> None:
+    """Wait until the server at `url` answers, then have it run Batch jobs without Docker."""
+    if not wait_until_answers(f"{url}/moto-api/", proc):
+        if proc is not None:
+            proc.kill()
+        raise RuntimeError("moto server did not start")
     request = urllib.request.Request(f"{url}/moto-api/config", method="POST",
                                      data=json.dumps({"batch": {"use_docker": False}}).encode(),
                                      headers={"Content-Type": "application/json"})

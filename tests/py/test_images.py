@@ -110,14 +110,7 @@ def registry(engine, tmp_path_factory):
                                      f"    rootdirectory: {root}/data\nhttp:\n  addr: {address}\n")
     with open(root / "log", "w") as log:
         proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")], stdout=log, stderr=log)
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=1).read()
-            break
-        except OSError:
-            assert time.time() < deadline and proc.poll() is None, (root / "log").read_text()
-            time.sleep(0.2)
+    assert motoserver.wait_until_answers(f"http://{address}/v2/", proc), (root / "log").read_text()
     yield address
     proc.terminate()
     proc.wait(timeout=10)
