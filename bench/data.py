@@ -19,7 +19,7 @@ import osmium
 import psycopg2
 
 from tilebatch import load as tilebatch_load
-from tilebatch import source
+from tilebatch import postgis
 from tilebatch.tiles import Bbox, Tile, ancestor, tile_at
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,14 +136,14 @@ def clean_for_tilemaker(pbf: str, out: str) -> None:
 
 def admin_connection(cfg: dict, dbname: str):
     """A read-write autocommit connection to `dbname` on the configured server."""
-    params = source.connection_params(cfg)[0]
+    params = postgis.connection_params(cfg)[0]
     conn = psycopg2.connect(**{**params, "dbname": dbname}, application_name="tilebatch-bench")
     conn.autocommit = True
     return conn
 
 
 def database_url(cfg: dict, dbname: str) -> str:
-    p = source.connection_params(cfg)[0]
+    p = postgis.connection_params(cfg)[0]
     return f"postgresql://{p['user']}@{p['host']}:{p['port']}/{dbname}"
 
 

@@ -15,7 +15,7 @@ import time
 
 import mapbox_vector_tile
 
-from tilebatch import config, load, mvt, rawr, render, source
+from tilebatch import config, load, mvt, postgis, rawr, render
 from tilebatch.schema import load_schema
 from tilebatch.tiles import bbox_tiles, children, format_tile, parse_bbox, tile_at
 
@@ -34,7 +34,7 @@ def cpu_ms(fn, repeat: int) -> float:
     return best * 1000
 
 
-def reference_input(tile_layers: list[mvt.Layer]) -> list[dict]:
+def reference_input(tile_layers: list[mvt.TileLayer]) -> list[dict]:
     """The same layers as mapbox_vector_tile.encode takes them."""
     return [{"name": layer.name, "features": [{"geometry": g, "properties": p, "id": i}
                                               for g, p, i in zip(layer.geoms, layer.props.dicts(),
@@ -74,7 +74,7 @@ def main() -> None:
     cfg = config.load(args.config)
     bbox = parse_bbox(args.bbox) if args.bbox else load.data_extent(cfg)
     schema = load_schema(cfg)
-    src = source.Source(source.connect(cfg), schema)
+    src = postgis.Tables(postgis.connect(cfg), schema)
     group_zoom = cfg["rawr"]["group-zoom"]
     central = [tile_at(*CENTRAL, z) for z in ZOOMS]
     rows = []

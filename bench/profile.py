@@ -23,7 +23,7 @@ from . import data, ours
 # Where a function's own time is counted, by its file and name (first match wins;
 # built-in methods have no file but name their type, e.g. psycopg2's cursor).
 AREAS = (("psycopg2", "database (psycopg2, waiting on PostGIS)"), ("shapely", "geometry (shapely/GEOS)"),
-         ("tilebatch/source", "rows to Python (tilebatch.source)"), ("google._upb", "MVT encoding (protobuf)"),
+         ("tilebatch/postgis", "rows to Python (tilebatch.postgis)"), ("google._upb", "MVT encoding (protobuf)"),
          ("mapbox_vector_tile", "MVT encoding (mapbox-vector-tile)"), ("tilebatch/mvt", "MVT encoding (tilebatch.mvt)"),
          ("msgpack", "RAWR (de)serialising (msgpack)"), ("zipfile", "zip (metatiles, RAWR tiles)"),
          ("zlib", "zip (metatiles, RAWR tiles)"), ("tilebatch/layers", "classifying rows (layers)"),

@@ -18,13 +18,13 @@ import sys
 
 import psycopg2
 
-from tilebatch import config, plan, source
+from tilebatch import config, plan, postgis
 from tilebatch.errors import TilebatchError
 from tilebatch.kinds import NAMES
 from tilebatch.schema import build_max_zoom, load_schema
 from tilebatch.tiles import METATILE_ZOOMS, children
 
-from . import counts, data, enqueue, ours, postgis, report, tilemaker
+from . import counts, data, enqueue, ours, report, tilemaker
 
 
 def log(message: str) -> None:
@@ -36,7 +36,7 @@ def machine(cfg: dict) -> dict:
         mem_kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.machine())
-    conn = source.connect(cfg)
+    conn = postgis.connect(cfg)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT postgis_lib_version()")
@@ -92,7 +92,7 @@ def contenders(cfg: dict, config_path: str | None, ds: data.Dataset, rngs: dict,
 
     def st_asmvt(lo, hi):
         log(f"{ds.size}x: PostGIS ST_AsMVT over the same tiles, z{lo}-{hi}")
-        return postgis.run(ds, cfg, [t for t in built if lo <= t.z <= hi])
+        return st_asmvt.run(ds, cfg, [t for t in built if lo <= t.z <= hi])
 
     def tilemaker_run(profile, lo, hi, t):
         log(f"{ds.size}x: {profile.key} z{lo}-{hi}, {t} thread(s)")

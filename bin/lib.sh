@@ -11,7 +11,7 @@ need_tilebatch() {
   [ -x "$tilebatch" ] || { echo "${0##*/}: $tilebatch is missing; run 'make setup' first" >&2; exit 2; }
 }
 
-# A run id for WHAT (rebuild, update) started without one: the UTC time and WHAT, e.g. 20261124-153000-rebuild.
+# A run id for WHAT (rebuild, update) started without one, in the form rebuild.default_run_id gives.
 default_run_id() {
-  printf '%s-%s\n' "$(date -u +%Y%m%d-%H%M%S)" "$1"
+  "$venv/bin/python" -c 'import sys; from tilebatch.rebuild import default_run_id; print(default_run_id(sys.argv[1]))' "$1"
 }

@@ -9,10 +9,10 @@ import math
 import re
 from typing import NamedTuple
 
-from .schema import Expr, Layer, Rule, Schema
+from .schema import Expr, LayerSpec, Rule, Schema
 
 # The label point of a polygon, "x y" in EPSG:3857, computed by the database
-# from the whole polygon (source.py) and carried as a tag, so that the point is
+# from the whole polygon (postgis.py) and carried as a tag, so that the point is
 # the same on both paths however the polygon was clipped.
 LABEL_KEY = "_label"
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
@@ -113,7 +113,7 @@ def evaluate(expr: Expr, tags: dict, feature: dict | None = None):
     return value
 
 
-def _properties(layer: Layer, rule: Rule, tags: dict, feature: dict) -> tuple[dict, dict | None]:
+def _properties(layer: LayerSpec, rule: Rule, tags: dict, feature: dict) -> tuple[dict, dict | None]:
     props, zooms = {}, None
     if rule.kind is not None:
         kind = evaluate(rule.kind, tags, feature)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import psycopg2
 
-from . import faults, log, source
+from . import faults, log, postgis
 from .errors import BadInput, JobFailed
 from .tiles import Bbox, make_bbox
 
@@ -140,7 +140,7 @@ def read_record(cur) -> Loaded | None:
 def data_extent(cfg: dict) -> Bbox:
     """The box around every row the configured database holds, in WGS84 (not the load record's
     bounds: an update may have added rows beyond them)."""
-    conn = source.connect(cfg)
+    conn = postgis.connect(cfg)
     try:
         with conn.cursor() as cur:
             box = extent(cur)
@@ -168,7 +168,7 @@ def target(cfg: dict, database_url: str | None) -> Target:
         return Target(database_url, {}, shown)
     if isinstance(cfg["postgresql"]["host"], list) and len(cfg["postgresql"]["host"]) > 1:
         raise BadInput("postgresql.host lists several hosts (read replicas): give the primary's --database-url")
-    p = source.connection_params(cfg)[0]
+    p = postgis.connection_params(cfg)[0]
     conninfo = " ".join(f"{k}={v}" for k, v in p.items() if k in ("host", "port", "dbname", "user"))
     return Target(conninfo, {"PGPASSWORD": p["password"]} if p["password"] else {},
                   f"{p['host']}:{p['port']}/{p['dbname']}")

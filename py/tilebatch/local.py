@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, records, runkeys, runs, source, split, tileset
+from . import load, log, oom, postgis, records, runkeys, runs, split, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
@@ -40,9 +40,9 @@ JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before S
 
 def warn_missing_tables(cfg: dict) -> None:
     """One warning for the run, not one a job, when optional tables (sea and land) are missing."""
-    conn = source.connect(cfg)
+    conn = postgis.connect(cfg)
     try:
-        missing = source.missing_optional_tables(conn, load_schema(cfg))
+        missing = postgis.missing_optional_tables(conn, load_schema(cfg))
     finally:
         conn.close()
     if missing:

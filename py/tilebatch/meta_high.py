@@ -6,7 +6,6 @@ RAWR tile whatever the size of the job.
 """
 
 from . import rawr, render, split
-from .errors import BadInput
 from .schema import build_max_zoom, load_schema
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
@@ -15,17 +14,15 @@ from .tiles import METATILE_ZOOMS, Tile, children
 def meta_high_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     group_zoom = cfg["rawr"]["group-zoom"]
     queue_zoom = cfg["batch"]["queue-zoom"]
-    if not queue_zoom <= tile.z <= group_zoom:
-        raise BadInput(f"meta-high jobs cover zooms {queue_zoom}..{group_zoom}, not z{tile.z}")
     schema = load_schema(cfg)
     table_keys = {t.name: t.key for t in schema.tables.values()}
-    source, out = rawr_source(cfg), metatile_store(cfg)
+    rawr_store, out = rawr_source(cfg), metatile_store(cfg)
     last_meta_zoom = build_max_zoom(cfg, schema) - METATILE_ZOOMS
     counts = {"rawr_tiles_read": 0, "metatiles": 0, "tiles": 0, "features": 0}
     for group in children(tile, group_zoom):
         if split.covered("meta-high", group, parts):
             continue
-        members = rawr.read_tile(source, group, queue_zoom)
+        members = rawr.read_tile(rawr_store, group, queue_zoom)
         if members is None:
             continue
         features = render.collect(schema, ((table_keys[name], records)

@@ -8,8 +8,7 @@ of its z7 job (split.py): its one metatile, from rows clipped as the z7 job
 clips them.
 """
 
-from . import render, source
-from .errors import BadInput
+from . import postgis, render
 from .rawr import rawr_box
 from .schema import Schema, build_max_zoom, load_schema, simplify_tolerance
 from .store import metatile_store
@@ -20,7 +19,7 @@ from .tiles import METATILE_ZOOMS, Tile, ancestor, children, metatile_members
 RAWR_RENDER_ZOOM = 13
 
 
-def features_at(src: source.Source, schema: Schema, area: Tile, zoom: int, job_area: Tile | None = None) -> list:
+def features_at(src: postgis.Tables, schema: Schema, area: Tile, zoom: int, job_area: Tile | None = None) -> list:
     """The features of every layer at tile zoom `zoom` over the tile `area`, from the database.
 
     Rows are clipped (and simplified after) to the box of `job_area` when
@@ -49,14 +48,11 @@ def _zooms(meta: Tile) -> set[int]:
 def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     """The metatiles of a z0..z7 tile, or one z8/z9 metatile as a part of its z7 job; none of done `parts`."""
     queue_zoom = cfg["batch"]["queue-zoom"]
-    if tile.z >= queue_zoom + METATILE_ZOOMS:
-        raise BadInput(f"meta-low jobs run at zooms 0..{queue_zoom} (their parts at "
-                       f"{queue_zoom + 1}..{queue_zoom + METATILE_ZOOMS - 1}), not z{tile.z}")
     schema = load_schema(cfg)
     every = job_metatiles(tile, queue_zoom, build_max_zoom(cfg, schema))
     metas = [m for m in every if m not in parts]
     job_area = ancestor(tile, queue_zoom)
-    src = source.Source(source.connect(cfg), schema)
+    src = postgis.Tables(postgis.connect(cfg), schema)
     out = metatile_store(cfg)
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}

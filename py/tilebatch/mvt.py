@@ -82,7 +82,7 @@ class Properties(NamedTuple):
         return [dict(zip(keys[start:end], values[start:end])) for start, end in zip(bounds, bounds[1:])]
 
 
-class Layer(NamedTuple):
+class TileLayer(NamedTuple):
     """One layer of a tile: features as parallel sequences."""
 
     name: str
@@ -122,7 +122,7 @@ def properties(dicts: Iterable[dict], zooms: Iterable[dict | None] | None = None
                       np.array(zoom_of, dtype=np.int64))
 
 
-def encode(layers: Sequence[Layer], extent: int = EXTENT) -> bytes:
+def encode(layers: Sequence[TileLayer], extent: int = EXTENT) -> bytes:
     """The MVT bytes of a tile holding `layers`, in order (a layer with no features too)."""
     names = [layer.name for layer in layers]
     if not all(names) or len(set(names)) != len(names):

@@ -14,7 +14,7 @@ import json
 import math
 from typing import NamedTuple
 
-from . import load, source
+from . import load, postgis
 from .enqueue import build_jobs
 from .errors import BadInput
 from .tiles import MERCATOR_MAX_LAT, Bbox, Tile, ancestor, children, make_bbox, parse_bbox
@@ -140,7 +140,7 @@ def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) ->
     if not (extent.west <= bbox.west and extent.south <= bbox.south
             and bbox.east <= extent.east and bbox.north <= extent.north):
         return assumed_density(tiles, per_tile, "the database's data does not cover the box")
-    conn = source.connect(cfg)
+    conn = postgis.connect(cfg)
     rows, largest_z10 = {}, 0
     try:
         with conn.cursor() as cur:

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import msgpack
 
-from . import faults, source, split, zips
+from . import faults, postgis, split, zips
 from .errors import BadInput
 from .schema import last_zoom, load_schema
 from .store import rawr_sink
@@ -90,7 +90,7 @@ def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterato
     return unpack(data, f"RAWR tile {key} in {store.url}", f": rebuild it with `tilebatch rawr-tile --tile {job}`")
 
 
-def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
+def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
     """Every row of every table touching the z10 tile, by table name; each table's query runs as it is read.
 
     A table no rule shows at the zooms built from RAWR tiles (z13 on: the
@@ -106,7 +106,7 @@ def build_rawr_tile(src: source.Source, tile: Tile) -> dict[str, Iterator]:
 def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     """The RAWR tiles under a queue-zoom tile, or under a z8..z10 part of one; none under done `parts`."""
     sink = rawr_sink(cfg)
-    src = source.Source(source.connect(cfg, "rawr"), load_schema(cfg))
+    src = postgis.Tables(postgis.connect(cfg, "rawr"), load_schema(cfg))
     rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):

@@ -19,9 +19,12 @@ from .store import metatile_store
 from .tiles import parse_bbox
 
 
-def default_run_id() -> str:
-    """A datestamp and `rebuild`, e.g. 20261124-153000-rebuild."""
-    return time.strftime("%Y%m%d-%H%M%S-rebuild", time.gmtime())
+def default_run_id(what: str = "rebuild") -> str:
+    """The run id of work started without one: the UTC time and what it is, e.g. 20261124-153000-rebuild.
+
+    The one home of that form; bin/update and bin/bbox_rebuild.sh ask for it here.
+    """
+    return time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + what
 
 
 def say(line: str) -> None:

@@ -196,7 +196,7 @@ def _snapped(geoms: np.ndarray) -> np.ndarray:
 
 
 def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
-                near: list[np.ndarray | None] | None = None) -> list[mvt.Layer]:
+                near: list[np.ndarray | None] | None = None) -> list[mvt.TileLayer]:
     """The layers of one tile, ready to encode: geometry clipped, simplified, in tile units.
 
     `near` is the tile's `candidates` when they are already known. Only layers
@@ -227,7 +227,7 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
         kept = keep[offset:offset + n]
         if kept.any():
             idx = idx[kept]
-            layer = mvt.Layer(schema.layers[i].name, geoms[offset:offset + n][kept],
+            layer = mvt.TileLayer(schema.layers[i].name, geoms[offset:offset + n][kept],
                               feats.props.take(idx, tile.z), feats.ids[idx])
             out.append(merge_lines(layer) if tile.z < schema.layers[i].merge_below else layer)
         offset += n
@@ -237,7 +237,7 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
 _LINES = (shapely.GeometryType.LINESTRING, shapely.GeometryType.MULTILINESTRING)
 
 
-def merge_lines(layer: mvt.Layer) -> mvt.Layer:
+def merge_lines(layer: mvt.TileLayer) -> mvt.TileLayer:
     """The layer with its lines of equal properties merged: one feature each, where its first one was.
 
     At low zooms a road is dozens of ways with the same properties; one
@@ -260,7 +260,7 @@ def merge_lines(layer: mvt.Layer) -> mvt.Layer:
     for k, group in enumerate(members.values()):
         if len(group) > 1:
             geoms[k] = shapely.line_merge(shapely.multilinestrings(shapely.get_parts(layer.geoms[group])))
-    return mvt.Layer(layer.name, geoms, props.take(firsts), None if layer.ids is None else layer.ids[firsts])
+    return mvt.TileLayer(layer.name, geoms, props.take(firsts), None if layer.ids is None else layer.ids[firsts])
 
 
 def render_tile(schema: Schema, features: list[LayerFeatures | None], tile: Tile,

@@ -90,7 +90,7 @@ class Rule(NamedTuple):
     more: bool          # the rules after it are tried too (it adds a feature, it does not decide)
 
 
-class Layer(NamedTuple):
+class LayerSpec(NamedTuple):
     name: str
     simplify_px: float
     min_area_px: float
@@ -107,12 +107,12 @@ class Schema(NamedTuple):
     path: str
     max_zoom: int
     tables: dict        # key -> Table
-    layers: tuple       # Layer, in drawing order
+    layers: tuple       # LayerSpec, in drawing order
     # For each table, the layers that draw from it, their rules for it, and the
     # tags one of those rules needs first (None: a rule needs none): what
     # classify runs for every row, so a row skips a layer none of whose rules
     # could hold without looking at them one by one.
-    by_table: dict      # key -> ((layer index, Layer, rules, first keys or None), ...)
+    by_table: dict      # key -> ((layer index, LayerSpec, rules, first keys or None), ...)
     label_tables: frozenset  # tables some rule takes label points from
 
 
@@ -252,7 +252,7 @@ def _schema(path: str, data: bytes, doc) -> Schema:
     return Schema(name, digest, path, max_zoom, tables, layers, by_table, label_tables)
 
 
-def _table_rules(i: int, layer: Layer, table: str) -> tuple:
+def _table_rules(i: int, layer: LayerSpec, table: str) -> tuple:
     rules = tuple(r for r in layer.rules if r.table == table)
     first = None if any(not r.where or r.where[0][1][0] in ("absent", "not") for r in rules) \
         else frozenset(r.where[0][0] for r in rules)
@@ -274,7 +274,7 @@ def _table(at: _At, key, spec) -> Table:
                  bool(spec.get("tags", True)), bool(spec.get("optional", False)))
 
 
-def _layer(at: _At, name, spec, tables, max_zoom) -> Layer:
+def _layer(at: _At, name, spec, tables, max_zoom) -> LayerSpec:
     at.expect(isinstance(spec, dict) and isinstance(spec.get("rules"), list) and bool(spec["rules"]),
               "needs a list of rules")
     _known(at, spec, ("simplify_px", "min_area_px", "merge_below", "geometry", "sort", "unless", "properties",
@@ -297,7 +297,7 @@ def _layer(at: _At, name, spec, tables, max_zoom) -> Layer:
     prop_names = {n for n, _ in props} | {n for r in rules for n, _ in r.props} | {"kind"}
     for key, _ in sort:
         at.inside(spec, "sort").expect(key in prop_names, f"sorts by {key!r}, which no rule or property sets")
-    return Layer(str(name), float(spec.get("simplify_px", 0)), float(spec.get("min_area_px", 0)),
+    return LayerSpec(str(name), float(spec.get("simplify_px", 0)), float(spec.get("min_area_px", 0)),
                  spec.get("merge_below", 0), tuple(sort), unless, props, rules)
 
 
@@ -459,12 +459,12 @@ def tile_size_m(zoom: int) -> float:
     return EARTH_CIRCUMFERENCE / (1 << zoom)
 
 
-def simplify_tolerance(layer: Layer, zoom: int) -> float:
+def simplify_tolerance(layer: LayerSpec, zoom: int) -> float:
     """The layer's simplification tolerance at `zoom`, in metres."""
     return layer.simplify_px * tile_size_m(zoom) / 256
 
 
-def min_area(layer: Layer, zoom: int) -> float:
+def min_area(layer: LayerSpec, zoom: int) -> float:
     """The smallest polygon area the layer keeps at `zoom`, in square metres."""
     return layer.min_area_px * (tile_size_m(zoom) / 256) ** 2
 
@@ -500,7 +500,7 @@ def _field_type(expr: Expr) -> str:
     return "Number" if numeric else "String"
 
 
-def layer_fields(layer: Layer) -> dict:
+def layer_fields(layer: LayerSpec) -> dict:
     """TileJSON's fields of a layer: each property it may write, String, Number or Boolean."""
     fields = {"kind": "String"} if any(r.kind is not None for r in layer.rules) else {}
     for name, expr in layer.props + tuple(p for r in layer.rules for p in r.props):

@@ -88,7 +88,7 @@ def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str
     """A WHERE clause keeping every row of `table` some layer shows at `zoom`.
 
     `tag_sql(key)` is the SQL of a tag's value (and of `way_area`): by default
-    from the hstore `tags`; source.py reads osm2pgsql's own columns where it
+    from the hstore `tags`; postgis.py reads osm2pgsql's own columns where it
     has them, so the filter needs no merged tags for the rows it drops.
     None when no rule of any layer can show a row of this table at this zoom.
     """

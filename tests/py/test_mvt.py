@@ -14,7 +14,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilebatch import config, metatile, mvt, rawr, render, source
+from tilebatch import config, metatile, mvt, postgis, rawr, render
 from tilebatch import schema as schemas
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
@@ -23,7 +23,7 @@ from tilebatch.tiles import Tile, ancestor, metatile_members
 REFERENCE_OPTIONS = {"extents": mvt.EXTENT, "y_coord_down": True, "check_winding_order": False}
 
 
-def reference(tile_layers: list[mvt.Layer]) -> bytes:
+def reference(tile_layers: list[mvt.TileLayer]) -> bytes:
     """The same layers through mapbox_vector_tile.encode."""
     return mapbox_vector_tile.encode([
         {"name": layer.name, "features": [
@@ -33,16 +33,16 @@ def reference(tile_layers: list[mvt.Layer]) -> bytes:
         for layer in tile_layers], default_options=REFERENCE_OPTIONS)
 
 
-def assert_same(tile_layers: list[mvt.Layer]) -> bytes:
+def assert_same(tile_layers: list[mvt.TileLayer]) -> bytes:
     ours = mvt.encode(tile_layers)
     assert ours == reference(tile_layers)  # so it decodes to the same too
     return ours
 
 
-def layer(name: str, wkts: list[str], props: list[dict] | None = None, ids: list[int] | None = None) -> mvt.Layer:
+def layer(name: str, wkts: list[str], props: list[dict] | None = None, ids: list[int] | None = None) -> mvt.TileLayer:
     geoms = shapely.from_wkt(wkts)
     props = props if props is not None else [{"kind": "x"}] * len(wkts)
-    return mvt.Layer(name, geoms, mvt.properties(props), None if ids is None else np.array(ids, dtype=np.uint64))
+    return mvt.TileLayer(name, geoms, mvt.properties(props), None if ids is None else np.array(ids, dtype=np.uint64))
 
 
 # --- every tile of a real build ---------------------------------------------
@@ -54,7 +54,7 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
     cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path('tilezen'))
     keys = {t.name: t.key for t in schema.tables.values()}
-    src = source.Source(source.connect(cfg), schema)
+    src = postgis.Tables(postgis.connect(cfg), schema)
     group_zoom, queue_zoom = cfg["rawr"]["group-zoom"], cfg["batch"]["queue-zoom"]
     from_db = {}  # (area, zoom) -> features: the database is read once per zoom of a meta-low job
     checked = features = 0
@@ -142,8 +142,8 @@ def test_values_are_numbered_per_tile_and_layer():
     """Properties interned once serve many tiles; each tile numbers (and types) its values itself."""
     props = mvt.properties([{"kind": "a", "v": 1.0, "z": 0.0}, {"kind": "b", "v": 1, "z": -0.0}, {"kind": "c", "w": 2}])
     geoms = shapely.points([[1, 1], [2, 2], [3, 3]])
-    a = mvt.Layer("a", geoms[1:], props.take(np.array([1, 2])), None)
-    b = mvt.Layer("b", geoms[::-1], props.take(np.array([2, 1, 0])), None)
+    a = mvt.TileLayer("a", geoms[1:], props.take(np.array([1, 2])), None)
+    b = mvt.TileLayer("b", geoms[::-1], props.take(np.array([2, 1, 0])), None)
     data = assert_same([a, b])
     decoded = mapbox_vector_tile.decode(data)["a"]["features"][0]["properties"]
     assert decoded == {"kind": "b", "v": 1, "z": 0.0} and math.copysign(1, decoded["z"]) == -1
@@ -179,6 +179,6 @@ feature = st.tuples(geometry, st.dictionaries(st.sampled_from(["a", "b", "c"]), 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(feature, max_size=12), min_size=1, max_size=3))
 def test_generated_layers(layers_features):
-    assert_same([mvt.Layer(f"layer{i}", np.array([g for g, _ in features], dtype=object),
+    assert_same([mvt.TileLayer(f"layer{i}", np.array([g for g, _ in features], dtype=object),
                            mvt.properties([p for _, p in features]), np.arange(len(features), dtype=np.uint64))
                  for i, features in enumerate(layers_features)])

@@ -6,7 +6,7 @@ import os
 import pytest
 
 import tilebatch
-from tilebatch import classify, config, metatile, rawr, render, source
+from tilebatch import classify, config, metatile, postgis, rawr, render
 from tilebatch import schema as schemas
 from tilebatch.kinds import KINDS, NAMES
 from tilebatch.meta_low import features_at
@@ -35,7 +35,7 @@ def test_central_z15_tile_matches_a_direct_count(built_store, db_url):
 def both_paths(name: str, tile) -> tuple[bytes, bytes]:
     """The tile as the named schema builds it from its RAWR tile (meta-high) and from PostGIS (meta-low)."""
     schema = schemas.load(schemas.schema_path(name))
-    src = source.Source(source.connect(config.load("config.yaml")), schema)
+    src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
     try:
         rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)))[0])
         keys = {t.name: t.key for t in schema.tables.values()}
@@ -184,7 +184,7 @@ def test_tile_command_prints_geojson(built_store):
 
 def test_rawr_tile_format(db_url):
     cfg = config.load("config.yaml")
-    src = source.Source(source.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
+    src = postgis.Tables(postgis.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
     tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
     unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables)[0])}
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
@@ -200,14 +200,14 @@ def test_rawr_tile_format(db_url):
 def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
     cfg = config.load("config.yaml", environ={**os.environ, "TILEQUEUE__postgresql__host": "[127.0.0.2, 127.0.0.1]"})
     for _ in range(40):  # the order is shuffled: both orders come up (all but surely)
-        conn = source.connect(cfg)
+        conn = postgis.connect(cfg)
         assert conn.info.host == "127.0.0.1"
         conn.close()
     assert "database unreachable, trying the next" in capfd.readouterr().err
-    assert {p["host"] for p in source.connection_params(cfg)} == {"127.0.0.1", "127.0.0.2"}
+    assert {p["host"] for p in postgis.connection_params(cfg)} == {"127.0.0.1", "127.0.0.2"}
     rawr_cfg = config.load("config.yaml", environ={"TILEQUEUE__rawr__postgresql__host": "replica",
                                                    "TILEQUEUE__rawr__postgresql__dbname": "rawrdb"})
-    assert [(p["host"], p["dbname"], p["port"]) for p in source.connection_params(rawr_cfg, "rawr")] == \
+    assert [(p["host"], p["dbname"], p["port"]) for p in postgis.connection_params(rawr_cfg, "rawr")] == \
         [("replica", "rawrdb", rawr_cfg["postgresql"]["port"])]
 
 
@@ -226,7 +226,7 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
     group = ancestor(tile_at(*CENTRAL, 15), 10)
     packed = []
     for parallel in (False, True):
-        src = source.Source(source.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
+        src = postgis.Tables(postgis.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
         with src.conn.cursor() as cur:
             if parallel:
                 cur.execute("SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; "

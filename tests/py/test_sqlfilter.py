@@ -2,7 +2,7 @@
 
 import pytest
 
-from tilebatch import classify, config, source
+from tilebatch import classify, config, postgis
 from tilebatch import schema as schemas
 from tilebatch.rawr import rawr_box
 from tilebatch.tiles import tile_at
@@ -20,7 +20,7 @@ def shown(schema, table: str, tags: dict, zoom: int) -> bool:
 def test_sql_filter_keeps_every_row_python_shows(db_url, name):
     cfg = config.load("config.yaml")  # make test's database
     schema = schemas.load(schemas.schema_path(name))
-    src = source.Source(source.connect(cfg), schema)
+    src = postgis.Tables(postgis.connect(cfg), schema)
     box = rawr_box(tile_at(*CENTRAL, 7))
     try:
         checked = 0

@@ -11,8 +11,8 @@ backend's (from /proc) plus this process's.
 
 import time
 
-from tilebatch import source, sqlfilter
-from tilebatch.schema import Expr, Layer, Schema, load_schema
+from tilebatch import postgis, sqlfilter
+from tilebatch.schema import Expr, LayerSpec, Schema, load_schema
 
 from . import counts, measure
 from .data import Dataset
@@ -42,7 +42,7 @@ def _value_sql(expr: Expr | None) -> str:
 _GEOMETRY = {"boundary": "ST_Boundary(g)", "label": "ST_PointOnSurface(g)", None: "g"}
 
 
-def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> str | None:
+def _layer_rows_sql(schema: Schema, layer: LayerSpec, table_key: str, zoom: int) -> str | None:
     """The rows of one table in one layer at `zoom`, as (id, kind, properties..., geom)."""
     alone = lambda rules: schema._replace(layers=(layer._replace(rules=rules),))  # noqa: E731
     where = sqlfilter.sql_filter(alone(layer.rules), table_key, zoom)
@@ -61,12 +61,12 @@ def _layer_rows_sql(schema: Schema, layer: Layer, table_key: str, zoom: int) -> 
             f" true) AS geom FROM rows_{table_key} WHERE {where}")
 
 
-def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
+def tile_sql(schema: Schema, src: postgis.Tables, zoom: int) -> str:
     """One query returning the MVT bytes of a tile at `zoom` (parameters z, x, y).
 
     Each table's rows in the tile (and its buffer) that some layer shows at
     `zoom` are read once, filtered on osm2pgsql's tag columns as tilebatch
-    filters them (sqlfilter.sql_filter with the Source's tag SQL), their tags
+    filters them (sqlfilter.sql_filter with the Tables' tag SQL), their tags
     merged once for the rows kept, then shared by every layer (MATERIALIZED),
     as a careful hand-written tile query would.
     """
@@ -94,8 +94,8 @@ def tile_sql(schema: Schema, src: source.Source, zoom: int) -> str:
 def run(ds: Dataset, cfg: dict, tiles: list) -> dict:
     """Seconds, CPU seconds, tiles, features and MVT bytes of rendering `tiles` with ST_AsMVT."""
     schema = load_schema(cfg)
-    conn = source.connect({**cfg, "postgresql": {**cfg["postgresql"], "dbnames": [ds.dbname]}})
-    src = source.Source(conn, schema)
+    conn = postgis.connect({**cfg, "postgresql": {**cfg["postgresql"], "dbnames": [ds.dbname]}})
+    src = postgis.Tables(conn, schema)
     out = []
     try:
         with conn.cursor() as cur:

@@ -81,7 +81,7 @@ def missing_optional_tables(conn, schema: Schema) -> list[str]:
         raise faults.db_error("database: looking for the optional tables", e) from None
 
 
-class Source:
+class Tables:
     """The schema's tables in one database: which exist, and their rows by box."""
 
     def __init__(self, conn, schema: Schema):
