@@ -21,12 +21,12 @@ def _test(key: str, op: str, values, tag_sql) -> str:
     tag = tag_sql(key)
     listed = ", ".join(quote(v) for v in sorted(values or ()))
     if op == "any":
-        return f"{tag} <> 'no'"
+        return f"({tag} <> 'no') IS TRUE"
     if op == "absent":
         return f"{tag} IS NULL"
     if op == "not":
         return f"({tag} IS NULL OR {tag} NOT IN ({listed}))"
-    return f"{tag} IN ({listed})"
+    return f"({tag} IN ({listed})) IS TRUE"
 
 
 def condition_sql(condition: tuple, tag_sql) -> str:
