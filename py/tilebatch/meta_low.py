@@ -3,7 +3,9 @@
 A job at z0..z6 renders its own metatile; a job at the queue zoom (7) also its
 z8 and z9 children, 21 metatiles. Rows are fetched once per tile zoom for the
 whole job, filtered and simplified in the database for that zoom, so a z0 job
-over a planet pulls only what a z0..z3 map shows. A job at z8 or z9 is a part
+over a planet pulls only what a z0..z3 map shows. They come and are classified
+a batch at a time (postgis.Tables.rows, render.collect): a dense z7 tile holds
+one zoom's features in memory, never all its rows. A job at z8 or z9 is a part
 of its z7 job (split.py): its one metatile, from rows clipped as the z7 job
 clips them.
 """
@@ -45,6 +47,18 @@ def _zooms(meta: Tile) -> set[int]:
     return {t.z for t, _ in metatile_members(meta)}
 
 
+def _render(src: postgis.Tables, schema: Schema, area: Tile, zoom: int, job_area: Tile, members: dict) -> int:
+    """Render the tiles at `zoom` of the metatiles in `members` (metatile -> its tiles, added to) from the rows
+    of `area`; their feature count. The features go when it returns, before the next zoom's are read."""
+    features = features_at(src, schema, area, zoom, job_area)
+    count = 0
+    for meta, tiles in members.items():
+        rendered, n = render.render_metatile(schema, features, meta, zoom)
+        tiles.update(rendered)
+        count += n
+    return count
+
+
 def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     """The metatiles of a z0..z7 tile, or one z8/z9 metatile as a part of its z7 job; none of done `parts`."""
     queue_zoom = cfg["batch"]["queue-zoom"]
@@ -64,13 +78,8 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
             # (mostly where there is no data: a cheap look first).
             whole = len(at_zoom) == sum(zoom in _zooms(m) for m in every)
             for area, group in [(tile, at_zoom)] if whole else [(m, [m]) for m in at_zoom]:
-                if not whole and not src.has_rows(rawr_box(area)):
-                    continue
-                features = features_at(src, schema, area, zoom, job_area)
-                for meta in group:
-                    tiles, n = render.render_metatile(schema, features, meta, zoom)
-                    members[meta].update(tiles)
-                    counts["features"] += n
+                if whole or src.has_rows(rawr_box(area)):
+                    counts["features"] += _render(src, schema, area, zoom, job_area, {m: members[m] for m in group})
     finally:
         src.conn.close()
     for meta in metas:

@@ -19,6 +19,8 @@ from .schema import Schema, Table
 NOT_TAGS = ("osm_id", "way", "tags", "z_order", "way_area")
 # ... of which these are handed on as tags: rules may read and sort by them.
 PSEUDO_TAGS = ("way_area", "z_order")
+# Rows a round trip to the database brings.
+FETCH_ROWS = 2000
 
 
 def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
@@ -53,8 +55,13 @@ def connect(cfg: dict, section: str = "postgresql"):
             # JIT off: a low-zoom query over a large box is priced high enough for
             # PostgreSQL to compile its zoom filter with LLVM, which costs more CPU
             # (~0.6 s a process a query) than the scan it speeds up (~0.1 s).
-            conn = psycopg2.connect(**params, application_name="tilebatch", options="-c jit=off")
-            conn.set_session(readonly=True, autocommit=True)
+            # cursor_tuple_fraction 1: rows are read through a cursor (`rows`) and
+            # all of them, so it is planned as the plain query.
+            conn = psycopg2.connect(**params, application_name="tilebatch",
+                                    options="-c jit=off -c cursor_tuple_fraction=1")
+            # One read-only transaction a connection: the server-side cursors of
+            # `rows` live in one, and a job reads one snapshot of the data.
+            conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
             return conn
         except psycopg2.Error as e:
             problems.append(faults.db_error(where, e))
@@ -190,7 +197,10 @@ class Tables:
         params = {**dict(zip(("minx", "miny", "maxx", "maxy"), box)),
                   **dict(zip(("clip_minx", "clip_miny", "clip_maxx", "clip_maxy"), clip or box))}
         try:
-            with self.conn.cursor() as cur:
+            # A server-side cursor, read FETCH_ROWS rows at a time: a dense
+            # tile's rows never sit in this process all at once.
+            with self.conn.cursor(name=f"rows_{table_key}") as cur:
+                cur.itersize = FETCH_ROWS
                 cur.execute(sql, params)
                 for row_id, wkb, flat in cur:
                     if wkb is None:

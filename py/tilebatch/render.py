@@ -7,6 +7,7 @@ and snaps them to the grid in a handful of vectorised shapely calls for all its
 features at once, before `mvt` encodes them all in one go (MVT 2.1, extent 4096).
 """
 
+import itertools
 from typing import Iterable, NamedTuple
 
 import numpy as np
@@ -17,6 +18,7 @@ from .schema import Schema, min_area, simplify_tolerance
 from .tiles import Tile, metatile_members, tile_bounds_3857
 
 EXTENT = mvt.EXTENT
+ROWS_AT_ONCE = 2000  # rows classified at a time (collect)
 BUFFER = 64  # tile units kept around each tile, so lines and labels meet across tile edges
 _DRAWABLE = [shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON,
              shapely.GeometryType.MULTIPOINT, shapely.GeometryType.MULTILINESTRING, shapely.GeometryType.MULTIPOLYGON]
@@ -64,34 +66,43 @@ def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> li
     table in schema order, then in the order of their rows (ids ascending):
     the same on both paths, whichever order they read the tables in.
     """
-    table_order = {key: n for n, key in enumerate(schema.tables)}
     pending = [_Pending([], [], [], [], [], [], [], []) for _ in schema.layers]
     for table, rows in rows_by_table:
-        wkbs, hits, tags_of = [], [], []
-        for row_id, wkb, tags in rows:
-            matches = classify.classify(schema, table, tags, row_id)
-            if matches:
-                hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
-                wkbs.append(wkb)
-                tags_of.append(tags)
-        if not wkbs:
-            continue
-        geoms = shapely.from_wkb(wkbs)
-        shaped = {None: geoms}
-        for mode in {m.geometry for *_, matches in hits for m in matches} - {None}:
-            shaped[mode] = shapely.boundary(geoms) if mode == "boundary" else _label_points(tags_of, geoms)
-        for i, row_id, area, matches in hits:
-            for m in matches:
-                p = pending[m.layer]
-                p.geoms.append(shaped[m.geometry][i])
-                p.min_zoom.append(m.min_zoom)
-                p.max_zoom.append(m.max_zoom)
-                p.area.append(area)
-                p.props.append(m.props)
-                p.zooms.append(m.zooms)
-                p.ids.append(abs(row_id))
-                p.table.append(table_order[table])
+        rows = iter(rows)
+        # A batch of rows at a time: a row's tags and WKB are let go once its
+        # features are made, so a dense tile's rows are never all held at once.
+        while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
+            _add_rows(schema, table, batch, pending)
     return [_layer_features(layer, p) if p.geoms else None for layer, p in zip(schema.layers, pending)]
+
+
+def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending]) -> None:
+    """Classify rows of one table and add their features to each layer's `pending`, in row order."""
+    wkbs, hits, tags_of = [], [], []
+    for row_id, wkb, tags in rows:
+        matches = classify.classify(schema, table, tags, row_id)
+        if matches:
+            hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
+            wkbs.append(wkb)
+            tags_of.append(tags)
+    if not wkbs:
+        return
+    geoms = shapely.from_wkb(wkbs)
+    shaped = {None: geoms}
+    for mode in {m.geometry for *_, matches in hits for m in matches} - {None}:
+        shaped[mode] = shapely.boundary(geoms) if mode == "boundary" else _label_points(tags_of, geoms)
+    table_place = list(schema.tables).index(table)
+    for i, row_id, area, matches in hits:
+        for m in matches:
+            p = pending[m.layer]
+            p.geoms.append(shaped[m.geometry][i])
+            p.min_zoom.append(m.min_zoom)
+            p.max_zoom.append(m.max_zoom)
+            p.area.append(area)
+            p.props.append(m.props)
+            p.zooms.append(m.zooms)
+            p.ids.append(abs(row_id))
+            p.table.append(table_place)
 
 
 def _sort_key(props: list[dict], key: str, descending: bool) -> list[np.ndarray]:
