@@ -110,8 +110,9 @@ class Tables:
                     raise BadInput(f"table {table.name} is missing from the database "
                                    f"(load it with osm2pgsql --slim --hstore)")
                 self.tables[table.key] = table
-                cur.execute("SELECT column_name, data_type FROM information_schema.columns "
-                            "WHERE table_name = %s AND table_schema = current_schema()", (table.name,))
+                # From the catalog: information_schema's view costs the server ~10 ms a table a job.
+                cur.execute("SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+                            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (table.name,))
                 self._columns[table.key] = dict(cur.fetchall())
 
     def _tag_sql(self, table_key: str):
