@@ -146,7 +146,8 @@ update: db-start ## apply an OSM change file and rebuild what it touched: CHANGE
 bench: demo-data ## benchmarks against tilemaker (TILEMAKER=…) and PostGIS at BENCH_SIZES; writes BENCH_RESULTS (docs/BENCHMARKS.md)
 	@bin/setup --bench
 	@$(BIN)/python -m bench.run --config '$(CONFIG)' --schema '$(BENCH_SCHEMA)' --sizes '$(BENCH_SIZES)' \
-	  --rounds '$(BENCH_ROUNDS)' --threads '$(BENCH_THREADS)' --tilemaker '$(TILEMAKER)' \
+	  --rounds '$(BENCH_ROUNDS)' --rounds-up-to '$(BENCH_ROUNDS_UP_TO)' --growth-rounds '$(BENCH_GROWTH_ROUNDS)' \
+	  --growth-peers '$(BENCH_GROWTH_PEERS)' --threads '$(BENCH_THREADS)' --tilemaker '$(TILEMAKER)' \
 	  --tilemaker-profile '$(TILEMAKER_PROFILE)' --enqueue-sample '$(BENCH_ENQUEUE_SAMPLE)' --results '$(BENCH_RESULTS)' \
 	  --job-memory 'rawr=$(RAWR_MEMORY),meta-high=$(META_HIGH_MEMORY),meta-low=$(META_LOW_MEMORY)'
 

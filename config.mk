@@ -163,9 +163,17 @@ ENQUEUE        ?=
 # Benchmarks (make bench; bench/run.py) and the estimate (make plan; tilebatch plan)
 # copies of the Helsinki extract side by side, one benchmark database each
 # (256 copies hold about the features of a dense metropolitan z7 tile)
-BENCH_SIZES    ?= 1,4,16,64,256
-# rounds of every contender, interleaved; each figure is the median
+BENCH_SIZES    ?= 1,16,256
+# rounds of every contender, interleaved, at the sizes up to BENCH_ROUNDS_UP_TO
+# (the like-for-like targets are read at 16x); each figure is the median
 BENCH_ROUNDS   ?= 3
+BENCH_ROUNDS_UP_TO ?= 16
+# the sizes above it show how the jobs grow (the growth and memory targets):
+# BENCH_GROWTH_ROUNDS rounds of tilebatch's jobs and of BENCH_GROWTH_PEERS
+# (some of build,postgis,tilemaker3,tilemaker; empty: none), no target reading
+# the peers there; every peer at 256x adds about an hour (docs/BENCHMARKS.md)
+BENCH_GROWTH_ROUNDS ?= 1
+BENCH_GROWTH_PEERS ?=
 # the tile schema tilebatch builds there (schema.name); empty: the config's own
 BENCH_SCHEMA   ?= shortbread
 # tilemaker thread counts to compare against

@@ -1,15 +1,22 @@
 """The benchmark's results as text: tables, ratios against each peer, growth with the data, and the targets.
 
+    .venv/bin/python -m bench.report [bench/results.json]
+
 Pure functions of the results dict that bench/run.py writes to bench/results.json,
-so a saved results file prints the same report again (python -m bench.report FILE).
-Every figure is the median of the interleaved rounds; "CPU s" shows the
-lowest and highest round beside it.
+so a saved results file prints the same report again. Every figure is the
+median of its size's interleaved rounds; "CPU s" shows the lowest and highest
+round beside it.
 """
 
 import json
 import sys
+from typing import NamedTuple
 
 from tilebatch.kinds import NAMES
+
+# The layout of the results file; bench/run.py writes it, this reads only it.
+# Bump it when a figure the report reads moves or changes meaning.
+FORMAT = 2
 
 RANGE_OF_KIND = {"meta-high": "high", "meta-low": "low"}
 PEERS = ("tilemaker3", "tilemaker")  # tilemaker3: the like-for-like one, when the run had it
@@ -22,6 +29,12 @@ META_HIGH_OVER_TILEMAKER = 1.2       # meta-high tiles per CPU-s, at least this 
 END_TO_END_OVER_TILEMAKER = 1.5      # rawr + meta-high + meta-low CPU, at most this times tilemaker 3's
 META_LOW_OVER_POSTGIS = 2.0          # meta-low CPU, at most this times ST_AsMVT's on the same tiles
 BUILD_JOBS2_OVER_JOBS1 = 0.6         # tilebatch build wall time, --jobs 2 over --jobs 1
+BUILD_JOBS2_OVER_TILEMAKER = 1.0     # tilebatch build --jobs 2 wall time over tilemaker 3's with 2 threads
+ENQUEUE_BATCH_CALLS = 20             # Batch API calls of a planet enqueue, fewer than this
+
+
+class BadResults(Exception):
+    """A results file this report cannot read (one line, naming what is wrong)."""
 
 
 def per(a: float, b: float) -> float:
@@ -31,7 +44,8 @@ def per(a: float, b: float) -> float:
 def _table(header: list[str], rows: list[list]) -> list[str]:
     cells = [header] + [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    return ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in cells]
 
 
 def _fmt(value) -> str:
@@ -47,10 +61,15 @@ def _spread(s: dict) -> str:
     return f"{_fmt(min(rounds))}-{_fmt(max(rounds))}" if rounds else "-"
 
 
+def _bytes(s: dict) -> int:
+    """MVT bytes, or for rawr its RAWR zips' bytes."""
+    return s.get("bytes", s.get("rawr_bytes", 0))
+
+
 def _row(name: str, s: dict) -> list:
     return [name, s["seconds"], s["cpu_seconds"], _spread(s), s.get("peak_memory_mb", float("nan")), s["tiles"],
-            s["features"], s.get("bytes", s.get("rawr_bytes", 0)) / 1024, per(s["tiles"], s["cpu_seconds"]),
-            per(s["features"], s["cpu_seconds"]), per(s.get("bytes", s.get("rawr_bytes", 0)) / 1024, s["cpu_seconds"])]
+            s["features"], _bytes(s) / 1024, per(s["tiles"], s["cpu_seconds"]),
+            per(s["features"], s["cpu_seconds"]), per(_bytes(s) / 1024, s["cpu_seconds"])]
 
 
 HEADER = ["", "wall s", "CPU s", "CPU min-max", "peak MiB", "tiles", "features", "KiB", "tiles/CPU-s", "features/CPU-s",
@@ -96,7 +115,9 @@ def size_section(results: dict, size: str) -> list[str]:
     rows += _peer_rows(results, r, "all")
     for jobs, b in sorted(r.get("build", {}).items()):
         rows.append(_row(f"tilebatch build --jobs {jobs}", b))
-    lines = [f"== {size}x: {r['rows']:,} rows in gis_bench{size}, z7 tile {r['tile']} =="]
+    rounds = r["rounds"]
+    lines = [f"== {size}x: {r['rows']:,} rows in gis_bench{size}, z7 tile {r['tile']}, "
+             f"{rounds} round{'s' * (rounds > 1)} =="]
     lines += _table(HEADER, rows)
     lines.append("  (rawr: RAWR tiles, rows and RAWR zip bytes; the others: MVT tiles, features and uncompressed "
                  "MVT bytes. tilebatch: whole job processes, interpreter start included, and the database's CPU "
@@ -121,28 +142,33 @@ def ratios(results: dict) -> list[str]:
             pg = r.get("postgis", {}).get(rng)
             row.append(per(per(mine["tiles"], mine["cpu_seconds"]), per(pg["tiles"], pg["cpu_seconds"]))
                        if pg else float("nan"))
-            rows.append(row)
+            if any(v == v for v in row[1:]):  # a size without peers (a growth size) has no row
+                rows.append(row)
     header = [""] + [f"vs {results['peers'][k]}, 1 thread" for k in peers] + ["vs PostGIS ST_AsMVT"]
     return ["== tilebatch over its peers: tiles per CPU-second, ratio (above 1: tilebatch does more a CPU-second) =="] + \
         _table(header, rows)
 
 
 def growth(results: dict) -> list[str]:
-    """Per job kind and size: CPU, wall, peak memory, RAWR bytes, and CPU per feature against the base size."""
+    """Per job kind and size: CPU, wall, peak memory, RAWR bytes, CPU per feature, and each against the base size."""
     sizes = list(results["sizes"])
     base = GROWTH[0] if GROWTH[0] in sizes else sizes[0]
     rows = []
     for kind in NAMES:
         first = results["sizes"][base]["tilebatch"][kind]
-        first_us = per(first["cpu_seconds"], first["features"])
         for size in sizes:
             s = results["sizes"][size]["tilebatch"][kind]
-            us = per(s["cpu_seconds"], s["features"])
+            us = per(s["cpu_seconds"], s["features"]) * 1e6
             rawr_mib = s["rawr_bytes"] / 2 ** 20 if "rawr_bytes" in s else float("nan")
             rows.append([f"{kind} {size}x", s["cpu_seconds"], s["seconds"], s["peak_memory_mb"], rawr_mib,
-                         s["features"], us * 1e6, per(us, first_us)])
-    header = ["", "CPU s", "wall s", "peak MiB", "RAWR MiB", "features", "CPU us/feature", f"/ {base}x"]
-    return [f"== Growth with the data: each job kind at each size (rawr: features are rows), against {base}x =="] + \
+                         s["features"], us, per(s["cpu_seconds"], first["cpu_seconds"]),
+                         per(s["seconds"], first["seconds"]), per(s["peak_memory_mb"], first["peak_memory_mb"]),
+                         per(s.get("rawr_bytes", 0), first.get("rawr_bytes", 0)),
+                         per(us, per(first["cpu_seconds"], first["features"]) * 1e6)])
+    x = f"/ {base}x"
+    header = ["", "CPU s", "wall s", "peak MiB", "RAWR MiB", "features", "CPU us/feature",
+              f"CPU {x}", f"wall {x}", f"peak {x}", f"RAWR {x}", f"CPU/feature {x}"]
+    return [f"== Growth with the data: each job kind at each size (rawr: features are rows), and against {base}x =="] + \
         _table(header, rows)
 
 
@@ -155,70 +181,118 @@ def enqueue_section(e: dict) -> list[str]:
                 [f"submit_job a tile (timed on {p['sampled']}, extrapolated)", p["api_calls"], p["seconds"]]])]
 
 
-def targets(results: dict) -> list[str]:
-    """The targets, each with its measured value, met or missed and by how much."""
+class Target(NamedTuple):
+    name: str
+    measured: float | None  # None: this run did not measure it (`figures` says why)
+    op: str                 # how measured must compare with bound: ">=", "<=" or "<"
+    bound: float
+    figures: str            # what measured is made of
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return {">=": self.measured >= self.bound, "<=": self.measured <= self.bound,
+                "<": self.measured < self.bound}[self.op]
+
+    @property
+    def verdict(self) -> str:
+        if self.met is None:
+            return "not measured"
+        return "met" if self.met else f"MISSED by {abs(self.measured / self.bound - 1) * 100:.0f}%"
+
+
+def _ratio(name: str, mine: float, theirs: float, op: str, bound: float, unit: str) -> Target:
+    return Target(name, per(mine, theirs), op, bound, f"{_fmt(mine)} against {_fmt(theirs)} {unit}")
+
+
+def _missing(name: str, op: str, bound: float, why: str) -> Target:
+    return Target(name, None, op, bound, why)
+
+
+def targets(results: dict) -> list[Target]:
+    """Every target, measured or said not to be: the like-for-like ones at 16x, growth 16x -> 256x, memory."""
     sizes = list(results["sizes"])
     at = TARGET_SIZE if TARGET_SIZE in sizes else sizes[-1]
     r = results["sizes"][at]
     ours = r["tilebatch"]
-    lines = [f"== Targets (schema {results['schema']}, {at}x unless said) =="]
-
-    def check(name: str, value: float, limit: float, ok: bool, unit: str = "") -> None:
-        verdict = "met" if ok else f"MISSED by {abs(value / limit - 1) * 100:.0f}%"
-        lines.append(f"  {name}: {_fmt(value)}{unit} against {_fmt(limit)}{unit}: {verdict}")
-
-    tm = r.get("tilemaker3")
     high, low, every = (_zooms(results, k) for k in ("high", "low", "all"))
-    if tm:
-        peer = results["peers"]["tilemaker3"]
-        mine = per(ours["meta-high"]["tiles"], ours["meta-high"]["cpu_seconds"])
-        theirs = per(tm["high-t1"]["tiles"], tm["high-t1"]["cpu_seconds"])
-        check(f"meta-high tiles/CPU-s >= {META_HIGH_OVER_TILEMAKER}x {peer} 1 thread {high}", mine,
-              META_HIGH_OVER_TILEMAKER * theirs, mine >= META_HIGH_OVER_TILEMAKER * theirs)
-        for what in ("features", "bytes"):
-            check(f"meta-high {what} {high} >= {peer}'s", ours["meta-high"][what], tm["high-t1"][what],
-                  ours["meta-high"][what] >= tm["high-t1"][what])
-        e2e = end_to_end(ours)["cpu_seconds"]
-        bound = END_TO_END_OVER_TILEMAKER * tm["all-t1"]["cpu_seconds"]
-        check(f"end-to-end CPU s <= {END_TO_END_OVER_TILEMAKER}x {peer} 1 thread {every}", e2e, bound, e2e <= bound, " s")
+    peer = results["peers"].get("tilemaker3", "tilemaker 3")
+    tm, pg, build = r.get("tilemaker3", {}), r.get("postgis", {}), r.get("build", {})
+    no_tm = f"no {peer} run at {at}x (TILEMAKER=path/to/tilemaker)"
+    out = []
+
+    name = f"{at}x meta-high tiles/CPU-s over {peer}'s, 1 thread, {high}"
+    if "high-t1" in tm:
+        rate = lambda s: per(s["tiles"], s["cpu_seconds"])  # noqa: E731
+        out.append(_ratio(name, rate(ours["meta-high"]), rate(tm["high-t1"]), ">=", META_HIGH_OVER_TILEMAKER,
+                          "tiles/CPU-s"))
     else:
-        lines.append("  (no tilemaker 3 in this run: give TILEMAKER=path/to/tilemaker for the like-for-like targets)")
-    pg = r["postgis"]["low"]["cpu_seconds"]
-    low_cpu = ours["meta-low"]["cpu_seconds"]
-    check(f"meta-low CPU s <= {META_LOW_OVER_POSTGIS}x PostGIS ST_AsMVT {low}", low_cpu, META_LOW_OVER_POSTGIS * pg,
-          low_cpu <= META_LOW_OVER_POSTGIS * pg, " s")
-    build = r.get("build", {})
-    if "1" in build and "2" in build:
-        one, two = build["1"]["seconds"], build["2"]["seconds"]
-        check(f"build wall s --jobs 2 <= {BUILD_JOBS2_OVER_JOBS1}x --jobs 1", two, BUILD_JOBS2_OVER_JOBS1 * one,
-              two <= BUILD_JOBS2_OVER_JOBS1 * one, " s")
-        if tm and "all-t2" in tm:
-            check(f"build wall s --jobs 2 <= {results['peers']['tilemaker3']} 2 threads {every}", two,
-                  tm["all-t2"]["seconds"], two <= tm["all-t2"]["seconds"], " s")
-    big = sizes[-1]
-    if GROWTH[0] in sizes and GROWTH[1] in sizes:
-        small, large = (results["sizes"][s]["tilebatch"] for s in GROWTH)
-        for kind in NAMES:
-            a, b = small[kind], large[kind]
-            ratio = per(per(b["cpu_seconds"], b["features"]), per(a["cpu_seconds"], a["features"]))
-            check(f"{kind} CPU per feature {GROWTH[1]}x / {GROWTH[0]}x", ratio, SCALING_LIMIT, ratio <= SCALING_LIMIT)
+        out.append(_missing(name, ">=", META_HIGH_OVER_TILEMAKER, no_tm))
+    for what in ("features", "bytes"):
+        name = f"{at}x meta-high {what} {high}, at least {peer}'s"
+        out.append(Target(name, ours["meta-high"][what], ">=", tm["high-t1"][what], f"{what} written")
+                   if "high-t1" in tm else _missing(name, ">=", float("nan"), no_tm))
+    name = f"{at}x rawr + meta-high + meta-low CPU s over {peer}'s, 1 thread, {every}"
+    out.append(_ratio(name, end_to_end(ours)["cpu_seconds"], tm["all-t1"]["cpu_seconds"], "<=",
+                      END_TO_END_OVER_TILEMAKER, "CPU s") if "all-t1" in tm
+               else _missing(name, "<=", END_TO_END_OVER_TILEMAKER, no_tm))
+    name = f"{at}x meta-low CPU s over PostGIS ST_AsMVT's, same tiles {low}"
+    out.append(_ratio(name, ours["meta-low"]["cpu_seconds"], pg["low"]["cpu_seconds"], "<=", META_LOW_OVER_POSTGIS,
+                      "CPU s") if "low" in pg else _missing(name, "<=", META_LOW_OVER_POSTGIS, f"no ST_AsMVT run at {at}x"))
+    name = f"{at}x tilebatch build wall s, --jobs 2 over --jobs 1"
+    out.append(_ratio(name, build["2"]["seconds"], build["1"]["seconds"], "<=", BUILD_JOBS2_OVER_JOBS1, "wall s")
+               if "1" in build and "2" in build else _missing(name, "<=", BUILD_JOBS2_OVER_JOBS1, f"no build run at {at}x"))
+    name = f"{at}x tilebatch build --jobs 2 wall s over {peer}'s with 2 threads, {every}"
+    if "2" in build and "all-t2" in tm:
+        out.append(_ratio(name, build["2"]["seconds"], tm["all-t2"]["seconds"], "<=", BUILD_JOBS2_OVER_TILEMAKER,
+                          "wall s"))
+    else:
+        out.append(_missing(name, "<=", BUILD_JOBS2_OVER_TILEMAKER,
+                            no_tm if "all-t2" not in tm else f"no build run at {at}x"))
+    small, large = GROWTH
     for kind in NAMES:
-        peak, limit = results["sizes"][big]["tilebatch"][kind]["peak_memory_mb"], results["job_memory_mb"][kind]
-        check(f"{kind} peak memory at {big}x, {MEMORY_ROOM}x room, under its job definition's",
-              peak * MEMORY_ROOM, limit, peak * MEMORY_ROOM < limit, " MiB")
+        name = f"{kind} CPU per feature, {large}x over {small}x"
+        if small in sizes and large in sizes:
+            a, b = (results["sizes"][s]["tilebatch"][kind] for s in GROWTH)
+            us = lambda s: per(s["cpu_seconds"], s["features"]) * 1e6  # noqa: E731
+            out.append(_ratio(name, us(b), us(a), "<=", SCALING_LIMIT, "CPU us/feature"))
+        else:
+            out.append(_missing(name, "<=", SCALING_LIMIT, f"needs sizes {small} and {large} (BENCH_SIZES)"))
+    big = max(sizes, key=int)
+    for kind in NAMES:
+        limit = results["job_memory_mb"][kind]
+        out.append(Target(f"{kind} peak MiB at {big}x, with {MEMORY_ROOM}x room under its job definition's",
+                          results["sizes"][big]["tilebatch"][kind]["peak_memory_mb"], "<", limit / MEMORY_ROOM,
+                          f"job definition {limit:,} MiB / {MEMORY_ROOM}"))
+    name = "planet enqueue, Batch API calls"
     if "enqueue" in results:
         e = results["enqueue"]["arrays"]
-        check("planet enqueue, Batch API calls", e["by_service"].get("batch", 0), 20, e["by_service"].get("batch", 0) < 20)
-        lines.append(f"  (with the S3 reads and writes of the tile lists: {e['api_calls']} requests in all)")
-    return lines
+        out.append(Target(name, e["by_service"].get("batch", 0), "<", ENQUEUE_BATCH_CALLS,
+                          f"{e['api_calls']} requests in all with the S3 reads and writes of the tile lists"))
+    else:
+        out.append(_missing(name, "<", ENQUEUE_BATCH_CALLS, "no enqueue in this run"))
+    return out
+
+
+def targets_section(results: dict) -> list[str]:
+    ts = targets(results)
+    met = sum(t.met is True for t in ts)
+    missed = sum(t.met is False for t in ts)
+    rows = [[t.name, float("nan") if t.measured is None else t.measured, f"{t.op} {_fmt(t.bound)}"] for t in ts]
+    table = _table(["", "measured", "target"], rows)
+    width = max(len(t.verdict) for t in ts)
+    return [f"== Targets (schema {results['schema']}): {met} met, {missed} missed, {len(ts) - met - missed} not measured ==",
+            table[0]] + [f"{line}  {t.verdict:<{width}}  ({t.figures})" for line, t in zip(table[1:], ts)]
 
 
 def heading(results: dict) -> list[str]:
     m = results["machine"]
+    rounds = ", ".join(f"{s}x {r['rounds']}" for s, r in results["sizes"].items())
     return [f"machine: {m['cpu']}, {m['nproc']} cores, {m['memory_gib']} GiB; PostGIS {m['postgis']}, "
             f"Python {m['python']}",
             f"tilebatch schema {results['schema']}; peers: " + "; ".join(results["peers"].values()),
-            f"every figure the median of {results['rounds']} interleaved round{'s' * (results['rounds'] > 1)}"]
+            f"every figure the median of its size's interleaved rounds ({rounds})"]
 
 
 def text(results: dict) -> str:
@@ -228,10 +302,41 @@ def text(results: dict) -> str:
     lines += ratios(results) + [""] + growth(results) + [""]
     if "enqueue" in results:
         lines += enqueue_section(results["enqueue"]) + [""]
-    lines += targets(results)
+    lines += targets_section(results)
     return "\n".join(lines)
 
 
+def load(path: str) -> dict:
+    """A results file in the format this report reads."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except OSError as e:
+        raise BadResults(f"{path}: {e.strerror}") from None
+    except ValueError as e:
+        raise BadResults(f"{path}: not JSON ({e})") from None
+    if not isinstance(results, dict) or results.get("format") != FORMAT:
+        got = results.get("format", "none") if isinstance(results, dict) else "none"
+        raise BadResults(f"{path} is in results format {got}, this report reads format {FORMAT}: "
+                         "make bench writes a fresh one")
+    return results
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        print(__doc__.splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    path = argv[0] if argv else "bench/results.json"
+    try:
+        print(text(load(path)))
+    except BadResults as e:
+        print(f"bench.report: {e}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        print(f"bench.report: {path} lacks a figure the report needs ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    with open(sys.argv[1] if len(sys.argv) > 1 else "bench/results.json") as f:
-        print(text(json.load(f)))
+    sys.exit(main(sys.argv[1:]))

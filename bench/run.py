@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 
 import psycopg2
 
@@ -24,11 +25,14 @@ from tilebatch.kinds import NAMES
 from tilebatch.schema import build_max_zoom, load_schema
 from tilebatch.tiles import METATILE_ZOOMS, children
 
-from . import counts, data, enqueue, ours, report, tilemaker
+from . import counts, data, enqueue, ours, report, st_asmvt, tilemaker
+
+# What runs at a growth size besides tilebatch's jobs, chosen from these (--growth-peers)
+PEER_KEYS = ("build", "postgis", "tilemaker3", "tilemaker")
 
 
 def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+    print(f"bench: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def machine(cfg: dict) -> dict:
@@ -90,7 +94,7 @@ def contenders(cfg: dict, config_path: str | None, ds: data.Dataset, rngs: dict,
         built[:] = [t for t, _ in counts.store_tiles(ours.store_of(ds, config_path))]
         return out
 
-    def st_asmvt(lo, hi):
+    def postgis_run(lo, hi):
         log(f"{ds.size}x: PostGIS ST_AsMVT over the same tiles, z{lo}-{hi}")
         return st_asmvt.run(ds, cfg, [t for t in built if lo <= t.z <= hi])
 
@@ -100,7 +104,7 @@ def contenders(cfg: dict, config_path: str | None, ds: data.Dataset, rngs: dict,
 
     out = [(("tilebatch",), tilebatch_jobs)]
     out += [(("build", str(jobs)), lambda jobs=jobs: ours.build(ds, config_path, jobs, log)) for jobs in (1, 2)]
-    out += [(("postgis", rng), lambda lo=lo, hi=hi: st_asmvt(lo, hi))
+    out += [(("postgis", rng), lambda lo=lo, hi=hi: postgis_run(lo, hi))
             for rng, (lo, hi) in rngs.items() if rng != "all"]
     out += [((p.key, f"{rng}-t{t}"), lambda p=p, lo=lo, hi=hi, t=t: tilemaker_run(p, lo, hi, t))
             for p in profiles for rng, (lo, hi) in rngs.items() for t in threads]
@@ -128,11 +132,26 @@ def interleaved(items: list, rounds: int) -> dict:
 
 
 def bench_size(cfg: dict, config_path: str | None, size: int, rngs: dict, threads: list[int], profiles: list,
-               rounds: int) -> dict:
+               rounds: int, peers: set[str]) -> dict:
+    """Every contender at one size: tilebatch's jobs and those of `peers` (PEER_KEYS), `rounds` interleaved rounds."""
     ds = data.ensure(cfg, size, log)
-    log(f"{size}x: {rounds} rounds")
-    figures = interleaved(contenders(cfg, config_path, ds, rngs, threads, profiles), rounds)
-    return {**row_counts(cfg, ds), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}", **figures}
+    log(f"{size}x: {rounds} round(s) of tilebatch's jobs" + "".join(f", {p}" for p in PEER_KEYS if p in peers))
+    items = [(path, run) for path, run in contenders(cfg, config_path, ds, rngs, threads, profiles)
+             if path[0] == "tilebatch" or path[0] in peers]
+    figures = interleaved(items, rounds)
+    return {**row_counts(cfg, ds), "tile": f"{ds.tile.z}/{ds.tile.x}/{ds.tile.y}", "rounds": rounds, **figures}
+
+
+def schedule(sizes: list[int], rounds: int, rounds_up_to: int, growth_rounds: int,
+             growth_peers: set[str]) -> dict[int, tuple[int, set[str]]]:
+    """Per size, its rounds and the peers run beside tilebatch's jobs.
+
+    Sizes up to `rounds_up_to` hold the like-for-like targets: every peer, `rounds`
+    rounds. The sizes above it show how the jobs grow: `growth_rounds` rounds of
+    tilebatch's jobs and of `growth_peers` only, so that a dense z7 tile does not
+    take hours of peers' runs no target reads.
+    """
+    return {s: (rounds, set(PEER_KEYS)) if s <= rounds_up_to else (growth_rounds, growth_peers) for s in sizes}
 
 
 def job_memory(text: str) -> dict:
@@ -148,7 +167,15 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None, help="config.yaml of the jobs (database server, metatile settings)")
     p.add_argument("--schema", default="", help="the tile schema tilebatch builds (schema.name); empty: the config's own")
     p.add_argument("--sizes", default="1,4,16", help="copies of the extract, comma-separated (default 1,4,16)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every contender (default 3)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds of every contender at the sizes up to --rounds-up-to (default 3)")
+    p.add_argument("--rounds-up-to", type=int, default=16,
+                   help="the largest size with --rounds rounds of every contender (default 16, the targets' size)")
+    p.add_argument("--growth-rounds", type=int, default=1,
+                   help="rounds at the sizes above --rounds-up-to (default 1)")
+    p.add_argument("--growth-peers", default="",
+                   help=f"what runs there besides tilebatch's jobs, comma-separated from {','.join(PEER_KEYS)} "
+                   "(default: nothing else)")
     p.add_argument("--threads", default="1,2", help="tilemaker thread counts, comma-separated (default 1,2)")
     p.add_argument("--tilemaker", default="",
                    help="a tilemaker 3 binary to run the Shortbread reference profile with; empty: that peer is left out")
@@ -170,8 +197,11 @@ def main(argv=None) -> int:
         memory = job_memory(args.job_memory)
     except ValueError:
         p.error("--job-memory takes rawr=MiB,meta-high=MiB,meta-low=MiB")
-    if args.rounds < 1:
-        p.error("--rounds takes 1 or more")
+    if args.rounds < 1 or args.growth_rounds < 1:
+        p.error("--rounds and --growth-rounds take 1 or more")
+    growth_peers = {k for k in args.growth_peers.split(",") if k}
+    if not growth_peers <= set(PEER_KEYS):
+        p.error(f"--growth-peers takes some of {','.join(PEER_KEYS)}, comma-separated")
     if args.schema:
         # The jobs, and every configuration this process loads, build this schema.
         os.environ["TILEQUEUE__schema__name"] = args.schema
@@ -186,10 +216,11 @@ def main(argv=None) -> int:
         profiles.insert(0, tilemaker.shortbread(args.tilemaker, args.tilemaker_profile))
         peers = {"tilemaker3": f"{tilemaker.version(args.tilemaker)} Shortbread reference", **peers}
     try:
-        results = {"machine": machine(cfg), "schema": schema, "rounds": args.rounds,
+        results = {"format": report.FORMAT, "machine": machine(cfg), "schema": schema,
                    "ranges": rngs, "peers": peers, "job_memory_mb": memory, "sizes": {}}
-        for size in sizes:
-            results["sizes"][str(size)] = bench_size(cfg, args.config, size, rngs, threads, profiles, args.rounds)
+        per_size = schedule(sizes, args.rounds, args.rounds_up_to, args.growth_rounds, growth_peers)
+        for size, (rounds, size_peers) in per_size.items():
+            results["sizes"][str(size)] = bench_size(cfg, args.config, size, rngs, threads, profiles, rounds, size_peers)
     except psycopg2.OperationalError as e:
         raise SystemExit(f"bench: database: {str(e).strip().splitlines()[0]} (is bin/localdb running?)")
     log("planet enqueue against a moto server")
