@@ -176,7 +176,7 @@ BENCH_GROWTH_ROUNDS ?= 1
 BENCH_GROWTH_PEERS ?=
 # the tile schema tilebatch builds there (schema.name); empty: the config's own
 BENCH_SCHEMA   ?= shortbread
-# tilemaker thread counts to compare against
+# tilemaker thread counts over the whole build (the stages alone run with the fewest)
 BENCH_THREADS  ?= 1,2
 # a tilemaker 3 binary, built from source (docs/BENCHMARKS.md says how), to run the
 # Shortbread reference profile with; empty leaves that peer out
