@@ -171,7 +171,7 @@ BENCH_ROUNDS_UP_TO ?= 16
 # the sizes above it show how the jobs grow (the growth and memory targets):
 # BENCH_GROWTH_ROUNDS rounds of tilebatch's jobs and of BENCH_GROWTH_PEERS
 # (some of build,postgis,tilemaker3,tilemaker; empty: none), no target reading
-# the peers there; every peer at 256x adds about an hour (docs/BENCHMARKS.md)
+# the peers there; all of them at 256x add half an hour to an hour (docs/BENCHMARKS.md)
 BENCH_GROWTH_ROUNDS ?= 1
 BENCH_GROWTH_PEERS ?=
 # the tile schema tilebatch builds there (schema.name); empty: the config's own
