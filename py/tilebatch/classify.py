@@ -146,27 +146,40 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     zoom beyond the schema's max zoom is the max zoom: the feature appears in
     the last tiles built rather than in none. A layer with `unless` leaves out
     the rows that went into one of those layers.
+
+    A row is tested only against the rules whose first test its tags can pass
+    (schema.TableRules), in the order the layers and their rules come.
     """
-    out = []
-    for i, layer, rules, first in schema.by_table[table]:
-        if first is not None and first.isdisjoint(tags):
+    table_rules = schema.by_table[table]
+    index = table_rules.index
+    candidates = list(table_rules.always)
+    for pair in tags.items():
+        candidates += index.get(pair, ())
+        candidates += index.get(pair[0], ())
+    candidates.sort()  # layer by layer in drawing order, each layer's rules in order
+    out, layer_at, done_with = [], -1, -1
+    for at, n in candidates:
+        if at == done_with:
             continue
-        floor = 0
-        for rule in rules:
-            if not holds(rule.where, tags):
-                continue
-            zoom = evaluate(rule.min_zoom, tags)
-            if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
-                continue
-            top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-            low = min(max(zoom, floor), schema.max_zoom)
-            if low <= top:
-                props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
-                out.append(Match(i, low, top, rule.geometry, props, zooms))
-            if rule.more:
-                continue
-            if rule.max_zoom is None:
-                break
+        i, layer, rules = table_rules.layers[at]
+        if at != layer_at:
+            layer_at, floor = at, 0
+        rule = rules[n]
+        if not holds(rule.where, tags):
+            continue
+        zoom = evaluate(rule.min_zoom, tags)
+        if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
+            continue
+        top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
+        low = min(max(zoom, floor), schema.max_zoom)
+        if low <= top:
+            props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
+            out.append(Match(i, low, top, rule.geometry, props, zooms))
+        if rule.more:
+            continue
+        if rule.max_zoom is None:
+            done_with = at
+        else:
             floor = rule.max_zoom + 1
     if any(schema.layers[m.layer].unless for m in out):
         names = {schema.layers[m.layer].name for m in out}
