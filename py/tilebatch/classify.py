@@ -50,6 +50,9 @@ def holds(condition: tuple, tags: dict) -> bool:
 def number(text: str) -> float | None:
     """The number a tag's text starts with ("12 m" -> 12.0, "1.5e+06" -> 1500000.0); None when none, or past
     2**53 (noise, not a value)."""
+    if text.isdigit() and text.isascii():  # most numbers in tags: what the pattern would take whole, read faster
+        value = float(text)
+        return value if value <= 2 ** 53 else None
     m = _NUMBER.match(text)
     if not m:
         return None
