@@ -157,6 +157,7 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
 
 
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
+_POINTS = (shapely.GeometryType.POINT, shapely.GeometryType.MULTIPOINT)
 
 
 def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
@@ -225,7 +226,8 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     if not picked:
         return []
     geoms = _clipped(np.concatenate([features[i].geoms[idx] for i, idx in picked]), box)
-    geoms = shapely.simplify(geoms, np.concatenate(tolerance), preserve_topology=True)
+    shaped = ~np.isin(shapely.get_type_id(geoms), _POINTS)  # a point has nothing to simplify
+    geoms[shaped] = shapely.simplify(geoms[shaped], np.concatenate(tolerance)[shaped], preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
