@@ -71,13 +71,7 @@ def _typed(value, type_: str):
     return n if type_ == "float" else int(n)
 
 
-def _source(expr: Expr, tags: dict, feature: dict):
-    if expr.tags is not None:
-        for tag in expr.tags:
-            value = tags.get(tag)
-            if value is not None:
-                return value
-        return None
+def _source(expr: Expr, tags: dict, feature: dict | None):
     if expr.any is not None:
         hit = any(holds((test,), tags) for test in expr.any)
         return True if hit else None if expr.only_true else False
@@ -88,7 +82,7 @@ def _source(expr: Expr, tags: dict, feature: dict):
         area = tags.get("way_area")
         return None if area is None else float(area) / expr.area
     if expr.feature is not None:
-        return feature[expr.feature]
+        return (feature or {})[expr.feature]
     return expr.const
 
 
@@ -96,7 +90,13 @@ def evaluate(expr: Expr, tags: dict, feature: dict | None = None):
     """The value of an expression for a row (None: the row has none)."""
     if expr.when is not None and not holds(expr.when, tags):
         return None
-    value = _source(expr, tags, feature or {})
+    if expr.tags is not None:  # most expressions: the first tag present, read here without a call
+        for tag in expr.tags:
+            value = tags.get(tag)
+            if value is not None:
+                break
+    else:
+        value = _source(expr, tags, feature)
     if isinstance(value, str):
         for old, new in expr.replace or ():
             value = value.replace(old, new)
