@@ -158,6 +158,7 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
 
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 _POINTS = (shapely.GeometryType.POINT, shapely.GeometryType.MULTIPOINT)
+_SMALL_POLYGON = 64  # square tile units: below it, snap-rounding in full decides what is left of a polygon
 
 
 def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
@@ -183,24 +184,31 @@ def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
 def _snapped(geoms: np.ndarray) -> np.ndarray:
     """The geometries on the tile's integer grid.
 
-    Each point is rounded to the grid; only the polygons that rounding makes
-    invalid (rings that cross or collapse) are snap-rounded in full, which
-    costs ten times as much and is seldom needed. Simplifying a polygon with
-    holes (the ocean around islands) can leave a hole crossing its shell,
-    which snapping cannot take: only then are the invalid ones mended first,
-    so tiles that never needed it cost nothing more.
+    Points and lines are rounded point by point (a line that collapses to a
+    point goes). Snap-rounding a polygon in full, so that no ring crosses
+    another on the grid, costs ten times as much and is seldom needed: a
+    polygon that rounding point by point leaves valid and of some size keeps
+    that; the rest (rings that cross or collapse, slivers, polygons of a few
+    grid squares, which collapse rather than stay as a triangle of the grid)
+    are snap-rounded in full. Simplifying a polygon with holes (the ocean
+    around islands) can leave a hole crossing its shell, which snapping cannot
+    take: only then are the invalid ones mended first, so tiles that never
+    needed it cost nothing more.
     """
-    out = shapely.set_precision(geoms, 1.0, mode="pointwise")
-    redo = np.isin(shapely.get_type_id(out), _POLYGONAL)
-    redo[redo] = ~shapely.is_valid(out[redo])
+    polygonal = np.isin(shapely.get_type_id(geoms), _POLYGONAL)
+    out = np.empty_like(geoms)
+    out[~polygonal] = shapely.set_precision(geoms[~polygonal], 1.0)
+    rounded = shapely.set_precision(geoms[polygonal], 1.0, mode="pointwise")
+    redo = (shapely.area(rounded) < _SMALL_POLYGON) | ~shapely.is_valid(rounded)
     if redo.any():
-        polygons = geoms[redo]
+        polygons = geoms[polygonal][redo]
         try:
-            out[redo] = shapely.set_precision(polygons, 1.0)
+            rounded[redo] = shapely.set_precision(polygons, 1.0)
         except shapely.errors.GEOSException:
             bad = ~shapely.is_valid(polygons)
             polygons[bad] = shapely.make_valid(polygons[bad], method="structure", keep_collapsed=False)
-            out[redo] = shapely.set_precision(polygons, 1.0)
+            rounded[redo] = shapely.set_precision(polygons, 1.0)
+    out[polygonal] = rounded
     return out
 
 
