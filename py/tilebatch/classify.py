@@ -50,6 +50,9 @@ def holds(condition: tuple, tags: dict) -> bool:
 def number(text: str) -> float | None:
     """The number a tag's text starts with ("12 m" -> 12.0, "1.5e+06" -> 1500000.0); None when none, or past
     2**53 (noise, not a value)."""
+    if text.isdigit() and text.isascii():  # most numbers in tags: what the pattern would take whole, read faster
+        value = float(text)
+        return value if value <= 2 ** 53 else None
     m = _NUMBER.match(text)
     if not m:
         return None
@@ -68,13 +71,7 @@ def _typed(value, type_: str):
     return n if type_ == "float" else int(n)
 
 
-def _source(expr: Expr, tags: dict, feature: dict):
-    if expr.tags is not None:
-        for tag in expr.tags:
-            value = tags.get(tag)
-            if value is not None:
-                return value
-        return None
+def _source(expr: Expr, tags: dict, feature: dict | None):
     if expr.any is not None:
         hit = any(holds((test,), tags) for test in expr.any)
         return True if hit else None if expr.only_true else False
@@ -85,7 +82,7 @@ def _source(expr: Expr, tags: dict, feature: dict):
         area = tags.get("way_area")
         return None if area is None else float(area) / expr.area
     if expr.feature is not None:
-        return feature[expr.feature]
+        return (feature or {})[expr.feature]
     return expr.const
 
 
@@ -93,7 +90,13 @@ def evaluate(expr: Expr, tags: dict, feature: dict | None = None):
     """The value of an expression for a row (None: the row has none)."""
     if expr.when is not None and not holds(expr.when, tags):
         return None
-    value = _source(expr, tags, feature or {})
+    if expr.tags is not None:  # most expressions: the first tag present, read here without a call
+        for tag in expr.tags:
+            value = tags.get(tag)
+            if value is not None:
+                break
+    else:
+        value = _source(expr, tags, feature)
     if isinstance(value, str):
         for old, new in expr.replace or ():
             value = value.replace(old, new)
@@ -146,27 +149,40 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     zoom beyond the schema's max zoom is the max zoom: the feature appears in
     the last tiles built rather than in none. A layer with `unless` leaves out
     the rows that went into one of those layers.
+
+    A row is tested only against the rules whose first test its tags can pass
+    (schema.TableRules), in the order the layers and their rules come.
     """
-    out = []
-    for i, layer, rules, first in schema.by_table[table]:
-        if first is not None and first.isdisjoint(tags):
+    table_rules = schema.by_table[table]
+    index = table_rules.index
+    candidates = list(table_rules.always)
+    for pair in tags.items():
+        candidates += index.get(pair, ())
+        candidates += index.get(pair[0], ())
+    candidates.sort()  # layer by layer in drawing order, each layer's rules in order
+    out, layer_at, done_with = [], -1, -1
+    for at, n in candidates:
+        if at == done_with:
             continue
-        floor = 0
-        for rule in rules:
-            if not holds(rule.where, tags):
-                continue
-            zoom = evaluate(rule.min_zoom, tags)
-            if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
-                continue
-            top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-            low = min(max(zoom, floor), schema.max_zoom)
-            if low <= top:
-                props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
-                out.append(Match(i, low, top, rule.geometry, props, zooms))
-            if rule.more:
-                continue
-            if rule.max_zoom is None:
-                break
+        i, layer, rules = table_rules.layers[at]
+        if at != layer_at:
+            layer_at, floor = at, 0
+        rule = rules[n]
+        if not holds(rule.where, tags):
+            continue
+        zoom = evaluate(rule.min_zoom, tags)
+        if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
+            continue
+        top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
+        low = min(max(zoom, floor), schema.max_zoom)
+        if low <= top:
+            props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
+            out.append(Match(i, low, top, rule.geometry, props, zooms))
+        if rule.more:
+            continue
+        if rule.max_zoom is None:
+            done_with = at
+        else:
             floor = rule.max_zoom + 1
     if any(schema.layers[m.layer].unless for m in out):
         names = {schema.layers[m.layer].name for m in out}

@@ -168,6 +168,8 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
 
 
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
+_POINTS = (shapely.GeometryType.POINT, shapely.GeometryType.MULTIPOINT)
+_SMALL_POLYGON = 64  # square tile units: below it, snap-rounding in full decides what is left of a polygon
 
 
 def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
@@ -193,17 +195,32 @@ def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
 def _snapped(geoms: np.ndarray) -> np.ndarray:
     """The geometries on the tile's integer grid.
 
-    Simplifying a polygon with holes (the ocean around islands) can leave a
-    hole crossing its shell, which snapping cannot take: only then are the
-    invalid ones mended first, so tiles that never needed it cost nothing more.
+    Points and lines are rounded point by point (a line that collapses to a
+    point goes). Snap-rounding a polygon in full, so that no ring crosses
+    another on the grid, costs ten times as much and is seldom needed: a
+    polygon that rounding point by point leaves valid and of some size keeps
+    that; the rest (rings that cross or collapse, slivers, polygons of a few
+    grid squares, which collapse rather than stay as a triangle of the grid)
+    are snap-rounded in full. Simplifying a polygon with holes (the ocean
+    around islands) can leave a hole crossing its shell, which snapping cannot
+    take: only then are the invalid ones mended first, so tiles that never
+    needed it cost nothing more.
     """
-    try:
-        return shapely.set_precision(geoms, 1.0)
-    except shapely.errors.GEOSException:
-        bad = ~shapely.is_valid(geoms)
-        geoms = geoms.copy()
-        geoms[bad] = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
-        return shapely.set_precision(geoms, 1.0)
+    polygonal = np.isin(shapely.get_type_id(geoms), _POLYGONAL)
+    out = np.empty_like(geoms)
+    out[~polygonal] = shapely.set_precision(geoms[~polygonal], 1.0)
+    rounded = shapely.set_precision(geoms[polygonal], 1.0, mode="pointwise")
+    redo = (shapely.area(rounded) < _SMALL_POLYGON) | ~shapely.is_valid(rounded)
+    if redo.any():
+        polygons = geoms[polygonal][redo]
+        try:
+            rounded[redo] = shapely.set_precision(polygons, 1.0)
+        except shapely.errors.GEOSException:
+            bad = ~shapely.is_valid(polygons)
+            polygons[bad] = shapely.make_valid(polygons[bad], method="structure", keep_collapsed=False)
+            rounded[redo] = shapely.set_precision(polygons, 1.0)
+    out[polygonal] = rounded
+    return out
 
 
 def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile,
@@ -228,7 +245,8 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     if not picked:
         return []
     geoms = _clipped(np.concatenate([features[i].geoms[idx] for i, idx in picked]), box)
-    geoms = shapely.simplify(geoms, np.concatenate(tolerance), preserve_topology=True)
+    shaped = ~np.isin(shapely.get_type_id(geoms), _POINTS)  # a point has nothing to simplify
+    geoms[shaped] = shapely.simplify(geoms[shaped], np.concatenate(tolerance)[shaped], preserve_topology=True)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)

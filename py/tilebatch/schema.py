@@ -101,6 +101,21 @@ class LayerSpec(NamedTuple):
     rules: tuple
 
 
+class TableRules(NamedTuple):
+    """The rules of one table, and which of them a row's tags can make hold.
+
+    A rule whose `where` starts with `key: value(s)` can hold only for a row
+    with one of those (key, value) pairs, one starting with `key: true` only
+    for a row with that key: `index` lists each rule under those, as
+    (position in `layers`, position in its rules), and `always` the rules no
+    tag rules out (no `where`, or one starting with a `false` or `not` test).
+    """
+
+    layers: tuple       # ((layer index, LayerSpec, rules), ...), in drawing order
+    index: dict         # (key, value) or key -> [(layer position, rule position), ...]
+    always: tuple       # ((layer position, rule position), ...)
+
+
 class Schema(NamedTuple):
     name: str
     digest: str         # of the file's bytes: what completion records and metadata carry
@@ -108,11 +123,10 @@ class Schema(NamedTuple):
     max_zoom: int
     tables: dict        # key -> Table
     layers: tuple       # LayerSpec, in drawing order
-    # For each table, the layers that draw from it, their rules for it, and the
-    # tags one of those rules needs first (None: a rule needs none): what
-    # classify runs for every row, so a row skips a layer none of whose rules
-    # could hold without looking at them one by one.
-    by_table: dict      # key -> ((layer index, LayerSpec, rules, first keys or None), ...)
+    # For each table, the layers that draw from it and their rules for it, with
+    # an index of those rules by the first test of their `where`: what classify
+    # runs for every row, so a row is tested only against rules that can hold.
+    by_table: dict      # key -> TableRules
     label_tables: frozenset  # tables some rule takes label points from
 
 
@@ -244,19 +258,27 @@ def _schema(path: str, data: bytes, doc) -> Schema:
         for other in layer.unless:
             at.expect(other in names and names.index(other) != names.index(layer.name),
                       f"layers.{layer.name}.unless: {other!r} is not another layer")
-    by_table = {key: tuple(_table_rules(i, layer, key) for i, layer in enumerate(layers)
-                           if any(r.table == key for r in layer.rules))
-                for key in tables}
+    by_table = {key: _table_rules(layers, key) for key in tables}
     label_tables = frozenset(r.table for layer in layers for r in layer.rules if r.geometry == "label")
     digest = hashlib.sha256(data).hexdigest()[:16]
     return Schema(name, digest, path, max_zoom, tables, layers, by_table, label_tables)
 
 
-def _table_rules(i: int, layer: LayerSpec, table: str) -> tuple:
-    rules = tuple(r for r in layer.rules if r.table == table)
-    first = None if any(not r.where or r.where[0][1][0] in ("absent", "not") for r in rules) \
-        else frozenset(r.where[0][0] for r in rules)
-    return i, layer, rules, first
+def _table_rules(layers: tuple, table: str) -> TableRules:
+    drawn = tuple((i, layer, tuple(r for r in layer.rules if r.table == table)) for i, layer in enumerate(layers)
+                  if any(r.table == table for r in layer.rules))
+    index, always = {}, []
+    for p, (_, _, rules) in enumerate(drawn):
+        for n, rule in enumerate(rules):
+            key, (op, values) = rule.where[0] if rule.where else (None, ("always", None))
+            if op == "in":
+                for value in sorted(values):
+                    index.setdefault((key, value), []).append((p, n))
+            elif op == "any":
+                index.setdefault(key, []).append((p, n))
+            else:
+                always.append((p, n))
+    return TableRules(drawn, index, tuple(always))
 
 
 def _is_int(value) -> bool:
@@ -472,7 +494,7 @@ def min_area(layer: LayerSpec, zoom: int) -> float:
 def last_zoom(schema: Schema, table: str) -> int:
     """The last zoom any rule shows a row of `table` at; -1 when none reads it."""
     return max((schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-                for _, _, rules, _ in schema.by_table.get(table, ()) for rule in rules), default=-1)
+                for layer in schema.layers for rule in layer.rules if rule.table == table), default=-1)
 
 
 def build_max_zoom(cfg: dict, schema: Schema | None = None) -> int:

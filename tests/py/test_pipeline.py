@@ -259,3 +259,21 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
         packed.append(rawr.pack(rawr.build_rawr_tile(src, group)))
         src.conn.close()
     assert packed[0] == packed[1]
+
+
+def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
+    import shapely
+    wkts = ["POLYGON ((10.2 10.2, 40.4 10.2, 40.4 40.4, 10.2 40.4, 10.2 10.2))",      # rounds point by point
+            "POLYGON ((100 100, 100.3 100.1, 100.1 100.4, 100 100))",                  # under a grid square
+            "POLYGON ((2658.2 51.1, 2655.1 -64.2, 2657.9 53.2, 2658.2 51.1))",         # a sliver, valid rounded
+            # a hole that rounding would push across its shell
+            "POLYGON ((0.6 0, 100 0, 100 100, 0.6 100, 0.6 0), (0.9 10, 50 10, 50 90, 0.9 90, 0.9 10))",
+            "LINESTRING (500.2 500.2, 600.7 600.7)", "LINESTRING (700.1 700.1, 700.2 700.2)", "POINT (5.5 6.4)"]
+    full = shapely.set_precision(shapely.from_wkt(wkts), 1.0)
+    got = render._snapped(shapely.from_wkt(wkts))
+    assert got[0].equals(shapely.from_wkt("POLYGON ((10 10, 40 10, 40 40, 10 40, 10 10))"))
+    # Snap-rounded in full, both collapse (rounded point by point, the sliver would stay).
+    assert got[1].is_empty and got[2].is_empty and full[1].is_empty and full[2].is_empty
+    assert got[3].is_valid and got[3].equals(full[3])
+    assert list(got[4:].astype(str)) == list(full[4:].astype(str))
+    assert got[5].is_empty

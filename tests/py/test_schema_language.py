@@ -75,3 +75,14 @@ def test_a_users_own_schema_builds(db_url, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     zips = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.zip") if "runs" not in p.parts)
     assert zips and max(int(p.parts[0]) for p in zips) == 9  # max zoom 12: metatiles down to z9
+
+
+@pytest.mark.parametrize("text, value", [
+    ("12", 12.0), ("007", 7.0), ("0", 0.0), (str(2 ** 53), float(2 ** 53)), (str(2 ** 53 + 2), None),
+    ("12 m", 12.0), (" 12", 12.0), ("-3", -3.0), ("1.5e+06", 1500000.0), ("\u0663", 3.0), ("\u00b2", None),
+    ("", None), ("yes", None)])
+def test_numbers_in_tags(text, value):
+    # Plain digits take a shorter way than the pattern; both read the same number.
+    assert classify.number(text) == value
+    m = classify._NUMBER.match(text)
+    assert value == (float(m.group(1)) if m and abs(float(m.group(1))) <= 2 ** 53 else None)

@@ -104,3 +104,58 @@ def test_example(schema_name, case):
         if m.min_zoom > 0:
             below = mercantile.tile(lon, lat, m.min_zoom - 1)
             assert name not in rendered(schema, table.key, one_row, Tile(below.x, below.y, below.z))
+
+
+def linear_classify(schema, table: str, tags: dict, row_id: int) -> list:
+    """classify as it reads without the rule index: every rule of every layer of the table, in order."""
+    out = []
+    for i, layer, rules in schema.by_table[table].layers:
+        floor = 0
+        for rule in rules:
+            if not classify.holds(rule.where, tags):
+                continue
+            zoom = classify.evaluate(rule.min_zoom, tags)
+            if zoom is None:
+                continue
+            top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
+            low = min(max(zoom, floor), schema.max_zoom)
+            if low <= top:
+                props, zooms = classify._properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
+                out.append(classify.Match(i, low, top, rule.geometry, props, zooms))
+            if rule.more:
+                continue
+            if rule.max_zoom is None:
+                break
+            floor = rule.max_zoom + 1
+    if any(schema.layers[m.layer].unless for m in out):
+        names = {schema.layers[m.layer].name for m in out}
+        out = [m for m in out if names.isdisjoint(schema.layers[m.layer].unless)]
+    return out
+
+
+def _rule_rows(schema):
+    """Rows made from each rule's `where` (each value it tests for, "no" for `true`, with and without the
+    tags the tests after the first ask for), so that every indexed rule is reached and most are passed by."""
+    for layer in schema.layers:
+        for rule in layer.rules:
+            for key, (op, values) in rule.where[:1] or [(None, ("always", None))]:
+                firsts = [{}] if key is None else [{key: v} for v in sorted(values or ("yes", "no"))]
+                for tags in firsts:
+                    rest = {k: sorted(v)[0] if op_ == "in" else "yes" for k, (op_, v) in rule.where[1:]
+                            if op_ in ("in", "any")}
+                    for extra in ({}, rest, {**rest, "name": "N", "way_area": "12345.0"}):
+                        yield rule.table, {**extra, **tags}
+
+
+@pytest.mark.parametrize("schema_name", ["tilezen", "shortbread"])
+def test_rule_index_classifies_as_the_linear_scan(schema_name):
+    schema = schemas.load(schemas.schema_path(schema_name))
+    rows = [(case["table"], row(case, schema.tables[case["table"]])[2]) for name, case in
+            (p.values for p in _examples()) if name == schema_name]
+    rows += list(_rule_rows(schema))
+    matched = 0
+    for table, tags in rows:
+        got = classify.classify(schema, table, tags, 7)
+        assert got == linear_classify(schema, table, tags, 7), (table, tags)
+        matched += bool(got)
+    assert matched > len(rows) / 2
