@@ -1,4 +1,4 @@
-"""The three kinds of jobs, once: name, command, work function and zooms, in the order a build runs them.
+"""The three kinds of jobs, once: name, command, work function, zooms and inputs, in the order a build favours them.
 
 Everything that names the job kinds reads them here: the subcommands, the local
 runner, the run records, batch-enqueue. The job definitions (jobdefs/*.json)
@@ -18,6 +18,7 @@ class JobKind(NamedTuple):
     help: str          # one line: what one job does
     zooms: tuple       # (first, last) zoom of a job's tile: a number, "queue" (batch.queue-zoom)
                        # or "group" (rawr.group-zoom: a meta-high job cut into parts)
+    after: str | None = None  # the kind whose output its jobs read: a local build runs them once that is done
 
     @property
     def pyramid(self) -> bool:
@@ -38,7 +39,8 @@ KINDS = (
     JobKind("rawr", "rawr-tile", "tilebatch.rawr:rawr_job",
             "rawr job: the z10 RAWR tiles under one z7 tile", ("queue", "queue")),
     JobKind("meta-high", "meta-tile", "tilebatch.meta_high:meta_high_job",
-            "meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile", ("queue", "group")),
+            "meta-high job: metatiles z10..z13 from the RAWR tiles under one z7..z10 tile", ("queue", "group"),
+            after="rawr"),
     JobKind("meta-low", "meta-tile-low-zoom", "tilebatch.meta_low:meta_low_job",
             "meta-low job: the metatile of one z0..z7 tile (and its z8, z9 children at z7)", (0, "queue")),
 )

@@ -1,9 +1,10 @@
 """The local runner: a whole build on this machine, job by job, as Batch would run it.
 
-`tilebatch build` runs every rawr job, then every meta-high job, then every
-meta-low job covering a box, each as the very command line a Batch job runs, in
-a pool of processes. It records what the run expects first (runs.py), so
-`tilebatch status` and `missing` see local runs as they see Batch runs. Jobs
+`tilebatch build` runs every rawr, meta-high and meta-low job covering a box,
+each as the very command line a Batch job runs, in a pool of processes:
+meta-high once rawr is done, meta-low beside them on workers they leave idle
+(schedule.py). It records what the run expects first (runs.py), so `tilebatch
+status` and `missing` see local runs as they see Batch runs. Jobs
 with a completion record are skipped, so running the same run again picks up
 where it stopped; `--attempts N` does that by itself up to N times.
 
@@ -24,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, postgis, records, runkeys, runs, split, tileset
+from . import load, log, oom, postgis, records, runkeys, runs, schedule, split, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
@@ -98,7 +99,7 @@ def failure_reason(stderr: str, code: int, out_of_memory: bool) -> str:
 
 
 class Runner:
-    """Runs a run's jobs in a pool, kind by kind, keeping count and showing progress.
+    """Runs a run's jobs in a pool, each once its inputs are done, keeping count and showing progress.
 
     On a terminal a progress bar; otherwise the jobs' own JSON log lines (or,
     with `quiet`, only those of failed jobs) and a progress line every
@@ -128,65 +129,63 @@ class Runner:
             store.sweep()
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
-        """Run every job not yet done, kind by kind; stop before a kind whose inputs failed."""
-        self.counts = {kind: [0, len(jobs.get(kind, []))] for kind in NAMES}
+        """Run every job not yet done, each once what it reads is done (schedule.py); none whose inputs failed."""
+        todo, parts, done_parts = {}, {}, {}
+        self._failed_before = set()
         for kind in NAMES:
             tiles = jobs.get(kind, [])
             done = set() if self.force else records.done_tiles(self.store, self.run_id, kind)
-            todo = [t for t in tiles if t not in done]
-            self.counts[kind] = [len(tiles) - len(todo), len(tiles)]
-            self._failed_before = {(kind, t) for t in runs.failures(self.store, self.run_id, kind)}
-            self._stage(kind, todo)
-            if self.failed:
-                return
+            todo[kind] = [t for t in tiles if t not in done]
+            self.counts[kind] = [len(tiles) - len(todo[kind]), len(tiles)]
+            self._failed_before |= {(kind, t) for t in runs.failures(self.store, self.run_id, kind)}
+            parts[kind], done_parts[kind] = self._parts(kind, todo[kind]), done  # records of parts too
+        self._run_schedule(schedule.Schedule(todo, parts, done_parts))
 
     def progress_line(self) -> str:
         return ", ".join(f"{kind} {done}/{expected}" for kind, (done, expected) in self.counts.items())
 
     def _parts(self, kind: str, todo: list[Tile]) -> dict[Tile, list[Tile]]:
-        """The parts of the stage's jobs when workers would sit idle (split.py); {} when none are cut."""
+        """The parts of the kind's jobs when workers would sit idle (split.py); {} when none are cut."""
         if self.split_within is None:
             return {}
         return split.parts(kind, todo, self.split_within, self.workers, self.cfg["batch"]["queue-zoom"],
                            self.cfg["rawr"]["group-zoom"])
 
-    def _stage(self, kind: str, todo: list[Tile]) -> None:
-        parts = self._parts(kind, todo)
-        done = set() if self.force or not parts else records.done_tiles(self.store, self.run_id, kind)
-        waiting = {job: [p for p in ps if p not in done] for job, ps in parts.items()}
-        log.info("stage started", stage=kind, jobs=len(todo), **({"parts": sum(map(len, waiting.values()))}
-                                                                  if parts else {}))
-        bar = tqdm(total=len(todo) + sum(map(len, waiting.values())), desc=kind, unit="job",
+    def _run_schedule(self, sched: schedule.Schedule) -> None:
+        """Start what may start on every free worker, in the schedule's order, until nothing is left.
+
+        Each kind's first start and its end are logged (`stage started`, `stage done`), in the order they happen.
+        """
+        bar = tqdm(total=len(sched), desc="build", unit="job",
                    disable=not self.on_terminal, file=sys.stderr)
         stop = threading.Event()
         ticker = threading.Thread(target=self._tick, args=(stop,), daemon=True)
         ticker.start()
         pool = ThreadPoolExecutor(max_workers=self.workers)
-        # Parts go first; a job cut into parts goes once they are all done, and not if one failed.
-        owner = {pool.submit(self._run_one, kind, p, part=True): job for job, ps in waiting.items() for p in ps}
-        pending = set(owner) | {pool.submit(self._run_one, kind, t, parts.get(t, ())) for t in todo
-                                if not waiting.get(t)}
+        running, started = {}, set()
         try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            while True:
+                for task in sched.take(self.workers - len(running)):
+                    if task.kind not in started:
+                        started.add(task.kind)
+                        log.info("stage started", stage=task.kind, **sched.size(task.kind))
+                    running[pool.submit(self._run_one, task.kind, task.tile, task.parts, task.part)] = task
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in finished:
-                    ok = f.result()
-                    bar.update(1)
-                    job = owner.pop(f, None)
-                    if job is None:
-                        continue
-                    if not ok:
-                        waiting.pop(job, None)
-                    elif job in waiting and not any(j == job for j in owner.values()):
-                        del waiting[job]
-                        pending.add(pool.submit(self._run_one, kind, job, parts[job]))
+                    task = running.pop(f)
+                    dropped = sched.finished(task, f.result())
+                    bar.update(1 + len(dropped))
+                    if task.kind in started and sched.kind_done(task.kind):
+                        log.info("stage done", stage=task.kind, failed=task.kind in sched.failed_kinds)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start no more jobs, end the running ones
             self._stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
             with self._lock:
-                running = list(self._procs)
-            log.warning("stopping: ending the running jobs", jobs=len(running))
-            end_jobs(running)
+                procs = list(self._procs)
+            log.warning("stopping: ending the running jobs", jobs=len(procs))
+            end_jobs(procs)
             raise
         finally:
             stop.set()
@@ -344,9 +343,10 @@ def build(args, cfg) -> int:
 
 def add_commands(sub, common) -> None:
     p = sub.add_parser("build", parents=[common], help="build every tile of a box on this machine",
-                       description="Build every tile of a box on this machine: every rawr job, then every "
-                                   "meta-high job, then every meta-low job, each as the command a Batch job runs, "
-                                   "in a pool of processes. Jobs of the run that are done already are skipped.")
+                       description="Build every tile of a box on this machine: every rawr, meta-high and "
+                                   "meta-low job, each as the command a Batch job runs, in a pool of processes "
+                                   "(meta-high once rawr is done, meta-low beside them). Jobs of the run that are "
+                                   "done already are skipped.")
     p.add_argument("--bbox", help="west,south,east,north (default: the data's extent)")
     add_run_id_option(p, "the run (default: batch.run_id, else 'local')")
     p.add_argument("--jobs", type=int, default=None, help="jobs at once (default: all cores)")

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tilebatch import split
-from tilebatch.tiles import Tile, make_bbox
+from tilebatch import schedule, split
+from tilebatch.tiles import Tile, format_tile, make_bbox
 
 from conftest import build_env, last_error, metatiles, run_cli
 
@@ -50,10 +50,13 @@ def test_parts_are_cut_only_for_idle_workers():
 
 def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
     root, run_id = whole
-    proc = build(tmp_path, 2, "cut")
+    # Three workers, two parts for rawr: the third worker starts on meta-low at once.
+    proc = build(tmp_path, 3, "cut")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "10 jobs run, 0 already done, 0 missing" in proc.stdout
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    stages = [(line["msg"], line["stage"]) for line in lines if line["msg"] in ("stage started", "stage done")]
+    assert stages.index(("stage started", "meta-low")) < stages.index(("stage done", "rawr"))
     joined = {line["job"] for line in lines if line.get("after_parts")}
     assert joined == {"rawr", "meta-high", "meta-low"}
     # Each part wrote its own record; the job's record holds the whole job's counts.
@@ -82,7 +85,7 @@ def test_a_failed_part_leaves_its_job_missing_until_a_rerun(whole, tmp_path, db_
     out = tmp_path / "out" / "runs" / "broken"
     assert (out / "meta-high" / "10" / str(EMPTY_Z10.x) / f"{EMPTY_Z10.y}.json").exists()
     assert not (out / "meta-high" / "7" / "72" / "37.json").exists()
-    assert not (out / "meta-low" / "7" / "72" / "37.json").exists()  # no stage runs after one that failed
+    assert (out / "meta-low" / "7" / "72" / "37.json").exists()  # it reads only the database: it ran
     rawr_tile.write_bytes(good)
     proc = build(tmp_path, 2, "broken")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -104,3 +107,59 @@ def test_bad_parts_exit_2_and_write_nothing(tmp_path, db_url, parts, message):
     assert proc.returncode == 2, proc.stderr
     assert message in last_error(proc)
     assert not any(names for _, _, names in os.walk(tmp_path))
+
+
+def run_in_order(sched: schedule.Schedule, workers: int, fail: set = frozenset()) -> list[list[tuple]]:
+    """Drive a schedule as the runner does, each task ending in the order it started (`fail`: those that
+    fail): the (kind, tile, part) started at each step."""
+    steps, running = [], []
+    while len(sched):
+        start = sched.take(workers - len(running))
+        steps.append([(t.kind, format_tile(t.tile), t.part) for t in start])
+        running += start
+        task = running.pop(0)
+        sched.finished(task, (task.kind, task.tile) not in fail)
+    return steps
+
+
+def test_meta_low_takes_the_workers_rawr_and_meta_high_leave_idle():
+    cut = {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]}, "meta-high": {Z7: [DATA_Z10, EMPTY_Z10]},
+           "meta-low": {Z7: [Tile(145, 74, 8)]}}
+    todo = {"rawr": [Z7], "meta-high": [Z7], "meta-low": [Tile(0, 0, 0), Z7]}
+    steps = run_in_order(schedule.Schedule(todo, cut), workers=3)
+    # Rawr's parts first, and meta-low's first task beside them on the third worker.
+    assert steps[0] == [("rawr", "10/582/296", True), ("rawr", "10/583/296", True), ("meta-low", "8/145/74", True)]
+    # The first rawr part done, the meta-high part over it starts, the other rawr part still running.
+    assert steps[1] == [("meta-high", "10/582/296", True)]
+    order = {(k, t): i for i, step in enumerate(steps) for k, t, _ in step}
+    # Each job after its parts; meta-high's over the rest of the z7 tile after rawr's.
+    assert order[("rawr", "7/72/37")] > order[("rawr", "10/583/296")]
+    assert order[("meta-high", "10/583/296")] > order[("rawr", "10/583/296")]
+    assert order[("meta-high", "7/72/37")] > max(order[("rawr", "7/72/37")], order[("meta-high", "10/583/296")])
+    assert order[("meta-low", "7/72/37")] > order[("meta-low", "8/145/74")]
+    # One worker: the kinds one after the other, as before.
+    one = [s[0][0] for s in run_in_order(schedule.Schedule(todo, cut), workers=1)]
+    assert one == ["rawr"] * 3 + ["meta-high"] * 3 + ["meta-low"] * 3
+
+
+def test_meta_high_waits_for_rawr_over_its_area_only():
+    a, b = Tile(72, 37, 7), Tile(73, 37, 7)
+    todo = {"rawr": [a, b], "meta-high": [a, b]}
+    steps = run_in_order(schedule.Schedule(todo, {}), workers=2)
+    assert steps[:2] == [[("rawr", "7/72/37", False), ("rawr", "7/73/37", False)], [("meta-high", "7/72/37", False)]]
+    # A job cut into parts: its area is what they leave.
+    job = schedule.Task("rawr", Z7, (DATA_Z10, EMPTY_Z10))
+    assert not schedule.overlap(job, schedule.Task("meta-high", DATA_Z10, part=True))
+    assert schedule.overlap(job, schedule.Task("meta-high", Tile(581, 296, 10), part=True))
+    assert schedule.overlap(job, schedule.Task("meta-high", Z7, (DATA_Z10, EMPTY_Z10)))
+
+
+def test_a_failed_part_drops_its_job_and_what_reads_its_kind():
+    cut = {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]}}
+    todo = {"rawr": [Z7], "meta-high": [Z7], "meta-low": [Z7]}
+    sched = schedule.Schedule(todo, cut)
+    steps = run_in_order(sched, workers=2, fail={("rawr", DATA_Z10)})
+    started = [(k, t) for step in steps for k, t, _ in step]
+    # meta-low reads only the database: it runs still; rawr's job and meta-high never start.
+    assert started == [("rawr", "10/582/296"), ("rawr", "10/583/296"), ("meta-low", "7/72/37")]
+    assert sched.failed_kinds == {"rawr", "meta-high"}
