@@ -2,11 +2,12 @@
 
 `tilebatch build` runs every rawr, meta-high and meta-low job covering a box,
 each as the very command line a Batch job runs, in a pool of processes:
-meta-high once rawr is done, meta-low beside them on workers they leave idle
-(schedule.py). It records what the run expects first (runs.py), so `tilebatch
-status` and `missing` see local runs as they see Batch runs. Jobs
-with a completion record are skipped, so running the same run again picks up
-where it stopped; `--attempts N` does that by itself up to N times.
+meta-high over an area once rawr over it is done, meta-low beside them on
+workers they leave idle (schedule.py). It records what the run expects
+first (runs.py), so `tilebatch status` and `missing` see local runs as they
+see Batch runs. Jobs with a completion record are skipped, so running the
+same run again picks up where it stopped; `--attempts N` does that by itself
+up to N times.
 
 Jobs never outlive the runner: each runs in its own process group, is ended
 (SIGTERM, then SIGKILL) when the runner is interrupted or terminated, and gets
@@ -345,7 +346,7 @@ def add_commands(sub, common) -> None:
     p = sub.add_parser("build", parents=[common], help="build every tile of a box on this machine",
                        description="Build every tile of a box on this machine: every rawr, meta-high and "
                                    "meta-low job, each as the command a Batch job runs, in a pool of processes "
-                                   "(meta-high once rawr is done, meta-low beside them). Jobs of the run that are "
+                                   "(meta-high over an area once rawr over it is done, meta-low beside them). Jobs of the run that are "
                                    "done already are skipped.")
     p.add_argument("--bbox", help="west,south,east,north (default: the data's extent)")
     add_run_id_option(p, "the run (default: batch.run_id, else 'local')")
