@@ -217,7 +217,7 @@ def main(argv=None) -> int:
     profiles = [tilemaker.openmaptiles()]
     peers = {"tilemaker": f"{tilemaker.version('tilemaker')} OpenMapTiles example"}
     if args.tilemaker:
-        profiles.insert(0, tilemaker.shortbread(args.tilemaker, args.tilemaker_profile))
+        profiles.insert(0, tilemaker.shortbread(args.tilemaker, os.path.abspath(args.tilemaker_profile)))
         peers = {"tilemaker3": f"{tilemaker.version(args.tilemaker)} Shortbread reference", **peers}
     try:
         results = {"format": report.FORMAT, "machine": machine(cfg), "schema": schema,
