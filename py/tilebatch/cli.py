@@ -102,8 +102,10 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     argv = sys.argv[1:] if argv is None else list(argv)
     job = _command(argv) in {k.command for k in KINDS}
-    args = build_parser(JOB_MODULES if job else COMMAND_MODULES).parse_args(argv)
     try:
+        # Building the parser imports the command's modules (numpy, shapely: a good part
+        # of a second), so a SIGTERM may well land there: it is answered like any other.
+        args = build_parser(JOB_MODULES if job else COMMAND_MODULES).parse_args(argv)
         cfg = config.load(getattr(args, "config", None))
         return args.func(args, cfg)
     except TilebatchError as e:

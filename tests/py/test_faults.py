@@ -464,6 +464,21 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     assert_intact(tmp_path)
 
 
+def test_sigterm_while_a_job_starts_up_is_answered_in_one_line(monkeypatch, capsys):
+    """Building the parser imports the job's modules (numpy, shapely), the first moments of a job:
+    a SIGTERM there (a runner ending the jobs it just started) ends it as anywhere else, exit 143
+    and one line, no traceback. The signal is the handler's own exception, raised where it lands."""
+    def signalled(_modules):
+        cli._terminate(signal.SIGTERM, None)
+    monkeypatch.setattr(cli, "build_parser", signalled)
+    try:
+        code = cli.main(["meta-tile-low-zoom", "--tile", "7/72/37", "--run-id", "early"])
+    except KeyboardInterrupt:  # Terminated is one: it escaped main(), a traceback on a real job's stderr
+        pytest.fail("a SIGTERM while the parser is built escapes main()")
+    assert code == 143
+    assert [line["msg"] for line in errors(capsys.readouterr().err)] == ["terminated"]
+
+
 @faults
 def test_sigterm_to_the_runner_ends_its_jobs_and_says_so(tmp_path, db_url):
     runner = start_build(build_env(tmp_path), "--run-id", "stopped", "--jobs", "2")
