@@ -8,11 +8,12 @@ median of its size's interleaved rounds; "CPU s" shows the lowest and highest
 round beside it.
 """
 
-import json
 import sys
 from typing import NamedTuple
 
+from tilebatch.errors import BadInput
 from tilebatch.kinds import NAMES
+from tilebatch.plan import read_results
 
 # The layout of the results file; bench/run.py writes it, this reads only it.
 # Bump it when a figure the report reads moves or changes meaning.
@@ -309,16 +310,12 @@ def text(results: dict) -> str:
 def load(path: str) -> dict:
     """A results file in the format this report reads."""
     try:
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
-    except OSError as e:
-        raise BadResults(f"{path}: {e.strerror}") from None
-    except ValueError as e:
-        raise BadResults(f"{path}: not JSON ({e})") from None
-    if not isinstance(results, dict) or results.get("format") != FORMAT:
-        got = results.get("format", "none") if isinstance(results, dict) else "none"
-        raise BadResults(f"{path} is in results format {got}, this report reads format {FORMAT}: "
-                         "make bench writes a fresh one")
+        results = read_results(path)
+    except BadInput as e:
+        raise BadResults(str(e)) from None
+    if results.get("format") != FORMAT:
+        raise BadResults(f"{path} is in results format {results.get('format', 'none')}, this report reads "
+                         f"format {FORMAT}: make bench writes a fresh one")
     return results
 
 

@@ -89,10 +89,8 @@ def model_from_results(results: dict) -> dict:
             for key, p in points.items()}
 
 
-def load_model(path: str | None) -> tuple[dict, str]:
-    """The model from a results file, or the built-in one; and where it came from."""
-    if path is None:
-        return DEFAULT_MODEL, "built-in figures (bench/results.json as committed)"
+def read_results(path: str) -> dict:
+    """make bench's results file (bench/run.py writes it, bench/report.py prints it) as a dict."""
     try:
         with open(path, encoding="utf-8") as f:
             results = json.load(f)
@@ -102,6 +100,14 @@ def load_model(path: str | None) -> tuple[dict, str]:
         raise BadInput(f"benchmark results {path}: not JSON ({e})") from None
     if not isinstance(results, dict):
         raise BadInput(f"benchmark results {path}: expected a JSON object")
+    return results
+
+
+def load_model(path: str | None) -> tuple[dict, str]:
+    """The model from a results file, or the built-in one; and where it came from."""
+    if path is None:
+        return DEFAULT_MODEL, "built-in figures (bench/results.json as committed)"
+    results = read_results(path)
     return model_from_results(results), f"{path} ({', '.join(f'{s}x' for s in results.get('sizes', {}))})"
 
 

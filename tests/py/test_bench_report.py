@@ -144,6 +144,6 @@ def test_the_report_reads_a_saved_run_and_refuses_an_older_format_in_one_line(tm
     old.write_text(json.dumps({"machine": {}, "sizes": {"16": size(16, 3)}}))
     for path, message in [(old, f"{old} is in results format none, this report reads format {report.FORMAT}: "
                                 "make bench writes a fresh one"),
-                          (tmp_path / "none.json", f"{tmp_path / 'none.json'}: No such file or directory")]:
+                          (tmp_path / "none.json", f"benchmark results {tmp_path / 'none.json'}: No such file or directory")]:
         proc = report_cli(path)
         assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"bench.report: {message}\n")
