@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.593, 1.76e-05), "memory": (53.2, 0.000271)},
-    "meta-high": {"cpu": (0.568, 3.41e-05), "memory": (57.6, 0.000688)},
-    "meta-low/0": {"cpu": (0.462, 4.06e-06), "memory": (53.6, 1.82e-07)},
-    "meta-low/1": {"cpu": (0.478, 9.64e-07), "memory": (55.5, 1.82e-07)},
-    "meta-low/2": {"cpu": (0.462, 1.04e-06), "memory": (55.5, 5.46e-07)},
-    "meta-low/3": {"cpu": (0.463, 1.09e-06), "memory": (55.4, 1.09e-06)},
-    "meta-low/4": {"cpu": (0.468, 1.11e-06), "memory": (55.4, 9.09e-07)},
-    "meta-low/5": {"cpu": (0.465, 1.84e-06), "memory": (54.7, 4.11e-05)},
-    "meta-low/6": {"cpu": (0.463, 1.93e-06), "memory": (54.6, 4.15e-05)},
-    "meta-low/7": {"cpu": (0.54, 9.53e-06), "memory": (56.5, 0.000117)},
+    "rawr": {"cpu": (0.239, 2.09e-05), "memory": (32.1, 0.00016)},
+    "meta-high": {"cpu": (0.628, 2.85e-05), "memory": (56.3, 0.000914)},
+    "meta-low/0": {"cpu": (0.403, 1.54e-07), "memory": (49.1, 4.76e-08)},
+    "meta-low/1": {"cpu": (0.402, 3.82e-07), "memory": (50.9, 1.33e-06)},
+    "meta-low/2": {"cpu": (0.398, 5.08e-07), "memory": (50.8, 1.4e-06)},
+    "meta-low/3": {"cpu": (0.404, 4.97e-07), "memory": (51.0, 1.31e-06)},
+    "meta-low/4": {"cpu": (0.395, 4.88e-07), "memory": (50.9, 1.37e-06)},
+    "meta-low/5": {"cpu": (0.418, 2.08e-06), "memory": (55.8, 4.75e-05)},
+    "meta-low/6": {"cpu": (0.439, 2.92e-06), "memory": (55.8, 7.91e-05)},
+    "meta-low/7": {"cpu": (0.359, 1.96e-05), "memory": (56.8, 0.000207)},
 }
 
 

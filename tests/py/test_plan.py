@@ -44,7 +44,11 @@ def test_the_committed_results_give_a_model():
     with open(TOP / "bench" / "results.json") as f:
         model = plan.model_from_results(json.load(f))
     assert all(m["cpu"][0] >= 0 and m["cpu"][1] >= 0 for m in model.values())
+    # The built-in model is these figures, so that `make plan` without --results says what they say.
     assert set(model) == set(plan.DEFAULT_MODEL)
+    for kind, fitted in model.items():
+        for figure in ("cpu", "memory"):
+            assert plan.DEFAULT_MODEL[kind][figure] == pytest.approx(fitted[figure], rel=0.01), (kind, figure)
 
 
 def test_a_planet_estimate_counts_every_job_and_prices_the_cpu():
