@@ -18,6 +18,12 @@ from . import __version__, config, faults, log
 from .errors import Terminated, TilebatchError
 from .kinds import KINDS
 
+# A job renders in one thread. numpy's OpenBLAS would start a thread per core
+# when it is imported, for linear algebra no job does: 0.12 CPU-seconds of every
+# job process on two cores, more on a Batch host with many (numpy reads this
+# once, at import, so it is set before any module imports numpy).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 # The jobs' module: a run starts thousands of jobs, so a job imports only it
 # (what the other commands need, tqdm, http.server, pmtiles, ..., is a quarter of a
 # job process's start-up).

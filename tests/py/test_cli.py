@@ -2,6 +2,9 @@
 
 import argparse
 import importlib.metadata
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +44,14 @@ def test_the_run_id_option_is_run_id_everywhere_and_run_id_with_an_underscore_to
     assert spelt == {("--run-id", "--run_id")}
     args = cli.build_parser().parse_args(["rawr-tile", "--tile", "7/0/0", "--run_id", "old-spelling"])
     assert args.run_id == "old-spelling"
+
+
+def test_numpy_starts_no_threads_in_a_tilebatch_process():
+    """OpenBLAS would start a thread per core at numpy's import, for nothing a job does (0.12 CPU-s a job)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    threads = "int(open('/proc/self/status').read().split('Threads:')[1].split()[0])"
+    count = lambda code: int(subprocess.run([sys.executable, "-c", f"{code}; print({threads})"], env=env,  # noqa: E731
+                                            capture_output=True, text=True, check=True).stdout)
+    assert count("import tilebatch.cli, numpy") == 1
+    if (os.cpu_count() or 1) > 1:  # the test's own check that numpy alone would start them here
+        assert count("import numpy") > 1
