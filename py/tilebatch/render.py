@@ -169,6 +169,7 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
 
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 _POINTS = (shapely.GeometryType.POINT, shapely.GeometryType.MULTIPOINT)
+_LINES = (shapely.GeometryType.LINESTRING, shapely.GeometryType.MULTILINESTRING)
 _SMALL_POLYGON = 64  # square tile units: below it, snap-rounding in full decides what is left of a polygon
 
 
@@ -245,8 +246,13 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     if not picked:
         return []
     geoms = _clipped(np.concatenate([features[i].geoms[idx] for i, idx in picked]), box)
-    shaped = ~np.isin(shapely.get_type_id(geoms), _POINTS)  # a point has nothing to simplify
-    geoms[shaped] = shapely.simplify(geoms[shaped], np.concatenate(tolerance)[shaped], preserve_topology=True)
+    # A point has nothing to simplify. A line is simplified by Douglas-Peucker,
+    # a fifth of the cost of keeping its topology, which only a polygon needs
+    # (a line that comes to cross itself draws the same; a ring must not).
+    type_id, tolerance = shapely.get_type_id(geoms), np.concatenate(tolerance)
+    for types, keep_topology in ((_LINES, False), (_POLYGONAL, True)):
+        shaped = np.isin(type_id, types)
+        geoms[shaped] = shapely.simplify(geoms[shaped], tolerance[shaped], preserve_topology=keep_topology)
     geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
     geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)
     keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
@@ -261,9 +267,6 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
             out.append(merge_lines(layer) if tile.z < schema.layers[i].merge_below else layer)
         offset += n
     return out
-
-
-_LINES = (shapely.GeometryType.LINESTRING, shapely.GeometryType.MULTILINESTRING)
 
 
 def merge_lines(layer: mvt.TileLayer) -> mvt.TileLayer:
