@@ -222,6 +222,21 @@ def test_rawr_tile_format(db_url):
     assert all("way_area" in r[2] for r in unpacked["planet_osm_polygon"])
 
 
+def test_label_points_come_for_polygons_not_points(db_url):
+    """Shortbread takes label points from both tables: a polygon's from the database, a point's is the
+    point itself (render takes it from the geometry), so the point table's rows carry none."""
+    schema = schemas.load(schemas.schema_path('shortbread'))
+    assert {"point", "polygon"} <= schema.label_tables
+    src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
+    try:
+        tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
+        rows = {name: list(records) for name, records in tables.items()}
+    finally:
+        src.conn.close()
+    assert rows["planet_osm_point"] and not any(classify.LABEL_KEY in r[2] for r in rows["planet_osm_point"])
+    assert rows["planet_osm_polygon"] and all(classify.LABEL_KEY in r[2] for r in rows["planet_osm_polygon"])
+
+
 def test_a_list_of_hosts_falls_back_to_one_that_answers(db_url, capfd):
     cfg = config.load("config.yaml", environ={**os.environ, "TILEQUEUE__postgresql__host": "[127.0.0.2, 127.0.0.1]"})
     for _ in range(40):  # the order is shuffled: both orders come up (all but surely)
