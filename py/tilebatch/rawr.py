@@ -116,7 +116,9 @@ def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
             if split.covered("rawr", t, parts):
                 continue
-            data, n = pack(build_rawr_tile(src, t))
+            # A cheap look first: most z10 tiles of the planet are empty, and each
+            # table's query costs the database its planning even when it finds nothing.
+            data, n = pack(build_rawr_tile(src, t) if src.has_rows(rawr_box(t)) else {})
             key = sink.tile_key(t, EXT)
             if n:
                 sink.write(key, data)
