@@ -174,14 +174,15 @@ class Tables:
             raise faults.db_error("database query failed", e) from None
 
     def rows(self, table_key: str, box: tuple, zoom: int | None = None, simplify: float = 0.0,
-             clip: tuple | None = None) -> Iterator[tuple[int, bytes, dict]]:
+             clip: tuple | None = None, to_zoom: int | None = None) -> Iterator[tuple[int, bytes, dict]]:
         """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
 
         `clip`, a box holding `box`, clips instead: a part of a job gets its rows
         as the whole job would, the ones it needs of them.
 
         With a zoom, only rows some layer shows at that zoom (sqlfilter.sql_filter),
-        simplified in the database by `simplify` metres; without, every row (RAWR).
+        or at any zoom from it to `to_zoom`, simplified in the database by
+        `simplify` metres; without, every row.
         The filter reads osm2pgsql's tag columns directly, so the merged tags are
         built only for the rows it keeps.
         """
@@ -190,7 +191,7 @@ class Tables:
             return
         where = "TRUE"
         if zoom is not None:
-            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
+            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key), to_zoom)
             if where is None:
                 return
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"

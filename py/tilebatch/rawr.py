@@ -95,15 +95,18 @@ def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterato
 
 
 def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
-    """Every row of every table touching the z10 tile, by table name; each table's query runs as it is read.
+    """The rows touching the z10 tile that the schema may show at the zooms built from it, by table
+    name; each table's query runs as it is read.
 
-    A table no rule shows at the zooms built from RAWR tiles (z13 on: the
-    simplified sea and land, up to z7) is left out: it would put rows in
-    every RAWR tile of the planet, and metatiles under them, for nothing.
+    Only those rows (sqlfilter, as the PostGIS path selects its rows): a row
+    no rule shows from z13 on makes no feature there, and half the rows of a
+    city are such (the untagged nodes of crossings, signs and entrances, ...).
+    A table no rule shows at these zooms (the simplified sea and land, up to
+    z7) has no query at all.
     """
     box = rawr_box(tile)
     first_zoom = tile.z + METATILE_ZOOMS
-    return {t.name: src.rows(key, box) for key, t in src.tables.items()
+    return {t.name: src.rows(key, box, first_zoom, to_zoom=src.schema.max_zoom) for key, t in src.tables.items()
             if last_zoom(src.schema, key) >= first_zoom}
 
 

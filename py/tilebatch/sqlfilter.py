@@ -84,14 +84,23 @@ def _ladder_sql(expr: Expr, zoom: int, max_zoom: int, tag_sql) -> str | None:
     return f"{_number_sql(expr, tag_sql)} >= {min(thresholds)!r}"
 
 
-def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str | None:
-    """A WHERE clause keeping every row of `table` some layer shows at `zoom`.
+def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag, to_zoom: int | None = None) -> str | None:
+    """A WHERE clause keeping every row of `table` some layer shows at `zoom`
+    (with `to_zoom`, at any zoom from `zoom` to it).
 
     `tag_sql(key)` is the SQL of a tag's value (and of `way_area`): by default
     from the hstore `tags`; postgis.py reads osm2pgsql's own columns where it
     has them, so the filter needs no merged tags for the rows it drops.
-    None when no rule of any layer can show a row of this table at this zoom.
+    None when no rule of any layer can show a row of this table at these zooms.
     """
+    clauses = []
+    for z in range(zoom, (zoom if to_zoom is None else to_zoom) + 1):
+        clauses += [c for c in _clauses(schema, table, z, tag_sql) if c not in clauses]
+    return " OR ".join(clauses) if clauses else None
+
+
+def _clauses(schema: Schema, table: str, zoom: int, tag_sql) -> list[str]:
+    """sql_filter's clauses at one zoom: one a rule that may show a row of `table` there."""
     clauses = []
     for layer in schema.layers:
         area = min_area(layer, zoom)
@@ -110,4 +119,4 @@ def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str
             if area > 0 and schema.tables[table].tags:
                 parts.append(f"coalesce(({tag_sql('way_area')})::float8, 'Infinity') >= {area!r}")
             clauses.append("(" + " AND ".join(parts) + ")")
-    return " OR ".join(clauses) if clauses else None
+    return clauses
