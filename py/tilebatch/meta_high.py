@@ -22,7 +22,7 @@ def meta_high_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict
     for group in children(tile, group_zoom):
         if split.covered("meta-high", group, parts):
             continue
-        members = rawr.read_tile(rawr_store, group, queue_zoom)
+        members = rawr.read_tile(rawr_store, group, queue_zoom, schema)
         if members is None:
             continue
         features = render.collect(schema, ((table_keys[name], records)

@@ -1,11 +1,17 @@
 """RAWR tiles and the rawr job.
 
-A RAWR tile holds the raw rows of every source table that touch one z10 tile
-(plus a margin): a zip with one member per table, each a msgpack stream of
-`[id, WKB, tags]` records in id order. The high zooms are built from these
-alone, with no database. Geometry is clipped to the tile and its margin, so a
+A RAWR tile holds the raw rows of the source tables that touch one z10 tile
+(plus a margin) and that the schema may show at the zooms built from it: a
+zip with one member per table, each a msgpack stream of `[id, WKB, tags]`
+records in id order. The high zooms are built from these alone, with no
+database. Geometry is clipped to the tile and its margin, so a
 continent-sized polygon does not travel whole into every tile it touches; the
 margin is wider than any tile buffer at z13..z16, so the clip never shows.
+
+The zip's comment names the format and the schema (its digest) the rows were
+chosen for: a RAWR tile is good for that schema alone, and a reader with
+another schema, or a tile of an older format, stops (bad input: rebuilding the
+RAWR tile mends it) rather than make tiles without the rows it lacks.
 """
 
 import io
@@ -18,7 +24,7 @@ import msgpack
 
 from . import faults, postgis, split, zips
 from .errors import BadInput
-from .schema import last_zoom, load_schema
+from .schema import Schema, last_zoom, load_schema
 from .store import rawr_sink
 from .tiles import METATILE_ZOOMS, Tile, ancestor, children, format_tile, tile_bounds_3857
 
@@ -29,6 +35,8 @@ _WRITE_CHUNK = 1 << 20  # bytes of packed records a member write takes
 # level (6) deflate took over half of packing one (16x, densest z10 tile: 1.05 of
 # 1.26 CPU s); level 1 takes a third of that for 9% more bytes, and inflates as fast.
 COMPRESS_LEVEL = 1
+# 2: only the rows the schema shows from z13 on, and the zip's comment says for which schema.
+FORMAT = 2
 
 
 def rawr_box(tile: Tile) -> tuple:
@@ -38,14 +46,21 @@ def rawr_box(tile: Tile) -> tuple:
     return minx - pad, miny - pad, maxx + pad, maxy + pad
 
 
-def pack(tables: dict[str, Iterable]) -> tuple[bytes, int]:
-    """A RAWR zip of the tables' records, members in name order, and how many records it holds.
+def stamp(schema: Schema) -> bytes:
+    """A RAWR zip's comment: the format, and the schema its rows were chosen for."""
+    return f"tilebatch RAWR {FORMAT} {schema.name} {schema.digest}".encode()
+
+
+def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
+    """A RAWR zip of the tables' records (chosen for `schema`), members in name order, and how many
+    records it holds.
 
     Records stream from the iterables into compressed members, so a job holds
     the zip, not the rows; a table with no records gets no member.
     """
     buf, count = io.BytesIO(), 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.comment = stamp(schema)
         for name in sorted(tables):
             records = iter(tables[name])
             first = next(records, None)
@@ -68,20 +83,25 @@ def pack(tables: dict[str, Iterable]) -> tuple[bytes, int]:
     return buf.getvalue(), count
 
 
-def unpack(data: bytes, name: str = "RAWR tile", hint: str = "") -> Iterator[tuple[str, Iterator]]:
-    """(table name, records) for each member of a RAWR zip; records stream from the member.
+def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "") -> Iterator[tuple[str, Iterator]]:
+    """(table name, records) for each member of a RAWR zip made for `schema`; records stream from the member.
 
-    The zip's checksums catch any damage as a member is read: BadInput naming `name`, then `hint`.
+    The zip's checksums catch any damage as a member is read, and its comment a
+    tile made for another schema or in another format: BadInput naming `name`, then `hint`.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if z.comment != stamp(schema):
+                said = z.comment.decode(errors="replace") or "nothing"
+                raise BadInput(f"{name} is not a RAWR tile of format {FORMAT} for schema {schema.name} "
+                               f"({schema.digest}): its comment says {said}{hint}")
             for member in z.namelist():
                 yield member, msgpack.Unpacker(io.BytesIO(z.read(member)), raw=False, use_list=False)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise BadInput(f"{name} is corrupt ({faults.first_line(e)}){hint}") from None
 
 
-def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterator]] | None:
+def read_tile(store, tile: Tile, queue_zoom: int, schema: Schema) -> Iterator[tuple[str, Iterator]] | None:
     """The members of the RAWR tile at `tile` (unpack); None when there is none.
 
     A corrupt one is bad input (no retry mends it), named with the rawr job that rebuilds it.
@@ -91,7 +111,7 @@ def read_tile(store, tile: Tile, queue_zoom: int) -> Iterator[tuple[str, Iterato
     if data is None:
         return None
     job = format_tile(ancestor(tile, queue_zoom))
-    return unpack(data, f"RAWR tile {key} in {store.url}", f": rebuild it with `tilebatch rawr-tile --tile {job}`")
+    return unpack(data, schema, f"RAWR tile {key} in {store.url}", f": rebuild it with `tilebatch rawr-tile --tile {job}`")
 
 
 def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
@@ -113,7 +133,8 @@ def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
 def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     """The RAWR tiles under a queue-zoom tile, or under a z8..z10 part of one; none under done `parts`."""
     sink = rawr_sink(cfg)
-    src = postgis.Tables(postgis.connect(cfg, "rawr"), load_schema(cfg))
+    schema = load_schema(cfg)
+    src = postgis.Tables(postgis.connect(cfg, "rawr"), schema)
     rows, sizes = 0, {}
     try:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
@@ -121,7 +142,7 @@ def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
                 continue
             # A cheap look first: most z10 tiles of the planet are empty, and each
             # table's query costs the database its planning even when it finds nothing.
-            data, n = pack(build_rawr_tile(src, t) if src.has_rows(rawr_box(t)) else {})
+            data, n = pack(build_rawr_tile(src, t) if src.has_rows(rawr_box(t)) else {}, schema)
             key = sink.tile_key(t, EXT)
             if n:
                 sink.write(key, data)

@@ -8,6 +8,7 @@ small tmpfs for a full disk, and kill -9 of the runner and of a job. The slow ca
 """
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -542,6 +543,27 @@ def test_a_corrupt_rawr_tile_is_bad_input_naming_it_and_its_rebuild(built_store,
     env = {**env, "TILEQUEUE__store__url": f"file://{out}"}
     one_error(job("meta-tile", env, run_id="test-build"), 2, f"RAWR tile {key} in {rawr.url} is corrupt",
               "rebuild it with `tilebatch rawr-tile --tile 7/72/37`")
+    assert_intact(out)
+    assert not os.path.exists(out / "runs" / "test-build" / "meta-high")
+
+
+def test_a_rawr_tile_of_an_older_format_is_bad_input_naming_it_and_its_rebuild(built_store, tmp_path):
+    """A RAWR tile of format 1 (every row, no stamp) lacks rows of no use to it no more: it is refused."""
+    env = copy_build(built_store, tmp_path)
+    rawr = FileStore(str(tmp_path / "rawr"))
+    key = max((k for k in rawr.list() if k.endswith(".zip")), key=lambda k: len(rawr.read(k)))
+    with zipfile.ZipFile(io.BytesIO(rawr.read(key))) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    old = io.BytesIO()
+    with zipfile.ZipFile(old, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    rawr.write(key, old.getvalue())
+    out = tmp_path / "meta"
+    env = {**env, "TILEQUEUE__store__url": f"file://{out}"}
+    one_error(job("meta-tile", env, run_id="test-build"), 2,
+              f"RAWR tile {key} in {rawr.url} is not a RAWR tile of format 2 for schema tilezen",
+              "its comment says nothing", "rebuild it with `tilebatch rawr-tile --tile 7/72/37`")
     assert_intact(out)
     assert not os.path.exists(out / "runs" / "test-build" / "meta-high")
 

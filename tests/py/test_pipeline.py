@@ -8,6 +8,7 @@ import pytest
 import tilebatch
 from tilebatch import classify, config, metatile, postgis, rawr, render
 from tilebatch import schema as schemas
+from tilebatch.errors import BadInput
 from tilebatch.kinds import KINDS, NAMES
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
@@ -37,7 +38,7 @@ def both_paths(name: str, tile) -> tuple[bytes, bytes]:
     schema = schemas.load(schemas.schema_path(name))
     src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
     try:
-        rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)))[0])
+        rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema)[0], schema)
         keys = {t.name: t.key for t in schema.tables.values()}
         from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
         from_db = features_at(src, schema, ancestor(tile, 7), tile.z)
@@ -209,9 +210,23 @@ def test_tile_command_prints_geojson(built_store):
 
 def test_rawr_tile_format(db_url):
     cfg = config.load("config.yaml")
-    src = postgis.Tables(postgis.connect(cfg), schemas.load(schemas.schema_path('tilezen')))
-    tables = rawr.build_rawr_tile(src, ancestor(tile_at(*CENTRAL, 15), 10))
-    unpacked = {name: list(rows) for name, rows in rawr.unpack(rawr.pack(tables)[0])}
+    schema = schemas.load(schemas.schema_path('tilezen'))
+    src = postgis.Tables(postgis.connect(cfg), schema)
+    group = ancestor(tile_at(*CENTRAL, 15), 10)
+    data, count = rawr.pack(rawr.build_rawr_tile(src, group), schema)
+    unpacked = {name: list(rows) for name, rows in rawr.unpack(data, schema)}
+    # Only the rows some rule may show from z13 on: of the points, fewer than touch the tile.
+    with src.conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM planet_osm_point WHERE way && ST_MakeEnvelope(%s, %s, %s, %s, 3857)",
+                    rawr.rawr_box(group))
+        assert 0 < len(unpacked["planet_osm_point"]) < cur.fetchone()[0]
+    src.conn.close()
+    assert count == sum(map(len, unpacked.values()))
+    # Made for Tilezen: a reader with another schema (or of a RAWR tile without the stamp) stops.
+    shortbread = schemas.load(schemas.schema_path('shortbread'))
+    with pytest.raises(BadInput, match="not a RAWR tile of format 2 for schema shortbread .* its comment says "
+                                       "tilebatch RAWR 2 tilezen"):
+        next(rawr.unpack(data, shortbread))
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon", "water_polygons",
                              "land_polygons"}
@@ -271,7 +286,7 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
             cur.execute(settings)
             cur.execute("SELECT count(*) FROM (SELECT osm_id FROM planet_osm_line GROUP BY osm_id HAVING count(*) > 1) d")
             assert cur.fetchone()[0] > 0  # the demo data has rows sharing an id
-        packed.append(rawr.pack(rawr.build_rawr_tile(src, group)))
+        packed.append(rawr.pack(rawr.build_rawr_tile(src, group), src.schema))
         src.conn.close()
     assert packed[0] == packed[1]
 
