@@ -174,26 +174,27 @@ class Tables:
             raise faults.db_error("database query failed", e) from None
 
     def rows(self, table_key: str, box: tuple, zoom: int | None = None, simplify: float = 0.0,
-             clip: tuple | None = None, to_zoom: int | None = None) -> Iterator[tuple[int, bytes, dict]]:
+             clip: tuple | None = None) -> Iterator[tuple[int, bytes, dict]]:
         """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
 
         `clip`, a box holding `box`, clips instead: a part of a job gets its rows
         as the whole job would, the ones it needs of them.
 
         With a zoom, only rows some layer shows at that zoom (sqlfilter.sql_filter),
-        or at any zoom from it to `to_zoom`, simplified in the database by
-        `simplify` metres; without, every row.
+        simplified in the database by `simplify` metres; without, the rows some
+        rule may hold for at any zoom (sqlfilter.sql_candidates: RAWR).
         The filter reads osm2pgsql's tag columns directly, so the merged tags are
         built only for the rows it keeps.
         """
         table = self.tables.get(table_key)
         if table is None:
             return
-        where = "TRUE"
         if zoom is not None:
-            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key), to_zoom)
+            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
             if where is None:
                 return
+        else:
+            where = sqlfilter.sql_candidates(self.schema, table_key, self._tag_sql(table_key)) or "TRUE"
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
         geom = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"

@@ -1,7 +1,7 @@
 """RAWR tiles and the rawr job.
 
 A RAWR tile holds the raw rows of the source tables that touch one z10 tile
-(plus a margin) and that the schema may show at the zooms built from it: a
+(plus a margin) and that some rule of the schema may hold for: a
 zip with one member per table, each a msgpack stream of `[id, WKB, tags]`
 records in id order. The high zooms are built from these alone, with no
 database. Geometry is clipped to the tile and its margin, so a
@@ -35,7 +35,7 @@ _WRITE_CHUNK = 1 << 20  # bytes of packed records a member write takes
 # level (6) deflate took over half of packing one (16x, densest z10 tile: 1.05 of
 # 1.26 CPU s); level 1 takes a third of that for 9% more bytes, and inflates as fast.
 COMPRESS_LEVEL = 1
-# 2: only the rows the schema shows from z13 on, and the zip's comment says for which schema.
+# 2: only the rows some rule of the schema may hold for, and the zip's comment says which schema.
 FORMAT = 2
 
 
@@ -115,18 +115,18 @@ def read_tile(store, tile: Tile, queue_zoom: int, schema: Schema) -> Iterator[tu
 
 
 def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
-    """The rows touching the z10 tile that the schema may show at the zooms built from it, by table
-    name; each table's query runs as it is read.
+    """The rows touching the z10 tile that some rule of the schema may hold for, by table name; each
+    table's query runs as it is read.
 
-    Only those rows (sqlfilter, as the PostGIS path selects its rows): a row
-    no rule shows from z13 on makes no feature there, and half the rows of a
-    city are such (the untagged nodes of crossings, signs and entrances, ...).
-    A table no rule shows at these zooms (the simplified sea and land, up to
-    z7) has no query at all.
+    Only those rows (postgis.Tables.rows without a zoom): a row no rule holds
+    for makes no feature, and half the rows of a city are such (the nodes of
+    crossings, signs and entrances, ...). A table no rule shows at the zooms
+    built from RAWR tiles (z13 on: the simplified sea and land, up to z7) has
+    no query at all.
     """
     box = rawr_box(tile)
     first_zoom = tile.z + METATILE_ZOOMS
-    return {t.name: src.rows(key, box, first_zoom, to_zoom=src.schema.max_zoom) for key, t in src.tables.items()
+    return {t.name: src.rows(key, box) for key, t in src.tables.items()
             if last_zoom(src.schema, key) >= first_zoom}
 
 
