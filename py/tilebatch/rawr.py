@@ -104,7 +104,8 @@ def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "")
 def read_tile(store, tile: Tile, queue_zoom: int, schema: Schema) -> Iterator[tuple[str, Iterator]] | None:
     """The members of the RAWR tile at `tile` (unpack); None when there is none.
 
-    A corrupt one is bad input (no retry mends it), named with the rawr job that rebuilds it.
+    A corrupt one, or one made for another schema, is bad input (no retry mends it), named with the
+    rawr job that rebuilds it.
     """
     key = store.tile_key(tile, EXT)
     data = store.read(key)
