@@ -8,21 +8,25 @@ database. Geometry is clipped to the tile and its margin, so a
 continent-sized polygon does not travel whole into every tile it touches; the
 margin is wider than any tile buffer at z13..z16, so the clip never shows.
 
-The zip's comment names the format and the schema (its digest) the rows were
-chosen for: a RAWR tile is good for that schema alone, and a reader with
-another schema, or a tile of an older format, stops (bad input: rebuilding the
-RAWR tile mends it) rather than make tiles without the rows it lacks.
+The zip's comment names the format and the choice of rows (a digest of each
+table's condition and last zoom): a schema whose rules choose the same rows
+reads it, so a change of kinds, properties or zooms needs no new RAWR tiles; a
+reader whose schema chooses other rows, or a tile of an older format, stops
+(bad input: rebuilding the RAWR tile mends it) rather than make tiles without
+the rows it lacks.
 """
 
+import hashlib
 import io
 import itertools
+import json
 import zipfile
 import zlib
 from typing import Iterable, Iterator
 
 import msgpack
 
-from . import faults, postgis, split, zips
+from . import faults, postgis, split, sqlfilter, zips
 from .errors import BadInput
 from .schema import Schema, last_zoom, load_schema
 from .store import rawr_sink
@@ -47,12 +51,15 @@ def rawr_box(tile: Tile) -> tuple:
 
 
 def stamp(schema: Schema) -> bytes:
-    """A RAWR zip's comment: the format, and the schema its rows were chosen for."""
-    return f"tilebatch RAWR {FORMAT} {schema.name} {schema.digest}".encode()
+    """A RAWR zip's comment: the format, and which rows the schema chooses (each table's condition, from
+    sqlfilter.sql_candidates, and its last zoom, which decides whether a RAWR tile holds it)."""
+    choice = [(t.name, last_zoom(schema, key), sqlfilter.sql_candidates(schema, key) or "TRUE")
+              for key, t in sorted(schema.tables.items())]
+    return f"tilebatch RAWR {FORMAT} rows {hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:16]}".encode()
 
 
 def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
-    """A RAWR zip of the tables' records (chosen for `schema`), members in name order, and how many
+    """A RAWR zip of the tables' records (chosen by `schema`), members in name order, and how many
     records it holds.
 
     Records stream from the iterables into compressed members, so a job holds
@@ -84,17 +91,18 @@ def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
 
 
 def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "") -> Iterator[tuple[str, Iterator]]:
-    """(table name, records) for each member of a RAWR zip made for `schema`; records stream from the member.
+    """(table name, records) for each member of a RAWR zip with the rows `schema` reads; records stream from
+    the member.
 
     The zip's checksums catch any damage as a member is read, and its comment a
-    tile made for another schema or in another format: BadInput naming `name`, then `hint`.
+    tile with other rows or in another format: BadInput naming `name`, then `hint`.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             if z.comment != stamp(schema):
                 said = z.comment.decode(errors="replace") or "nothing"
-                raise BadInput(f"{name} is not a RAWR tile of format {FORMAT} for schema {schema.name} "
-                               f"({schema.digest}): its comment says {said}{hint}")
+                raise BadInput(f"{name} is not a RAWR tile of format {FORMAT} with the rows schema {schema.name} "
+                               f"reads ({stamp(schema).decode()}): its comment says {said}{hint}")
             for member in z.namelist():
                 yield member, msgpack.Unpacker(io.BytesIO(z.read(member)), raw=False, use_list=False)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
@@ -104,7 +112,7 @@ def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "")
 def read_tile(store, tile: Tile, queue_zoom: int, schema: Schema) -> Iterator[tuple[str, Iterator]] | None:
     """The members of the RAWR tile at `tile` (unpack); None when there is none.
 
-    A corrupt one, or one made for another schema, is bad input (no retry mends it), named with the
+    A corrupt one, or one with other rows than the schema reads, is bad input (no retry mends it), named with the
     rawr job that rebuilds it.
     """
     key = store.tile_key(tile, EXT)

@@ -208,7 +208,7 @@ def test_tile_command_prints_geojson(built_store):
     assert run_cli("tile", "17/0/0", "--config", "config.yaml", env=env).returncode == 2
 
 
-def test_rawr_tile_format(db_url):
+def test_rawr_tile_format(db_url, tmp_path):
     cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path('tilezen'))
     src = postgis.Tables(postgis.connect(cfg), schema)
@@ -222,11 +222,17 @@ def test_rawr_tile_format(db_url):
         assert 0 < len(unpacked["planet_osm_point"]) < cur.fetchone()[0]
     src.conn.close()
     assert count == sum(map(len, unpacked.values()))
-    # Made for Tilezen: a reader with another schema (or of a RAWR tile without the stamp) stops.
+    # Tilezen's rows: a reader whose schema chooses other rows (or of a RAWR tile without the stamp) stops.
     shortbread = schemas.load(schemas.schema_path('shortbread'))
-    with pytest.raises(BadInput, match="not a RAWR tile of format 2 for schema shortbread .* its comment says "
-                                       "tilebatch RAWR 2 tilezen"):
+    with pytest.raises(BadInput, match=f"not a RAWR tile of format 2 with the rows schema shortbread reads .* "
+                                       f"its comment says {rawr.stamp(schema).decode()}"):
         next(rawr.unpack(data, shortbread))
+    # A schema that gives the same rows other kinds, properties and zooms reads the same tiles.
+    edited = tmp_path / "tilezen-edited.yaml"
+    text = open(schemas.schema_path('tilezen')).read()
+    edited.write_text(text.replace("kind_detail", "kind_detail_edited").replace("min_zoom: 14", "min_zoom: 15"))
+    assert schemas.load(str(edited)).digest != schema.digest
+    assert sum(len(list(rows)) for _, rows in rawr.unpack(data, schemas.load(str(edited)))) == count
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon", "water_polygons",
                              "land_polygons"}
