@@ -28,10 +28,20 @@ def features_at(src: postgis.Tables, schema: Schema, area: Tile, zoom: int, job_
     given: the queue-zoom job's own tile when `area` is a part of it, so a
     part's rows are those its whole job would have.
     """
-    tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
-    simplify = min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0
+    return features_over(src, schema, area, [zoom], job_area)[0]
+
+
+def features_over(src: postgis.Tables, schema: Schema, area: Tile, zooms: list[int],
+                  job_area: Tile | None = None) -> list[list]:
+    """`features_at` for each of `zooms` (ascending), from one query a table: a row some of them show is
+    read and classified once, its geometry simplified for each zoom in the database."""
+    simplify = []
+    for zoom in zooms:
+        tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
+        simplify.append(min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0)
     box, clip = rawr_box(area), rawr_box(job_area or area)
-    return render.collect(schema, ((key, src.rows(key, box, zoom, simplify, clip)) for key in src.tables))
+    return render.collect_several(schema, ((key, src.rows_over(key, box, (zooms[0], zooms[-1]), tuple(simplify), clip))
+                                           for key in src.tables), len(zooms))
 
 
 def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:
@@ -47,10 +57,9 @@ def _zooms(meta: Tile) -> set[int]:
     return {t.z for t, _ in metatile_members(meta)}
 
 
-def _render(src: postgis.Tables, schema: Schema, area: Tile, zoom: int, job_area: Tile, members: dict) -> int:
-    """Render the tiles at `zoom` of the metatiles in `members` (metatile -> its tiles, added to) from the rows
-    of `area`; their feature count. The features go when it returns, before the next zoom's are read."""
-    features = features_at(src, schema, area, zoom, job_area)
+def _render(schema: Schema, features: list, zoom: int, members: dict) -> int:
+    """Render the tiles at `zoom` of the metatiles in `members` (metatile -> its tiles, added to) from
+    `features`; their feature count."""
     count = 0
     for meta, tiles in members.items():
         rendered, n = render.render_metatile(schema, features, meta, zoom)
@@ -71,15 +80,24 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}
     try:
-        for zoom in sorted(set().union(*map(_zooms, metas))):
-            at_zoom = [m for m in metas if zoom in _zooms(m)]
-            # The rows of the whole tile in one query; when parts took some of
-            # its metatiles at this zoom, the rows of each one left instead
-            # (mostly where there is no data: a cheap look first).
-            whole = len(at_zoom) == sum(zoom in _zooms(m) for m in every)
-            for area, group in [(tile, at_zoom)] if whole else [(m, [m]) for m in at_zoom]:
-                if whole or src.has_rows(rawr_box(area)):
-                    counts["features"] += _render(src, schema, area, zoom, job_area, {m: members[m] for m in group})
+        zooms = sorted(set().union(*map(_zooms, metas)))
+        at_zoom = {zoom: [m for m in metas if zoom in _zooms(m)] for zoom in zooms}
+        # The rows of the whole tile for every zoom at which it renders all its
+        # metatiles, in one query: a row is read and classified once for all of
+        # them. Where parts took some of its metatiles at a zoom, the rows of
+        # each one left instead (mostly where there is no data: a cheap look first).
+        whole = [z for z in zooms if len(at_zoom[z]) == sum(z in _zooms(m) for m in every)]
+        if whole:
+            by_zoom = features_over(src, schema, tile, whole, job_area)
+            for zoom in whole:
+                # Each zoom's features go once its tiles are made.
+                features = by_zoom.pop(0)
+                counts["features"] += _render(schema, features, zoom, {m: members[m] for m in at_zoom[zoom]})
+        for zoom in (z for z in zooms if z not in whole):
+            for meta in at_zoom[zoom]:
+                if src.has_rows(rawr_box(meta)):
+                    features = features_at(src, schema, meta, zoom, job_area)
+                    counts["features"] += _render(schema, features, zoom, {meta: members[meta]})
     finally:
         src.conn.close()
     for meta in metas:

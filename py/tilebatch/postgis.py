@@ -186,24 +186,39 @@ class Tables:
         The filter reads osm2pgsql's tag columns directly, so the merged tags are
         built only for the rows it keeps.
         """
+        return self._rows(table_key, box, (zoom, zoom), (simplify,), clip)
+
+    def rows_over(self, table_key: str, box: tuple, zooms: tuple[int, int], simplify: tuple[float, ...],
+                  clip: tuple | None = None) -> Iterator[tuple[int, tuple[bytes, ...], dict]]:
+        """`rows` for several zooms at once: the rows some layer shows at any of zooms `zooms[0]`..`zooms[1]`,
+        each with its geometry simplified by each of `simplify` (one query: the rows and their tags are read,
+        filtered and sorted once, not once a zoom)."""
+        return self._rows(table_key, box, zooms, simplify, clip)
+
+    def _rows(self, table_key: str, box: tuple, zooms: tuple, simplify: tuple[float, ...],
+              clip: tuple | None) -> Iterator[tuple]:
         table = self.tables.get(table_key)
         if table is None:
             return
-        if zoom is not None:
-            where = sqlfilter.sql_filter(self.schema, table_key, zoom, self._tag_sql(table_key))
+        if zooms[0] is not None:
+            where = sqlfilter.sql_filter(self.schema, table_key, zooms[0], self._tag_sql(table_key), zooms[1])
             if where is None:
                 return
         else:
             where = sqlfilter.sql_candidates(self.schema, table_key, self._tag_sql(table_key)) or "TRUE"
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
-        geom = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
-        if simplify > 0:
-            geom = f"ST_SimplifyPreserveTopology({geom}, {float(simplify)!r})"
+        clipped = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
+        geoms = [f"ST_AsBinary(ST_SimplifyPreserveTopology({clipped}, {float(s)!r}))" if s > 0
+                 else f"ST_AsBinary({clipped})" for s in simplify]
+        # One geometry a row, or an array of them, one a tolerance: a row is always (id, geometry, tags).
+        several = len(geoms) > 1
+        geom = f"ARRAY[{', '.join(geoms)}]" if several else geoms[0]
+        as_bytes = (lambda wkbs: tuple(map(bytes, wkbs))) if several else bytes
         # Several rows can share an id (a relation's lines, a split way): geometry
         # and tags order them, so every build reads rows in the same order.
         order = [table.id_column, table.geometry_column] + (["tags"] if table.tags else [])
-        sql = (f"SELECT {table.id_column}, ST_AsBinary({geom}), hstore_to_array({self._tags_expression(table_key)})"
+        sql = (f"SELECT {table.id_column}, {geom}, hstore_to_array({self._tags_expression(table_key)})"
                f" FROM {table.name} WHERE {table.geometry_column} && {envelope} AND ({where})"
                f" ORDER BY {', '.join(order)}")
         params = {**dict(zip(("minx", "miny", "maxx", "maxy"), box)),
@@ -215,9 +230,9 @@ class Tables:
                 cur.itersize = FETCH_ROWS
                 cur.execute(sql, params)
                 for row_id, wkb, flat in cur:
-                    if wkb is None:
+                    if wkb is None or several and None in wkb:
                         continue
                     it = iter(flat)
-                    yield row_id, bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
+                    yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None

@@ -37,7 +37,7 @@ class LayerFeatures(NamedTuple):
 
 
 class _Pending(NamedTuple):
-    """A layer's features while rows are read: parallel lists."""
+    """A layer's features while rows are read: parallel lists (`geoms` one list a geometry of the rows)."""
 
     geoms: list
     min_zoom: list
@@ -66,17 +66,29 @@ def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> li
     table in schema order, then in the order of their rows (ids ascending):
     the same on both paths, whichever order they read the tables in.
     """
-    pending = [_Pending([], [], [], [], [], [], [], []) for _ in schema.layers]
+    return _collect(schema, rows_by_table, 1)[0]
+
+
+def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]],
+                    several: int) -> list[list[LayerFeatures | None]]:
+    """`collect` for rows with `several` geometries each (a tuple of WKB: the same rows simplified for
+    several zooms): their features for each, the rows classified once."""
+    return _collect(schema, rows_by_table, several)
+
+
+def _collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]], several: int) -> list[list]:
+    pending = [_Pending([[] for _ in range(several)], [], [], [], [], [], [], []) for _ in schema.layers]
     for table, rows in rows_by_table:
         rows = iter(rows)
         # A batch of rows at a time: a row's tags and WKB are let go once its
         # features are made, so a dense tile's rows are never all held at once.
         while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
-            _add_rows(schema, table, batch, pending)
-    return [_layer_features(layer, p) if p.geoms else None for layer, p in zip(schema.layers, pending)]
+            _add_rows(schema, table, batch, pending, several)
+    by_layer = [_layer_features(layer, p) if p.ids else [None] * several for layer, p in zip(schema.layers, pending)]
+    return [list(features) for features in zip(*by_layer)]
 
 
-def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending]) -> None:
+def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], several: int) -> None:
     """Classify rows of one table and add their features to each layer's `pending`, in row order."""
     wkbs, hits, tags_of = [], [], []
     for row_id, wkb, tags in rows:
@@ -87,15 +99,17 @@ def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending]) -
             tags_of.append(tags)
     if not wkbs:
         return
-    geoms = shapely.from_wkb(wkbs)
-    shaped = {None: geoms}
-    for mode in {m.geometry for *_, matches in hits for m in matches} - {None}:
-        shaped[mode] = shapely.boundary(geoms) if mode == "boundary" else _label_points(tags_of, geoms)
+    modes = {m.geometry for *_, matches in hits for m in matches} - {None}
+    shaped = []
+    for geoms in [shapely.from_wkb(wkbs)] if several == 1 else [shapely.from_wkb(w) for w in zip(*wkbs)]:
+        shaped.append({None: geoms, **{mode: shapely.boundary(geoms) if mode == "boundary" else
+                                       _label_points(tags_of, geoms) for mode in modes}})
     table_place = list(schema.tables).index(table)
     for i, row_id, area, matches in hits:
         for m in matches:
             p = pending[m.layer]
-            p.geoms.append(shaped[m.geometry][i])
+            for geoms, shapes in zip(p.geoms, shaped):
+                geoms.append(shapes[m.geometry][i])
             p.min_zoom.append(m.min_zoom)
             p.max_zoom.append(m.max_zoom)
             p.area.append(area)
@@ -113,18 +127,22 @@ def _sort_key(props: list[dict], key: str, descending: bool) -> list[np.ndarray]
     return [-number if descending else number, missing]
 
 
-def _layer_features(layer, p: _Pending) -> LayerFeatures:
-    keys = [np.arange(len(p.geoms)), np.array(p.table)]
+def _layer_features(layer, p: _Pending) -> list[LayerFeatures]:
+    """The layer's features, one LayerFeatures for each of the rows' geometries (all else shared)."""
+    keys = [np.arange(len(p.ids)), np.array(p.table)]
     for key, descending in reversed(layer.sort):
         keys += _sort_key(p.props, key, descending)
     order = np.lexsort(keys)
     props = [p.props[i] for i in order.tolist()]
     if any(k.startswith("_") for d in props for k in d):
         props = [{k: v for k, v in d.items() if not k.startswith("_")} for d in props]
-    geoms = np.array(p.geoms, dtype=object)[order]
-    return LayerFeatures(geoms, np.array(p.min_zoom)[order], np.array(p.max_zoom)[order], np.array(p.area)[order],
-                         mvt.properties(props, [p.zooms[i] for i in order.tolist()]),
-                         np.array(p.ids, dtype=np.uint64)[order], shapely.STRtree(geoms))
+    shared = (np.array(p.min_zoom)[order], np.array(p.max_zoom)[order], np.array(p.area)[order],
+              mvt.properties(props, [p.zooms[i] for i in order.tolist()]), np.array(p.ids, dtype=np.uint64)[order])
+    out = []
+    for geoms in p.geoms:
+        geoms = np.array(geoms, dtype=object)[order]
+        out.append(LayerFeatures(geoms, *shared, shapely.STRtree(geoms)))
+    return out
 
 
 def _to_tile_units(box: tuple):

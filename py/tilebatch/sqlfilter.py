@@ -84,29 +84,32 @@ def _ladder_sql(expr: Expr, zoom: int, max_zoom: int, tag_sql) -> str | None:
     return f"{_number_sql(expr, tag_sql)} >= {min(thresholds)!r}"
 
 
-def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag) -> str | None:
-    """A WHERE clause keeping every row of `table` some layer shows at `zoom`.
+def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag, to_zoom: int | None = None) -> str | None:
+    """A WHERE clause keeping every row of `table` some layer shows at `zoom` (at any of `zoom`..`to_zoom`).
 
     `tag_sql(key)` is the SQL of a tag's value (and of `way_area`): by default
     from the hstore `tags`; postgis.py reads osm2pgsql's own columns where it
     has them, so the filter needs no merged tags for the rows it drops.
-    None when no rule of any layer can show a row of this table at this zoom.
+    None when no rule of any layer can show a row of this table at these zooms.
+    Over several zooms a rule is tested once, at its most lenient (its min zoom
+    against the last, its area against the smallest), not once a zoom.
     """
+    to_zoom = zoom if to_zoom is None else to_zoom
     clauses = []
     for layer in schema.layers:
-        area = min_area(layer, zoom)
+        area = min(min_area(layer, z) for z in range(zoom, to_zoom + 1))
         for rule in layer.rules:
             if rule.table != table or (rule.max_zoom is not None and rule.max_zoom < zoom):
                 continue
-            if min(lowest_zoom(rule.min_zoom), schema.max_zoom) > zoom:
+            if min(lowest_zoom(rule.min_zoom), schema.max_zoom) > to_zoom:
                 continue
             parts = [condition_sql(rule.where, tag_sql)]
-            ladder = _ladder_sql(rule.min_zoom, zoom, schema.max_zoom, tag_sql)
+            ladder = _ladder_sql(rule.min_zoom, to_zoom, schema.max_zoom, tag_sql)
             min_zoom = _zoom_sql(rule.min_zoom, tag_sql) if rule.min_zoom.const is None and ladder is None else None
             if ladder is not None:
                 parts.append(ladder)
             elif min_zoom is not None:
-                parts.append(f"LEAST({min_zoom}, {schema.max_zoom}) <= {zoom}")
+                parts.append(f"LEAST({min_zoom}, {schema.max_zoom}) <= {to_zoom}")
             if area > 0 and schema.tables[table].tags:
                 parts.append(f"coalesce(({tag_sql('way_area')})::float8, 'Infinity') >= {area!r}")
             clauses.append("(" + " AND ".join(parts) + ")")
