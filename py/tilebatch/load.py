@@ -249,6 +249,7 @@ def load(cfg: dict, path: str, database_url: str | None = None, force: bool = Fa
         if previous and previous.sha256 == sha and not force:
             print(f"load: {name} is loaded already in {t.shown} (since {previous.loaded_at}); "
                   "FORCE=1 (--force) loads it again", flush=True)
+            _zoom_indexes(conn, cfg)  # for a schema configured since, or a load from before them
             return None
         flat_nodes = None
         if size > flat_nodes_above_mb * 2**20:
@@ -259,6 +260,7 @@ def load(cfg: dict, path: str, database_url: str | None = None, force: bool = Fa
             cache = cache_mb(size, available_mb(), flat_nodes is not None)
         loaded = _load_staged(conn, t, path, fmt, cache, flat_nodes,
                               lambda bounds: Loaded(name, sha, size, bounds, "", flat_nodes))
+        _zoom_indexes(conn, cfg)
     finally:
         conn.close()
     if previous and previous.flat_nodes and previous.flat_nodes != flat_nodes:
@@ -266,6 +268,16 @@ def load(cfg: dict, path: str, database_url: str | None = None, force: bool = Fa
     log.info("loaded", database=t.shown, bytes=size, sha256=sha, bounds=list(loaded.bounds),
              cache_mb=cache, flat_nodes=flat_nodes)
     return loaded
+
+
+def _zoom_indexes(conn, cfg: dict) -> None:
+    """The partial indexes of meta-low's queries for the configured schema (zoomindex)."""
+    from . import meta_low, zoomindex  # numpy and shapely come with meta_low: only a load needs them here
+    from .schema import build_max_zoom, load_schema
+
+    schema = load_schema(cfg)
+    spans = meta_low.query_zooms(cfg["batch"]["queue-zoom"], build_max_zoom(cfg, schema))
+    log.info("zoom indexes", **zoomindex.ensure(conn, schema, spans))
 
 
 def _load_staged(conn, t: Target, path: str, fmt: str, cache: int, flat_nodes: str | None,

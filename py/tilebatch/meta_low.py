@@ -57,6 +57,17 @@ def _zooms(meta: Tile) -> set[int]:
     return {t.z for t, _ in metatile_members(meta)}
 
 
+def query_zooms(queue_zoom: int, max_zoom: int) -> list[tuple[int, int]]:
+    """The zooms (first, last) a job at each zoom 0..queue_zoom queries its whole tile's rows for (zoomindex
+    indexes them): z0 0..3, then one zoom a job zoom, the queue zoom's three."""
+    spans = set()
+    for z in range(queue_zoom + 1):
+        zooms = sorted(set().union(*map(_zooms, job_metatiles(Tile(0, 0, z), queue_zoom, max_zoom))))
+        if zooms:
+            spans.add((zooms[0], zooms[-1]))
+    return sorted(spans)
+
+
 def _render(schema: Schema, features: list, zoom: int, members: dict) -> int:
     """Render the tiles at `zoom` of the metatiles in `members` (metatile -> its tiles, added to) from
     `features`; their feature count."""

@@ -5,8 +5,9 @@ tag columns osm2pgsql keeps apart under `--hstore`, plus `way_area` for
 polygons, so a rule sees every tag whichever way the database was loaded.
 """
 
+import hashlib
 import random
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import psycopg2
 
@@ -21,6 +22,17 @@ NOT_TAGS = ("osm_id", "way", "tags", "z_order", "way_area")
 PSEUDO_TAGS = ("way_area", "z_order")
 # Rows a round trip to the database brings.
 FETCH_ROWS = 2000
+# The names of zoomindex's functions and indexes.
+ZOOM_FUNCTION_PREFIX = "tilebatch_zoom_"
+
+
+class ZoomFunction(NamedTuple):
+    """A zoom filter as an SQL function (zoomindex): its name, table, parameters (column, type), body."""
+
+    name: str
+    table: str
+    params: tuple
+    predicate: str
 
 
 def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
@@ -56,9 +68,12 @@ def connect(cfg: dict, section: str = "postgresql"):
             # PostgreSQL to compile its zoom filter with LLVM, which costs more CPU
             # (~0.6 s a process a query) than the scan it speeds up (~0.1 s).
             # cursor_tuple_fraction 1: rows are read through a cursor (`rows`) and
-            # all of them, so it is planned as the plain query.
+            # all of them, so it is planned as the plain query. No parallel workers:
+            # a job is one process a core beside other jobs, and a parallel plan
+            # spends CPU for wall time (it also priced a partial index of zoomindex
+            # above a parallel scan of the whole table).
             conn = psycopg2.connect(**params, application_name="tilebatch",
-                                    options="-c jit=off -c cursor_tuple_fraction=1")
+                                    options="-c jit=off -c cursor_tuple_fraction=1 -c max_parallel_workers_per_gather=0")
             # One read-only transaction a connection: the server-side cursors of
             # `rows` live in one, and a job reads one snapshot of the data.
             conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
@@ -97,6 +112,10 @@ class Tables:
         self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type, with its modifier}
         try:
             self._find_tables(conn, schema)
+            with conn.cursor() as cur:
+                cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s",
+                            (ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%",))
+                self._functions = {r[0] for r in cur.fetchall()}
         except psycopg2.Error as e:
             raise faults.db_error("database: reading the tables' columns", e) from None
 
@@ -115,13 +134,17 @@ class Tables:
                             "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped", (table.name,))
                 self._columns[table.key] = dict(cur.fetchall())
 
-    def _tag_sql(self, table_key: str):
-        """SQL for one tag's value in this table: its own column where osm2pgsql made one, else the hstore."""
+    def _tag_sql(self, table_key: str, read: set | None = None):
+        """SQL for one tag's value in this table: its own column where osm2pgsql made one, else the hstore.
+        The columns it reads are added to `read`, when given."""
         columns, has_tags = self._columns[table_key], self.tables[table_key].tags
+        read = set() if read is None else read
 
         def tag(key: str) -> str:
             from_hstore = sqlfilter.hstore_tag(key) if has_tags else "NULL::text"
+            read.update(["tags"] if has_tags else [])
             if key in columns and (key not in NOT_TAGS or key in PSEUDO_TAGS):
+                read.add(key)
                 return f"coalesce({_identifier(key)}::text, {from_hstore})"
             return from_hstore
 
@@ -158,6 +181,30 @@ class Tables:
         for every row, nor the rows carry it (a fifth of a RAWR tile's tags).
         """
         return self._columns[table_key][self.tables[table_key].geometry_column].startswith("geometry(Point,")
+
+    def zoom_filter(self, table_key: str, first: int, last: int) -> str | None:
+        """The SQL keeping the rows of a table some layer shows at any of zooms `first`..`last`; None when
+        none can. A call of its zoomindex function where the database has it (PostgreSQL then reads the
+        function's partial index), else the predicate itself (sqlfilter): the same rows either way."""
+        function = self.zoom_function(table_key, first, last)
+        if function is None:
+            return None
+        if function.name not in self._functions:
+            return function.predicate
+        return f"{function.name}({', '.join(_identifier(c) for c, _ in function.params)})"
+
+    def zoom_function(self, table_key: str, first: int, last: int) -> "ZoomFunction | None":
+        """The zoom filter as an SQL function of the columns it reads, named by a digest of its table and
+        predicate (zooms with the same filter share it); zoomindex makes it, with its index. None when no
+        row can be shown."""
+        read = set()
+        predicate = sqlfilter.sql_filter(self.schema, table_key, first, self._tag_sql(table_key, read), last)
+        if predicate is None:
+            return None
+        name = self.tables[table_key].name
+        digest = hashlib.sha256(f"{name}\n{predicate}".encode()).hexdigest()[:12]
+        return ZoomFunction(ZOOM_FUNCTION_PREFIX + digest, name,
+                            tuple((c, self._columns[table_key][c]) for c in sorted(read)), predicate)
 
     def has_rows(self, box: tuple) -> bool:
         """Whether any table has a row touching `box` (EPSG:3857): one cheap query on the spatial indexes."""
@@ -201,7 +248,7 @@ class Tables:
         if table is None:
             return
         if zooms[0] is not None:
-            where = sqlfilter.sql_filter(self.schema, table_key, zooms[0], self._tag_sql(table_key), zooms[1])
+            where = self.zoom_filter(table_key, *zooms)
             if where is None:
                 return
         else:

@@ -149,6 +149,30 @@ def test_loading_the_same_file_again_is_skipped(area):
     assert record() == before
 
 
+def zoom_indexes(dbname: str = DB) -> int:
+    with psycopg2.connect(db_url(dbname)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_class c JOIN pg_proc p ON p.proname = c.relname"
+                    " WHERE c.relkind = 'i' AND c.relname LIKE 'tilebatch\\_zoom\\_%'")
+        count = cur.fetchone()[0]
+    conn.close()
+    return count
+
+
+def test_a_load_makes_the_zoom_indexes_and_a_repeated_one_makes_those_missing(area):
+    pbf, env, _, _ = area
+    made = zoom_indexes()
+    assert made > 10  # the configured schema's: every OSM table and span of zooms meta-low queries
+    with psycopg2.connect(db_url()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'tilebatch\\_zoom\\_%' LIMIT 3")
+        for (name,) in cur.fetchall():
+            cur.execute(f"DROP FUNCTION {name} CASCADE")  # and its index
+    conn.close()
+    assert zoom_indexes() == made - 3
+    proc = make("load", f"PBF={pbf}", env=env)
+    assert proc.returncode == 0 and "is loaded already" in proc.stdout, proc.stderr
+    assert zoom_indexes() == made
+
+
 @pytest.mark.parametrize("content, message", [
     (b"# README\nnot a map\n", "is not an OSM file"),
     (gzip.compress(b"<?xml version='1.0'?>\n<osmChange version='0.6'></osmChange>"), "is an OSM change file"),

@@ -1,0 +1,72 @@
+"""Partial indexes for meta-low's queries: the rows a zoom shows, found without testing every row.
+
+A low-zoom job's box covers much of the data (a z3 job's an eighth of a
+continent) and its zoom filter keeps a sliver of it, so PostgreSQL would test
+the filter on every row in the box. A partial GiST index on the geometry whose
+predicate is that filter holds only the rows it keeps, and PostgreSQL reads it
+instead when the query has the same predicate. A filter is too large to be an
+index predicate itself (PostgreSQL keeps one in a catalog row of 8 kB), so the
+predicate is a call of an SQL function holding it (postgis.ZoomFunction);
+PostgreSQL inlines the function in both the index's predicate and the query,
+which calls it where the database has it (postgis.Tables.zoom_filter), and
+finds them the same. `tilebatch load` makes them for the configured schema, one
+an OSM table and span of zooms meta-low queries (meta_low.query_zooms), and
+drops those of another schema or an older filter. Queries run the same without
+them, only slower.
+"""
+
+import psycopg2
+
+from . import faults, log, postgis
+from .postgis import ZOOM_FUNCTION_PREFIX, ZoomFunction
+from .schema import Schema
+
+
+def wanted(src: postgis.Tables, spans: list[tuple[int, int]]) -> dict[str, ZoomFunction]:
+    """The zoom functions (and indexes, of the same names) for these spans of zooms, by name."""
+    out = {}
+    for key, table in src.tables.items():
+        if not table.tags:  # sea, land, borders: no tags to filter by
+            continue
+        for first, last in spans:
+            function = src.zoom_function(key, first, last)
+            if function is not None:
+                out[function.name] = function
+    return out
+
+
+def _ddl(function: ZoomFunction, geometry_column: str) -> list[str]:
+    params = ", ".join(f"{postgis._identifier(c)} {t}" for c, t in function.params)
+    args = ", ".join(postgis._identifier(c) for c, _ in function.params)
+    # IMMUTABLE, not STRICT, one SELECT: what PostgreSQL inlines (and an index predicate needs).
+    return [f"CREATE OR REPLACE FUNCTION {function.name}({params}) RETURNS boolean LANGUAGE sql IMMUTABLE "
+            f"AS $tilebatch$ SELECT {function.predicate} $tilebatch$",
+            f"CREATE INDEX IF NOT EXISTS {function.name} ON {function.table} USING gist ({geometry_column}) "
+            f"WHERE {function.name}({args})"]
+
+
+def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
+    """Make the functions and indexes these spans want that are missing, drop this project's others; counts.
+
+    `conn` in autocommit: each index is made in a transaction of its own, so a
+    load interrupted half-way keeps those it made, and the next makes the rest.
+    """
+    src = postgis.Tables(conn, schema)
+    functions = wanted(src, spans)
+    columns = {t.name: t.geometry_column for t in src.tables.values()}
+    pattern = ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%"
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (pattern,))
+            stale = sorted({r[0] for r in cur.fetchall()} - set(functions))
+            for name in stale:  # its index goes with it
+                cur.execute(f"DROP FUNCTION IF EXISTS {name} CASCADE")
+            cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (pattern,))
+            made = sorted(set(functions) - {r[0] for r in cur.fetchall()})
+            for name in made:
+                log.info("making a partial index for meta-low's queries", index=name, table=functions[name].table)
+                for statement in _ddl(functions[name], columns[functions[name].table]):
+                    cur.execute(statement)
+    except psycopg2.Error as e:
+        raise faults.db_error("database: making the zoom indexes", e) from None
+    return {"made": len(made), "dropped": len(stale), "kept": len(functions) - len(made)}

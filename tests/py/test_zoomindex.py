@@ -1,0 +1,87 @@
+"""meta-low's partial indexes (zoomindex): made by a load, read by the queries, the same rows (real PostGIS)."""
+
+import re
+
+import psycopg2
+import pytest
+
+from tilebatch import config, postgis, zoomindex
+from tilebatch import schema as schemas
+from tilebatch.meta_low import query_zooms
+from tilebatch.rawr import rawr_box
+from tilebatch.tiles import Tile, tile_at
+
+CENTRAL = (24.945, 60.170)  # the demo data's centre
+WORLD = rawr_box(Tile(0, 0, 0))
+
+
+@pytest.fixture
+def admin(db_url):
+    """An autocommit connection to the test database; the configured schema's indexes put back after."""
+    cfg = config.load("config.yaml")
+    conn = psycopg2.connect(db_url)
+    conn.autocommit = True
+    yield conn
+    schema = schemas.load_schema(cfg)
+    zoomindex.ensure(conn, schema, query_zooms(cfg["batch"]["queue-zoom"], schemas.build_max_zoom(cfg, schema)))
+    conn.close()
+
+
+def _plan(conn, sql: str) -> str:
+    with conn.cursor() as cur:
+        cur.execute("EXPLAIN " + sql)
+        return "\n".join(r[0] for r in cur.fetchall())
+
+
+@pytest.mark.parametrize("name", ["tilezen", "shortbread"])
+def test_queries_read_the_partial_indexes_and_get_the_same_rows(admin, name):
+    cfg = config.load("config.yaml")
+    schema = schemas.load(schemas.schema_path(name))
+    spans = query_zooms(cfg["batch"]["queue-zoom"], schema.max_zoom)
+    assert zoomindex.ensure(admin, schema, [])["made"] == 0  # none left: the queries test the filter row by row
+    plain = postgis.Tables(postgis.connect(cfg), schema)
+    made = zoomindex.ensure(admin, schema, spans)
+    assert made["made"] == len(zoomindex.wanted(plain, spans)) > len(spans)
+    assert zoomindex.ensure(admin, schema, spans) == {"made": 0, "dropped": 0, "kept": made["made"]}
+    indexed = postgis.Tables(postgis.connect(cfg), schema)
+    box = rawr_box(tile_at(*CENTRAL, 7))
+    try:
+        used = 0
+        for key, table in indexed.tables.items():
+            for first, last in spans if table.tags else ():  # sea and land: no tags, no filter to index
+                function = indexed.zoom_function(key, first, last)
+                if function is None:
+                    continue
+                where = indexed.zoom_filter(key, first, last)
+                assert where.startswith(function.name + "(") and plain.zoom_filter(key, first, last) == function.predicate
+                if last < 10:  # a low zoom's query over a large box: an index of its filter's rows, not every row
+                    # (its own, or one of a filter its own implies, when the planner prices them the same)
+                    sql = (f"SELECT 1 FROM {table.name} WHERE {table.geometry_column} && "
+                           f"ST_MakeEnvelope({', '.join(map(repr, WORLD))}, 3857) AND ({where})")
+                    plan = _plan(indexed.conn, sql)
+                    assert re.search(rf"Index Scan (on|using) {postgis.ZOOM_FUNCTION_PREFIX}", plan) and \
+                        "Seq Scan" not in plan, \
+                        f"{name} {key} z{first}-{last}: {plan}"
+                    used += 1
+                simplify = tuple(10.0 * z for z in range(first, last + 1))
+                assert list(indexed.rows_over(key, box, (first, last), simplify)) == \
+                    list(plain.rows_over(key, box, (first, last), simplify))
+        assert used > 10
+    finally:
+        plain.conn.close()
+        indexed.conn.close()
+
+
+def test_a_load_drops_the_indexes_of_another_filter(admin):
+    cfg = config.load("config.yaml")
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    spans = query_zooms(cfg["batch"]["queue-zoom"], schema.max_zoom)
+    zoomindex.ensure(admin, schema, spans)
+    with admin.cursor() as cur:
+        stale = postgis.ZOOM_FUNCTION_PREFIX + "000000000000"
+        cur.execute(f"CREATE OR REPLACE FUNCTION {stale}(highway text) RETURNS boolean LANGUAGE sql IMMUTABLE "
+                    "AS $$ SELECT highway = 'motorway' $$")
+        cur.execute(f"CREATE INDEX {stale} ON planet_osm_line USING gist (way) WHERE {stale}(highway)")
+        assert zoomindex.ensure(admin, schema, spans)["dropped"] == 1
+        cur.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (stale,))
+        assert cur.fetchone()[0] == 0
