@@ -1,13 +1,15 @@
 """The meta-low job: metatiles z0..z9 (tiles z0..z12) straight from PostGIS.
 
 A job at z0..z6 renders its own metatile; a job at the queue zoom (7) also its
-z8 and z9 children, 21 metatiles. Rows are fetched once per tile zoom for the
-whole job, filtered and simplified in the database for that zoom, so a z0 job
-over a planet pulls only what a z0..z3 map shows. They come and are classified
-a batch at a time (postgis.Tables.rows, render.collect): a dense z7 tile holds
-one zoom's features in memory, never all its rows. A job at z8 or z9 is a part
-of its z7 job (split.py): its one metatile, from rows clipped as the z7 job
-clips them.
+z8 and z9 children, 21 metatiles. Rows are fetched once for all the tile zooms
+of the whole job (a z7 job's 10..12), filtered in the database for them and
+simplified there for each, so a z0 job over a planet pulls only what a z0..z3
+map shows, and a row is read and classified once, not once a zoom. They come
+and are classified a batch at a time (postgis.Tables.rows_over,
+render.collect_several): a dense z7 tile holds its features in memory (one
+geometry of each for each zoom), never all its rows. A job at z8 or z9 is a
+part of its z7 job (split.py): its one metatile, from rows clipped as the z7
+job clips them.
 """
 
 from . import postgis, render
