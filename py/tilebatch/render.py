@@ -88,6 +88,13 @@ def _collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]], seve
     return [list(features) for features in zip(*by_layer)]
 
 
+def _shapes(wkbs: list, tags_of: list[dict], modes: set) -> dict:
+    """The rows' geometries, and those of each of `modes` (boundary, label) made of them."""
+    geoms = shapely.from_wkb(wkbs)
+    return {None: geoms, **{mode: shapely.boundary(geoms) if mode == "boundary" else _label_points(tags_of, geoms)
+                            for mode in modes}}
+
+
 def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], several: int) -> None:
     """Classify rows of one table and add their features to each layer's `pending`, in row order."""
     wkbs, hits, tags_of = [], [], []
@@ -100,10 +107,20 @@ def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], s
     if not wkbs:
         return
     modes = {m.geometry for *_, matches in hits for m in matches} - {None}
-    shaped = []
-    for geoms in [shapely.from_wkb(wkbs)] if several == 1 else [shapely.from_wkb(w) for w in zip(*wkbs)]:
-        shaped.append({None: geoms, **{mode: shapely.boundary(geoms) if mode == "boundary" else
-                                       _label_points(tags_of, geoms) for mode in modes}})
+    shaped, previous = [], None
+    for column in [wkbs] if several == 1 else [list(c) for c in zip(*wkbs)]:
+        if previous is None:
+            shaped.append(_shapes(column, tags_of, modes))
+        else:
+            # Most rows come out of each zoom's simplification the same: such a row
+            # shares the last zoom's geometry objects, made once and held once.
+            shapes = {mode: shape.copy() for mode, shape in shaped[-1].items()}
+            redo = [i for i, (wkb, before) in enumerate(zip(column, previous)) if wkb != before]
+            if redo:
+                for mode, shape in _shapes([column[i] for i in redo], [tags_of[i] for i in redo], modes).items():
+                    shapes[mode][redo] = shape
+            shaped.append(shapes)
+        previous = column
     table_place = list(schema.tables).index(table)
     for i, row_id, area, matches in hits:
         for m in matches:
