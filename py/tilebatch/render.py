@@ -151,8 +151,9 @@ def _layer_features(layer, p: _Pending) -> list[LayerFeatures]:
         keys += _sort_key(p.props, key, descending)
     order = np.lexsort(keys)
     props = [p.props[i] for i in order.tolist()]
-    if any(k.startswith("_") for d in props for k in d):
-        props = [{k: v for k, v in d.items() if not k.startswith("_")} for d in props]
+    hidden = {k for k in set().union(*props) if k.startswith("_")}  # the names of every feature's at once
+    if hidden:
+        props = [d if hidden.isdisjoint(d) else {k: v for k, v in d.items() if k not in hidden} for d in props]
     shared = (np.array(p.min_zoom)[order], np.array(p.max_zoom)[order], np.array(p.area)[order],
               mvt.properties(props, [p.zooms[i] for i in order.tolist()]), np.array(p.ids, dtype=np.uint64)[order])
     out = []
