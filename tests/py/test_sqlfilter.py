@@ -43,3 +43,24 @@ def test_sql_filter_keeps_every_row_python_shows(db_url, name, monkeypatch):
         assert checked > 1000 and dropped > 1000
     finally:
         src.conn.close()
+
+
+@pytest.mark.parametrize("name", ["tilezen", "shortbread"])
+def test_a_span_of_zooms_keeps_every_row_each_of_its_zooms_keeps(db_url, name):
+    """meta-low's one query for several zooms (Tables.rows_over): the rows of each zoom's own filter, all of them."""
+    cfg = config.load("config.yaml")
+    schema = schemas.load(schemas.schema_path(name))
+    src = postgis.Tables(postgis.connect(cfg), schema)
+    box = rawr_box(tile_at(*CENTRAL, 7))
+    try:
+        checked = 0
+        for key in src.tables:
+            for first, last in [(0, 3), (10, 12), (4, 9), (8, 14)]:
+                simplify = tuple(0.0 for _ in range(first, last + 1))
+                over = {(row_id, wkbs[0]) for row_id, wkbs, _ in src.rows_over(key, box, (first, last), simplify)}
+                each = {(row_id, wkb) for zoom in range(first, last + 1) for row_id, wkb, _ in src.rows(key, box, zoom)}
+                assert each <= over, f"{name} {key} z{first}-{last}: {len(each - over)} rows dropped"
+                checked += len(each)
+        assert checked > 1000
+    finally:
+        src.conn.close()
