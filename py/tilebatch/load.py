@@ -330,6 +330,15 @@ def _load(args, cfg) -> int:
     return 0
 
 
+def _zoom_indexes_command(args, cfg) -> int:
+    conn = _connect(target(cfg, args.database_url))
+    try:
+        _zoom_indexes(conn, cfg)
+    finally:
+        conn.close()
+    return 0
+
+
 def _loaded(args, cfg) -> int:
     t = target(cfg, args.database_url)
     conn = _connect(t)
@@ -375,6 +384,15 @@ def add_commands(sub, common) -> None:
                    help="osm2pgsql's node cache in MiB (default: the file's size or 75%% of the free memory, "
                         "whichever is smaller; 0 with a flat-nodes file)")
     p.set_defaults(func=_load)
+    p = sub.add_parser("zoom-indexes", parents=[common],
+                       help="make meta-low's zoom indexes for the configured schema (a load makes them)",
+                       description="Make the partial indexes meta-low's low-zoom queries read, for the configured "
+                                   "schema, in a database loaded with osm2pgsql outside tilebatch load (tilebatch "
+                                   "load makes them itself); drop those of another schema. Made already: nothing "
+                                   "to do. Without them meta-low reads the same rows, testing every one.")
+    p.add_argument("--database-url", dest="database_url",
+                   help="the database to index (default: the configured postgresql one)")
+    p.set_defaults(func=_zoom_indexes_command)
     p = sub.add_parser("loaded", parents=[common], help="what tilebatch load last loaded: file, sha256, bounds, time",
                        description="Print the record of the extract the database holds, one field a line.")
     p.add_argument("--database-url", dest="database_url",

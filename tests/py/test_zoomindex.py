@@ -11,6 +11,8 @@ from tilebatch.meta_low import query_zooms
 from tilebatch.rawr import rawr_box
 from tilebatch.tiles import Tile, tile_at
 
+from conftest import last_error, run_cli
+
 CENTRAL = (24.945, 60.170)  # the demo data's centre
 WORLD = rawr_box(Tile(0, 0, 0))
 
@@ -85,3 +87,19 @@ def test_a_load_drops_the_indexes_of_another_filter(admin):
         assert zoomindex.ensure(admin, schema, spans)["dropped"] == 1
         cur.execute("SELECT count(*) FROM pg_class WHERE relname = %s", (stale,))
         assert cur.fetchone()[0] == 0
+
+
+def test_zoom_indexes_command_makes_them_in_a_database_loaded_elsewhere(admin, db_url):
+    """The Batch runbook loads with osm2pgsql itself: `tilebatch zoom-indexes` makes what a load would."""
+    cfg = config.load("config.yaml")
+    schema = schemas.load_schema(cfg)
+    spans = query_zooms(cfg["batch"]["queue-zoom"], schemas.build_max_zoom(cfg, schema))
+    zoomindex.ensure(admin, schema, [])
+    made = run_cli("zoom-indexes", "--config", "config.yaml", "--database-url", db_url)
+    assert made.returncode == 0, made.stderr
+    wanted = len(zoomindex.wanted(postgis.Tables(admin, schema), spans))
+    assert zoomindex.ensure(admin, schema, spans) == {"made": 0, "dropped": 0, "kept": wanted}
+    again = run_cli("zoom-indexes", "--config", "config.yaml", "--database-url", db_url)
+    assert again.returncode == 0 and '"made": 0' in again.stderr
+    down = run_cli("zoom-indexes", "--config", "config.yaml", "--database-url", "postgresql://127.0.0.1:9/gis")
+    assert down.returncode == 1 and "cannot connect to the database" in last_error(down)
