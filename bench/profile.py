@@ -26,7 +26,8 @@ AREAS = (("psycopg2", "database (psycopg2, waiting on PostGIS)"), ("shapely", "g
          ("tilebatch/postgis", "rows to Python (tilebatch.postgis)"), ("google._upb", "MVT encoding (protobuf)"),
          ("mapbox_vector_tile", "MVT encoding (mapbox-vector-tile)"), ("tilebatch/mvt", "MVT encoding (tilebatch.mvt)"),
          ("msgpack", "RAWR (de)serialising (msgpack)"), ("zipfile", "zip (metatiles, RAWR tiles)"),
-         ("zlib", "zip (metatiles, RAWR tiles)"), ("tilebatch/layers", "classifying rows (layers)"),
+         ("zlib", "zip (metatiles, RAWR tiles)"), ("tilebatch/classify", "classifying rows (classify)"),
+         ("rulecode", "classifying rows (classify)"),  # rulecode.py, and the code it compiles
          ("tilebatch/", "tilebatch, other"), ("numpy", "numpy"))
 
 

@@ -2,21 +2,20 @@
 
 The Python side of a schema, and the final word on both paths: the RAWR path
 classifies every row it reads, the PostGIS path the rows `sqlfilter` let
-through. Pure functions of the schema and a row's tags.
+through. A table's rules are compiled (`rulecode`) the first time its rows are
+classified and kept with the schema; a row is then a few dict lookups to find
+the rules its tags can pass, and a call or two for each of those.
 """
 
-import math
-import re
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
-from .schema import Expr, LayerSpec, Rule, Schema
+from . import rulecode
+from .schema import Schema
 
 # The label point of a polygon, "x y" in EPSG:3857, computed by the database
 # from the whole polygon (postgis.py) and carried as a tag, so that the point is
 # the same on both paths however the polygon was clipped.
 LABEL_KEY = "_label"
-_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
-_TRUE, _FALSE = frozenset(("yes", "true", "1")), frozenset(("no", "false", "0"))
 
 
 class Match(NamedTuple):
@@ -30,112 +29,66 @@ class Match(NamedTuple):
     zooms: dict | None  # property -> first zoom it appears at, where later than min_zoom
 
 
-def holds(condition: tuple, tags: dict) -> bool:
-    """Whether every test of a condition holds for these tags."""
-    for key, (op, values) in condition:
-        value = tags.get(key)
+class TableRule(NamedTuple):
+    """A rule of one table, compiled, with what classifying needs of it and its layer."""
+
+    at: int             # its layer's position among the layers reading the table
+    layer: int          # index into Schema.layers
+    zoom: Callable      # rulecode.RuleCode.zoom
+    properties: Callable  # rulecode.RuleCode.properties
+    last: int           # the last zoom it shows a row at
+    max_zoom: int | None
+    geometry: str | None
+    more: bool
+
+
+class TableRules(NamedTuple):
+    """The rules of one table, in drawing order, and which of them a row's tags can make hold.
+
+    A rule whose `where` starts with `key: value(s)` can hold only for a row
+    with one of those values of that key, one starting with `key: true` only
+    for a row with that key: `index` lists rules by their first test's key
+    as (positions of the `true` ones, {value: positions}), and `always` the
+    rules no tag rules out (no `where`, or one starting with a `false` or
+    `not` test). Positions are in `rules`, which sorting puts back in order.
+    """
+
+    rules: tuple        # TableRule, layer by layer in drawing order, each layer's rules in order
+    index: dict         # key -> ((position, ...), {value: (position, ...)})
+    always: tuple       # (position, ...)
+    classify: Callable[[dict, int], list[Match]]  # (tags, row_id) -> matches: classify for the table's rows
+
+
+def table_rules(schema: Schema, table: str) -> TableRules:
+    """A table's rules, compiled the first time they are asked for and kept with the schema."""
+    found = schema.compiled.get(table)
+    if found is None:
+        found = schema.compiled[table] = _compile(schema, table)
+    return found
+
+
+def _compile(schema: Schema, table: str) -> TableRules:
+    drawn = [(i, layer) for i, layer in enumerate(schema.layers) if any(r.table == table for r in layer.rules)]
+    listed = [(at, i, layer, rule, n) for at, (i, layer) in enumerate(drawn)
+              for n, rule in enumerate(layer.rules) if rule.table == table]
+    code = rulecode.compile_rules(f"<rulecode: schema {schema.name}, table {table}>",
+                                  [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, _, layer, rule, n in listed])
+    rules = tuple(TableRule(at, i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
+                            rule.max_zoom, rule.geometry, rule.more) for (at, i, _, rule, _), c in zip(listed, code))
+    index, always = {}, []
+    for p, (_, _, _, rule, _) in enumerate(listed):
+        key, (op, values) = rule.where[0] if rule.where else (None, ("always", None))
         if op == "in":
-            ok = value in values
+            for value in values:
+                index.setdefault(key, ([], {}))[1].setdefault(value, []).append(p)
         elif op == "any":
-            ok = value is not None and value != "no"
-        elif op == "absent":
-            ok = value is None
-        else:  # not
-            ok = value not in values
-        if not ok:
-            return False
-    return True
-
-
-def number(text: str) -> float | None:
-    """The number a tag's text starts with ("12 m" -> 12.0, "1.5e+06" -> 1500000.0); None when none, or past
-    2**53 (noise, not a value)."""
-    if text.isdigit() and text.isascii():  # most numbers in tags: what the pattern would take whole, read faster
-        value = float(text)
-        return value if value <= 2 ** 53 else None
-    m = _NUMBER.match(text)
-    if not m:
-        return None
-    value = float(m.group(1))
-    return value if math.isfinite(value) and abs(value) <= 2 ** 53 else None
-
-
-def _typed(value, type_: str):
-    if not isinstance(value, str) or type_ == "str":
-        return value
-    if type_ == "bool":
-        return True if value in _TRUE else False if value in _FALSE else None
-    n = number(value)
-    if n is None:
-        return None
-    return n if type_ == "float" else int(n)
-
-
-def _source(expr: Expr, tags: dict, feature: dict | None):
-    if expr.any is not None:
-        hit = any(holds((test,), tags) for test in expr.any)
-        return True if hit else None if expr.only_true else False
-    if expr.all is not None:
-        hit = holds(expr.all, tags)
-        return True if hit else None if expr.only_true else False
-    if expr.area is not None:
-        area = tags.get("way_area")
-        return None if area is None else float(area) / expr.area
-    if expr.feature is not None:
-        return (feature or {})[expr.feature]
-    return expr.const
-
-
-def evaluate(expr: Expr, tags: dict, feature: dict | None = None):
-    """The value of an expression for a row (None: the row has none)."""
-    if expr.when is not None and not holds(expr.when, tags):
-        return None
-    if expr.tags is not None:  # most expressions: the first tag present, read here without a call
-        for tag in expr.tags:
-            value = tags.get(tag)
-            if value is not None:
-                break
-    else:
-        value = _source(expr, tags, feature)
-    if isinstance(value, str):
-        for old, new in expr.replace or ():
-            value = value.replace(old, new)
-        if expr.split is not None:
-            parts = value.split(expr.split)
-            value = len(parts) if expr.take == "count" else max(len(p) for p in parts)
-    if value is not None:
-        if expr.values is not None:
-            value = expr.values.get(value if isinstance(value, str) else str(value))
-        elif expr.at_least is not None:
-            n = value if isinstance(value, (int, float)) else number(str(value))
-            value = next((result for threshold, result in expr.at_least if n is not None and n >= threshold), None)
+            index.setdefault(key, ([], {}))[0].append(p)
         else:
-            value = _typed(value, expr.type)
-    if value is None and expr.default is not None:
-        return evaluate(expr.default, tags, feature)
-    return value
-
-
-def _properties(layer: LayerSpec, rule: Rule, tags: dict, feature: dict) -> tuple[dict, dict | None]:
-    props, zooms = {}, None
-    if rule.kind is not None:
-        kind = evaluate(rule.kind, tags, feature)
-        if kind is not None:
-            props["kind"] = kind
-    for name, expr in layer.props + rule.props:
-        if expr.prefix is not None:
-            for key in sorted(k for k in tags if k.startswith(expr.prefix)):
-                props[key] = tags[key]
-            continue
-        value = evaluate(expr, tags, feature)
-        if value is None:
-            props.pop(name, None)
-            continue
-        props[name] = value
-        if expr.min_zoom > feature["min_zoom"]:
-            zooms = zooms or {}
-            zooms[name] = expr.min_zoom
-    return props, zooms
+            always.append(p)
+    index = {key: (tuple(any_value), {value: tuple(ps) for value, ps in by_value.items()})
+             for key, (any_value, by_value) in index.items()}
+    always = tuple(always)
+    return TableRules(rules, index, always, _row_classifier(schema, rules, index, always))
 
 
 def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Match]:
@@ -143,7 +96,7 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
 
     Within a layer the first rule that holds wins. A rule with a `max_zoom`
     wins only up to it: the rules after it are tried for the zooms above, so
-    a layer can say what a row is at low zooms and at high zooms apart. A rule
+    a layer can say what a row is at low and high zooms apart. A rule
     with `more` adds its feature and lets the rules after it go on (a
     polygon's label point beside the polygon). A min
     zoom beyond the schema's max zoom is the max zoom: the feature appears in
@@ -151,40 +104,57 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     the rows that went into one of those layers.
 
     A row is tested only against the rules whose first test its tags can pass
-    (schema.TableRules), in the order the layers and their rules come.
+    (TableRules), in the order the layers and their rules come.
     """
-    table_rules = schema.by_table[table]
-    index = table_rules.index
-    candidates = list(table_rules.always)
-    for pair in tags.items():
-        candidates += index.get(pair, ())
-        candidates += index.get(pair[0], ())
-    candidates.sort()  # layer by layer in drawing order, each layer's rules in order
-    out, layer_at, done_with = [], -1, -1
-    for at, n in candidates:
-        if at == done_with:
-            continue
-        i, layer, rules = table_rules.layers[at]
-        if at != layer_at:
-            layer_at, floor = at, 0
-        rule = rules[n]
-        if not holds(rule.where, tags):
-            continue
-        zoom = evaluate(rule.min_zoom, tags)
-        if zoom is None:  # a zoom from what the row lacks (an area of a point): not this rule's row
-            continue
-        top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-        low = min(max(zoom, floor), schema.max_zoom)
-        if low <= top:
-            props, zooms = _properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
-            out.append(Match(i, low, top, rule.geometry, props, zooms))
-        if rule.more:
-            continue
-        if rule.max_zoom is None:
-            done_with = at
+    return table_rules(schema, table).classify(tags, row_id)
+
+
+def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) -> Callable[[dict, int], list[Match]]:
+    """`classify` for the rows of one table, with all it needs at hand."""
+    keys = frozenset(index)
+    max_zoom = schema.max_zoom
+    unless = {i: frozenset(layer.unless) for i, layer in enumerate(schema.layers) if layer.unless}
+    names = [layer.name for layer in schema.layers]
+    new_match = tuple.__new__  # a Match without the Python-level __new__ a NamedTuple has
+
+    def classify_row(tags: dict, row_id: int = 0) -> list[Match]:
+        hits = keys.intersection(tags)
+        if hits:
+            candidates = list(always)
+            for key in hits:
+                any_value, by_value = index[key]
+                candidates += any_value
+                candidates += by_value.get(tags[key], ())
+            candidates.sort()
+        elif always:
+            candidates = always
         else:
-            floor = rule.max_zoom + 1
-    if any(schema.layers[m.layer].unless for m in out):
-        names = {schema.layers[m.layer].name for m in out}
-        out = [m for m in out if names.isdisjoint(schema.layers[m.layer].unless)]
-    return out
+            return []
+        out, layer_at, done_with = [], -1, -1
+        for p in candidates:
+            at, layer, zoom_of, properties, last, rule_max_zoom, geometry, more = rules[p]
+            if at == done_with:
+                continue
+            if at != layer_at:
+                layer_at, floor = at, 0
+            zoom = zoom_of(tags)
+            if zoom is None:  # its where fails, or a zoom from what the row lacks (an area of a point)
+                continue
+            low = zoom if zoom >= floor else floor
+            if low > max_zoom:
+                low = max_zoom
+            if low <= last:
+                props, zooms = properties(tags, low, row_id)
+                out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
+            if more:
+                continue
+            if rule_max_zoom is None:
+                done_with = at
+            else:
+                floor = rule_max_zoom + 1
+        if len(out) > 1 and unless:  # a layer's unless names other layers: a lone match stays
+            seen = {names[m.layer] for m in out}
+            out = [m for m in out if m.layer not in unless or seen.isdisjoint(unless[m.layer])]
+        return out
+
+    return classify_row

@@ -98,8 +98,9 @@ def _shapes(wkbs: list, tags_of: list[dict], modes: set) -> dict:
 def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], several: int) -> None:
     """Classify rows of one table and add their features to each layer's `pending`, in row order."""
     wkbs, hits, tags_of = [], [], []
+    classify_row = classify.table_rules(schema, table).classify
     for row_id, wkb, tags in rows:
-        matches = classify.classify(schema, table, tags, row_id)
+        matches = classify_row(tags, row_id)
         if matches:
             hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
             wkbs.append(wkb)

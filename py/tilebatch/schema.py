@@ -5,7 +5,8 @@ A schema (built in: `schemas/tilezen.yaml`, the default, and
 layers; each layer lists rules that turn OSM rows into features with a kind,
 a zoom range and properties. `docs/SCHEMAS.md` is the language's reference.
 This module only reads and checks a schema into plain named tuples;
-`classify` evaluates it on rows, `sqlfilter` compiles it to SQL.
+`classify` evaluates it on rows (`rulecode` compiles it to Python for that),
+`sqlfilter` compiles it to SQL.
 
 Errors name the file, the line and what is wrong (SchemaError, exit 2).
 """
@@ -101,21 +102,6 @@ class LayerSpec(NamedTuple):
     rules: tuple
 
 
-class TableRules(NamedTuple):
-    """The rules of one table, and which of them a row's tags can make hold.
-
-    A rule whose `where` starts with `key: value(s)` can hold only for a row
-    with one of those (key, value) pairs, one starting with `key: true` only
-    for a row with that key: `index` lists each rule under those, as
-    (position in `layers`, position in its rules), and `always` the rules no
-    tag rules out (no `where`, or one starting with a `false` or `not` test).
-    """
-
-    layers: tuple       # ((layer index, LayerSpec, rules), ...), in drawing order
-    index: dict         # (key, value) or key -> [(layer position, rule position), ...]
-    always: tuple       # ((layer position, rule position), ...)
-
-
 class Schema(NamedTuple):
     name: str
     digest: str         # of the file's bytes: what completion records and metadata carry
@@ -123,11 +109,10 @@ class Schema(NamedTuple):
     max_zoom: int
     tables: dict        # key -> Table
     layers: tuple       # LayerSpec, in drawing order
-    # For each table, the layers that draw from it and their rules for it, with
-    # an index of those rules by the first test of their `where`: what classify
-    # runs for every row, so a row is tested only against rules that can hold.
-    by_table: dict      # key -> TableRules
     label_tables: frozenset  # tables some rule takes label points from
+    # Each table's rules compiled to Python, what classify runs for every row:
+    # filled by classify.table_rules the first time it classifies a table's rows.
+    compiled: dict      # key -> classify.TableRules
 
 
 # --- reading YAML with line numbers ---------------------------------------
@@ -258,27 +243,9 @@ def _schema(path: str, data: bytes, doc) -> Schema:
         for other in layer.unless:
             at.expect(other in names and names.index(other) != names.index(layer.name),
                       f"layers.{layer.name}.unless: {other!r} is not another layer")
-    by_table = {key: _table_rules(layers, key) for key in tables}
     label_tables = frozenset(r.table for layer in layers for r in layer.rules if r.geometry == "label")
     digest = hashlib.sha256(data).hexdigest()[:16]
-    return Schema(name, digest, path, max_zoom, tables, layers, by_table, label_tables)
-
-
-def _table_rules(layers: tuple, table: str) -> TableRules:
-    drawn = tuple((i, layer, tuple(r for r in layer.rules if r.table == table)) for i, layer in enumerate(layers)
-                  if any(r.table == table for r in layer.rules))
-    index, always = {}, []
-    for p, (_, _, rules) in enumerate(drawn):
-        for n, rule in enumerate(rules):
-            key, (op, values) = rule.where[0] if rule.where else (None, ("always", None))
-            if op == "in":
-                for value in sorted(values):
-                    index.setdefault((key, value), []).append((p, n))
-            elif op == "any":
-                index.setdefault(key, []).append((p, n))
-            else:
-                always.append((p, n))
-    return TableRules(drawn, index, tuple(always))
+    return Schema(name, digest, path, max_zoom, tables, layers, label_tables, {})
 
 
 def _is_int(value) -> bool:
@@ -430,6 +397,7 @@ def _expr(at: _At, spec, zoom: bool = False) -> Expr:
         fields["area"] = UNITS[spec["area"]]
     if "feature" in spec:
         at.inside(spec, "feature").expect(spec["feature"] in FEATURE_VALUES, f"expected one of {FEATURE_VALUES}")
+        at.inside(spec, "feature").expect(not zoom, "a min zoom cannot read the feature's own values")
         fields["feature"] = spec["feature"]
     type_ = spec.get("type", "int" if zoom else "str")
     at.inside(spec, "type").expect(type_ in TYPES, f"expected one of {TYPES}")

@@ -33,7 +33,7 @@ def condition_sql(condition: tuple, tag_sql) -> str:
     return " AND ".join(_test(key, op, values, tag_sql) for key, (op, values) in condition) or "TRUE"
 
 
-# The number a tag's text starts with, as classify.number reads it.
+# The number a tag's text starts with, as rulecode.number reads it.
 _NUMBER_PATTERN = quote(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
 
 

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from tilebatch import classify
+from tilebatch import classify, rulecode
 from tilebatch import schema as schemas
 
 from conftest import build_env, last_error, run_cli
@@ -38,6 +38,7 @@ def write(tmp_path, text: str) -> str:
     (GOOD.replace("  cafes:", "  cafes: [\n"), 9, "not valid YAML"),
     (GOOD + "  cafes:\n    rules: []\n", 10, "duplicate key 'cafes'"),
     (GOOD.replace("{name: name}", "{name: name, rank: {tag: rank, at_least: 3}}"), 7, "at_least: expected a list"),
+    (GOOD.replace("min_zoom: 10", "min_zoom: {feature: id}"), 9, "min_zoom.feature: a min zoom cannot read"),
 ])
 def test_a_broken_schema_names_file_line_and_problem(tmp_path, text, line, says):
     path = write(tmp_path, text)
@@ -83,6 +84,70 @@ def test_a_users_own_schema_builds(db_url, tmp_path):
     ("", None), ("yes", None)])
 def test_numbers_in_tags(text, value):
     # Plain digits take a shorter way than the pattern; both read the same number.
-    assert classify.number(text) == value
-    m = classify._NUMBER.match(text)
+    assert rulecode.number(text) == value
+    m = rulecode._NUMBER.match(text)
     assert value == (float(m.group(1)) if m and abs(float(m.group(1))) <= 2 ** 53 else None)
+
+
+EVERY_FORM = """\
+name: forms
+max_zoom: 14
+tables:
+  point: {name: planet_osm_point}
+layers:
+  things:
+    properties:
+      name: {tag: [name, "name:en"]}
+      lit: {any: {lit: true, street_lamp: yes}}
+      open: {all: {access: {not: [no, private]}, disused: false}, only_true: true}
+      hectares: {area: ha}
+      shown_from: {feature: min_zoom}
+      osm_id: {feature: id}
+      "name:*": {prefix: "name:"}
+      height: {tag: height, type: float}
+      levels: {tag: levels, type: int, default: {const: 1}}
+      roofed: {tag: covered, type: bool}
+      size: {tag: size, values: {big: 3, small: 1}, default: 2}
+      rank: {tag: population, at_least: [[1000, 2], [10, 1]], default: 0}
+      ref: {tag: ref, replace: {";": "/"}}
+      refs: {tag: ref, split: ";", take: count, values: {"1": one, "2": two}}
+      longest: {tag: ref, split: ";", take: longest, at_least: [[3, long]]}
+      flag: {const: "yes", type: bool}
+      cuisine: {tag: cuisine, when: {amenity: [cafe, restaurant]}, default: {const: none}}
+      detail: {tag: detail, min_zoom: 12}
+    rules:
+      - table: point
+        where: {amenity: true}
+        kind: {tag: amenity, values: {cafe: coffee}, default: {tag: amenity}}
+        min_zoom: {tag: rank, values: {high: 3}, default: 10}
+        properties:
+          name: {tag: official_name, when: {official: yes}}
+"""
+
+
+@pytest.mark.parametrize("tags, props, zooms", [
+    ({"amenity": "cafe", "name:en": "Cup", "name:fi": "Kuppi", "lit": "no", "street_lamp": "yes",
+      "access": "yes", "height": "4.5 m", "levels": "x", "covered": "true", "size": "big", "population": "500",
+      "ref": "A;BCD", "cuisine": "coffee_shop", "detail": "d", "rank": "high", "way_area": "25000"},
+     {"kind": "coffee", "lit": True, "open": True, "hectares": 2.5, "shown_from": 3, "osm_id": 7,
+      "name:en": "Cup", "name:fi": "Kuppi", "height": 4.5, "levels": 1, "roofed": True, "size": 3, "rank": 1,
+      "ref": "A/BCD", "refs": "two", "longest": "long", "flag": True, "cuisine": "coffee_shop", "detail": "d"},
+     {"detail": 12}),
+    ({"amenity": "bench", "name": "Penkki", "lit": "no", "access": "private", "levels": "3.7", "covered": "maybe",
+      "size": "huge", "population": "2e3", "ref": "12", "official": "yes", "official_name": "Virallinen"},
+     {"kind": "bench", "name": "Virallinen", "lit": False, "shown_from": 10, "osm_id": 7, "levels": 3, "size": 2,
+      "rank": 2, "ref": "12", "refs": "one", "flag": True},
+     None),
+    ({"amenity": "restaurant", "name": "Ravintola", "official": "no", "disused": "yes", "population": "many"},
+     {"kind": "restaurant", "lit": False, "shown_from": 10, "osm_id": 7, "levels": 1, "size": 2, "rank": 0,
+      "flag": True, "cuisine": "none"},
+     None),
+])
+def test_every_form_of_value(tmp_path, tags, props, zooms):
+    """Each form and option of a property (docs/SCHEMAS.md): values, their types and their order (the order
+    tiles write them in). A rule's property of the same name replaces the layer's in its place, and takes it
+    back when it has no value."""
+    schema = schemas.load(write(tmp_path, EVERY_FORM))
+    [match] = classify.classify(schema, "point", tags, 7)
+    assert [(k, v, type(v)) for k, v in match.props.items()] == [(k, v, type(v)) for k, v in props.items()]
+    assert match.zooms == zooms

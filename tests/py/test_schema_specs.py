@@ -108,24 +108,24 @@ def test_example(schema_name, case):
 
 def linear_classify(schema, table: str, tags: dict, row_id: int) -> list:
     """classify as it reads without the rule index: every rule of every layer of the table, in order."""
-    out = []
-    for i, layer, rules in schema.by_table[table].layers:
-        floor = 0
-        for rule in rules:
-            if not classify.holds(rule.where, tags):
-                continue
-            zoom = classify.evaluate(rule.min_zoom, tags)
-            if zoom is None:
-                continue
-            top = schema.max_zoom if rule.max_zoom is None else rule.max_zoom
-            low = min(max(zoom, floor), schema.max_zoom)
-            if low <= top:
-                props, zooms = classify._properties(layer, rule, tags, {"min_zoom": low, "id": row_id})
-                out.append(classify.Match(i, low, top, rule.geometry, props, zooms))
-            if rule.more:
-                continue
-            if rule.max_zoom is None:
-                break
+    out, done_with, layer_at = [], -1, -1
+    for rule in classify.table_rules(schema, table).rules:
+        if rule.at == done_with:
+            continue
+        if rule.at != layer_at:
+            layer_at, floor = rule.at, 0
+        zoom = rule.zoom(tags)
+        if zoom is None:
+            continue
+        low = min(max(zoom, floor), schema.max_zoom)
+        if low <= rule.last:
+            props, zooms = rule.properties(tags, low, row_id)
+            out.append(classify.Match(rule.layer, low, rule.last, rule.geometry, props, zooms))
+        if rule.more:
+            continue
+        if rule.max_zoom is None:
+            done_with = rule.at
+        else:
             floor = rule.max_zoom + 1
     if any(schema.layers[m.layer].unless for m in out):
         names = {schema.layers[m.layer].name for m in out}
