@@ -64,14 +64,40 @@ class Properties(NamedTuple):
         counts = self.offsets[np.asarray(rows) + 1] - starts
         offsets = np.zeros(len(starts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        pairs = np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], counts)
-        if zoom is not None and len(pairs) and self.zoom_of[pairs].max() > zoom:
-            shown = self.zoom_of[pairs] <= zoom
-            counts = np.bincount(np.repeat(np.arange(len(starts)), counts)[shown], minlength=len(starts))
-            np.cumsum(counts, out=offsets[1:])
-            pairs = pairs[shown]
-        return self._replace(key_of=self.key_of[pairs], value_of=self.value_of[pairs], zoom_of=self.zoom_of[pairs],
+        pairs = _ranges(starts, counts)
+        taken = self._replace(key_of=self.key_of[pairs], value_of=self.value_of[pairs], zoom_of=self.zoom_of[pairs],
+                              offsets=offsets)
+        if zoom is not None and len(pairs) and taken.zoom_of.max() > zoom:
+            return taken._only(taken.zoom_of <= zoom)
+        return taken
+
+    def without(self, keys) -> "Properties":
+        """The properties less the pairs of these keys."""
+        gone = [k for k, key in enumerate(self.keys) if key in keys]
+        return self._only(~np.isin(self.key_of, gone)) if gone else self
+
+    def _only(self, kept: np.ndarray) -> "Properties":
+        """The properties with only the pairs where `kept` is true."""
+        features = len(self.offsets) - 1
+        counts = np.bincount(np.repeat(np.arange(features), np.diff(self.offsets))[kept], minlength=features)
+        offsets = np.zeros(features + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return self._replace(key_of=self.key_of[kept], value_of=self.value_of[kept], zoom_of=self.zoom_of[kept],
                              offsets=offsets)
+
+    def numbers(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each feature's value of property `key` as a float (0 where none), and where it has no number."""
+        features = len(self.offsets) - 1
+        number, missing = np.zeros(features), np.ones(features, dtype=bool)
+        if key in self.keys:
+            numeric = [field in ("int_value", "double_value") for field, _ in self.values]
+            as_float = np.array([float(v) if ok else 0.0 for ok, (_, v) in zip(numeric, self.values)])
+            pairs = np.flatnonzero(self.key_of == self.keys.index(key))
+            pairs = pairs[np.array(numeric, dtype=bool)[self.value_of[pairs]]]
+            feature = np.searchsorted(self.offsets, pairs, side="right") - 1
+            number[feature] = as_float[self.value_of[pairs]]
+            missing[feature] = False
+        return number, missing
 
     def dicts(self) -> list[dict]:
         """Each feature's properties as a dict again (to hand the same features to another encoder)."""
@@ -97,20 +123,34 @@ def properties(dicts: Iterable[dict], zooms: Iterable[dict | None] | None = None
     out, as mapbox-vector-tile leaves them out. `zooms`, one per feature,
     gives the first zoom of properties that tiles below it leave out.
     """
-    keys, values, groups, table, group, key_of, value_of, offsets = {}, {}, {}, [], [], [], [], [0]
-    zoom_of = []
-    for d, z in zip(dicts, zooms or itertools.repeat(None)):
+    keys, table, group, groups, key_of, value_of, offsets, zoom_of = {}, [], [], {}, [], [], [0], []
+    # Values by their Value field, each field's by value (a float by its bits: -0.0 == 0.0, yet each is
+    # written as it is): one lookup a pair in the types properties have, and no tuple made for it.
+    numbers = {field: {} for field in _VALUE_FIELD.values()}
+    strings, ints, bools = numbers["string_value"], numbers["int_value"], numbers["bool_value"]
+    for d, z in zip(dicts, itertools.repeat(None) if zooms is None else zooms):
         for k, v in d.items():
-            field = _VALUE_FIELD.get(v.__class__) or next((f for t, f in _VALUE_FIELD.items() if isinstance(v, t)),
-                                                         None)
-            if field is None or not isinstance(k, str):
+            cls = v.__class__
+            if cls is str:
+                field, found, by = "string_value", strings, v
+            elif cls is bool:
+                field, found, by = "bool_value", bools, v
+            elif cls is int:
+                field, found, by = "int_value", ints, v
+            else:
+                field = _VALUE_FIELD.get(cls) or next((f for t, f in _VALUE_FIELD.items() if isinstance(v, t)), None)
+                if field is None:
+                    continue
+                found, by = numbers[field], _DOUBLE.pack(v) if field == "double_value" else v
+            if k.__class__ is not str and not isinstance(k, str):
                 continue
-            key_of.append(keys.setdefault(k, len(keys)))
-            # A float by its bits: -0.0 == 0.0, yet each is written as it is.
-            value = (field, _DOUBLE.pack(v) if field == "double_value" else v)
-            number = values.get(value)
+            key = keys.get(k)
+            if key is None:
+                key = keys[k] = len(keys)
+            key_of.append(key)
+            number = found.get(by)
             if number is None:
-                number = values[value] = len(values)
+                number = found[by] = len(table)
                 table.append((field, v))
                 group.append(groups.setdefault((v,) if field == "bool_value" else v, len(groups)))
             value_of.append(number)
@@ -119,6 +159,11 @@ def properties(dicts: Iterable[dict], zooms: Iterable[dict | None] | None = None
     return Properties(list(keys), table, np.array(group, dtype=np.int64), np.array(key_of, dtype=np.int64),
                       np.array(value_of, dtype=np.int64), np.array(offsets, dtype=np.int64),
                       np.array(zoom_of, dtype=np.int64))
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The positions start, start + 1, ... (count of them) of each range, one range after the other."""
+    return np.arange(counts.sum()) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
 
 
 def encode(layers: Sequence[TileLayer], extent: int = EXTENT) -> bytes:

@@ -36,17 +36,17 @@ class LayerFeatures(NamedTuple):
     tree: shapely.STRtree
 
 
-class _Pending(NamedTuple):
-    """A layer's features while rows are read: parallel lists (`geoms` one list a geometry of the rows)."""
+class _Chunk(NamedTuple):
+    """Some of a layer's features, from one batch of rows: parallel arrays."""
 
-    geoms: list
-    min_zoom: list
-    max_zoom: list
-    area: list
-    props: list
-    zooms: list
-    ids: list
-    table: list             # the table's place in the schema: feature order does not depend on the path
+    geoms: list             # an array for each of the rows' geometries
+    min_zoom: np.ndarray
+    max_zoom: np.ndarray
+    area: np.ndarray        # osm2pgsql's way_area, inf where there is none
+    ids: np.ndarray
+    table: np.ndarray       # the table's place in the schema: feature order does not depend on the path
+    props: np.ndarray       # dicts, as classify made them
+    zooms: np.ndarray       # dicts or None
 
 
 def _label_points(tags_of: list[dict], geoms: np.ndarray) -> np.ndarray:
@@ -77,14 +77,14 @@ def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]
 
 
 def _collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]], several: int) -> list[list]:
-    pending = [_Pending([[] for _ in range(several)], [], [], [], [], [], [], []) for _ in schema.layers]
+    chunks = [[] for _ in schema.layers]
     for table, rows in rows_by_table:
         rows = iter(rows)
         # A batch of rows at a time: a row's tags and WKB are let go once its
         # features are made, so a dense tile's rows are never all held at once.
         while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
-            _add_rows(schema, table, batch, pending, several)
-    by_layer = [_layer_features(layer, p) if p.ids else [None] * several for layer, p in zip(schema.layers, pending)]
+            _add_rows(schema, table, batch, chunks, several)
+    by_layer = [_layer_features(layer, c) if c else [None] * several for layer, c in zip(schema.layers, chunks)]
     return [list(features) for features in zip(*by_layer)]
 
 
@@ -95,19 +95,32 @@ def _shapes(wkbs: list, tags_of: list[dict], modes: set) -> dict:
                             for mode in modes}}
 
 
-def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], several: int) -> None:
-    """Classify rows of one table and add their features to each layer's `pending`, in row order."""
-    wkbs, hits, tags_of = [], [], []
+def _objects(items) -> np.ndarray:
+    """A one-dimensional array of these objects (dicts stay whole)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]], several: int) -> None:
+    """Classify rows of one table and add a chunk of their features to each layer they go into, in row order.
+
+    Rows are classified one by one; the rest is done for the batch at once:
+    the matches are taken apart field by field and dealt to their layers.
+    """
     classify_row = classify.table_rules(schema, table).classify
-    for row_id, wkb, tags in rows:
-        matches = classify_row(tags, row_id)
-        if matches:
-            hits.append((len(wkbs), row_id, float(tags.get("way_area", "inf")), matches))
-            wkbs.append(wkb)
-            tags_of.append(tags)
-    if not wkbs:
+    kept, matches, row_of = [], [], []  # rows with features; their matches; each match's place in kept
+    for row in rows:
+        found = classify_row(row[2], row[0])
+        if found:
+            row_of += [len(kept)] * len(found)
+            kept.append(row)
+            matches += found
+    if not kept:
         return
-    modes = {m.geometry for *_, matches in hits for m in matches} - {None}
+    row_ids, wkbs, tags_of = zip(*kept)
+    layer, min_zoom, max_zoom, geometry, props, zooms = zip(*matches)
+    modes = set(geometry) - {None}
     shaped, previous = [], None
     for column in [wkbs] if several == 1 else [list(c) for c in zip(*wkbs)]:
         if previous is None:
@@ -122,44 +135,50 @@ def _add_rows(schema: Schema, table: str, rows: list, pending: list[_Pending], s
                     shapes[mode][redo] = shape
             shaped.append(shapes)
         previous = column
+    row_of, geometry = np.array(row_of), _objects(geometry)
+    columns = []  # each match's geometry, for each of the rows' geometries
+    for shapes in shaped:
+        geoms = shapes[None][row_of]
+        for mode in modes:
+            drawn_as = geometry == mode
+            geoms[drawn_as] = shapes[mode][row_of[drawn_as]]
+        columns.append(geoms)
+    area = np.array([float(tags.get("way_area", "inf")) for tags in tags_of])[row_of]
+    ids = np.array([abs(row_id) for row_id in row_ids], dtype=np.uint64)[row_of]
+    layer, min_zoom, max_zoom, props, zooms = (np.array(layer), np.array(min_zoom), np.array(max_zoom),
+                                               _objects(props), _objects(zooms))
+    order = np.argsort(layer, kind="stable")  # layer by layer, rows in order
+    cuts = np.searchsorted(layer[order], np.arange(len(schema.layers) + 1)).tolist()
     table_place = list(schema.tables).index(table)
-    for i, row_id, area, matches in hits:
-        for m in matches:
-            p = pending[m.layer]
-            for geoms, shapes in zip(p.geoms, shaped):
-                geoms.append(shapes[m.geometry][i])
-            p.min_zoom.append(m.min_zoom)
-            p.max_zoom.append(m.max_zoom)
-            p.area.append(area)
-            p.props.append(m.props)
-            p.zooms.append(m.zooms)
-            p.ids.append(abs(row_id))
-            p.table.append(table_place)
+    for i, (start, end) in enumerate(zip(cuts, cuts[1:])):
+        if start < end:
+            idx = order[start:end]
+            chunks[i].append(_Chunk([geoms[idx] for geoms in columns], min_zoom[idx], max_zoom[idx], area[idx],
+                                    ids[idx], np.full(len(idx), table_place), props[idx], zooms[idx]))
 
 
-def _sort_key(props: list[dict], key: str, descending: bool) -> list[np.ndarray]:
-    """lexsort keys (most significant last) ordering by a numeric property; rows without it go last."""
-    values = [v if isinstance(v, (int, float)) and not isinstance(v, bool) else None for v in (p.get(key) for p in props)]
-    missing = np.array([v is None for v in values])
-    number = np.array([0.0 if v is None else float(v) for v in values])
-    return [-number if descending else number, missing]
+def _layer_features(layer, chunks: list[_Chunk]) -> list[LayerFeatures]:
+    """The layer's features in the order tiles write them, one LayerFeatures for each of the rows' geometries
+    (all else shared), properties interned, names starting with _ left out.
 
-
-def _layer_features(layer, p: _Pending) -> list[LayerFeatures]:
-    """The layer's features, one LayerFeatures for each of the rows' geometries (all else shared)."""
-    keys = [np.arange(len(p.ids)), np.array(p.table)]
-    for key, descending in reversed(layer.sort):
-        keys += _sort_key(p.props, key, descending)
+    They are interned in the order they came; sorting reorders the interned
+    pairs, and a tile numbers its keys and values afresh whatever the order
+    of the layer's tables.
+    """
+    min_zoom, max_zoom, area, ids, table, props, zooms = (np.concatenate(field) for field in
+                                                          zip(*(chunk[1:] for chunk in chunks)))
+    props = mvt.properties(props, zooms)
+    keys = [np.arange(len(ids)), table]
+    for key, descending in reversed(layer.sort):  # rows without the property (or not a number) go last
+        number, missing = props.numbers(key)
+        keys += [-number if descending else number, missing]
     order = np.lexsort(keys)
-    props = [p.props[i] for i in order.tolist()]
-    hidden = {k for k in set().union(*props) if k.startswith("_")}  # the names of every feature's at once
-    if hidden:
-        props = [d if hidden.isdisjoint(d) else {k: v for k, v in d.items() if k not in hidden} for d in props]
-    shared = (np.array(p.min_zoom)[order], np.array(p.max_zoom)[order], np.array(p.area)[order],
-              mvt.properties(props, [p.zooms[i] for i in order.tolist()]), np.array(p.ids, dtype=np.uint64)[order])
+    props = props.take(order)
+    shared = (min_zoom[order], max_zoom[order], area[order],
+              props.without([k for k in props.keys if k.startswith("_")]), ids[order])
     out = []
-    for geoms in p.geoms:
-        geoms = np.array(geoms, dtype=object)[order]
+    for column in zip(*(chunk.geoms for chunk in chunks)):
+        geoms = np.concatenate(column)[order]
         out.append(LayerFeatures(geoms, *shared, shapely.STRtree(geoms)))
     return out
 
