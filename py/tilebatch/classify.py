@@ -45,12 +45,14 @@ class TableRule(NamedTuple):
 class TableRules(NamedTuple):
     """The rules of one table, in drawing order, and which of them a row's tags can make hold.
 
-    A rule whose `where` starts with `key: value(s)` can hold only for a row
-    with one of those values of that key, one starting with `key: true` only
-    for a row with that key: `index` lists rules by their first test's key
-    as (positions of the `true` ones, {value: positions}), and `always` the
-    rules no tag rules out (no `where`, or one starting with a `false` or
-    `not` test). Positions are in `rules`, which sorting puts back in order.
+    A rule holds only for a row that passes every test of its `where`, so
+    it is listed under one of them: a `key: value(s)` test (the one with the
+    fewest values) where it has one, for a row with one of those values of
+    that key, else a `key: true` test, for a row with that key. `index`
+    lists, for each key, the rules the key lets through whatever its value,
+    and for each value those and the rules the value lets through. `always`
+    lists the rules no tag rules out (no `where`, or only `false` and `not`
+    tests). Rules are listed by their positions in `rules`, in order.
     """
 
     rules: tuple        # TableRule, layer by layer in drawing order, each layer's rules in order
@@ -77,7 +79,9 @@ def _compile(schema: Schema, table: str) -> TableRules:
                             rule.max_zoom, rule.geometry, rule.more) for (at, i, _, rule, _), c in zip(listed, code))
     index, always = {}, []
     for p, (_, _, _, rule, _) in enumerate(listed):
-        key, (op, values) = rule.where[0] if rule.where else (None, ("always", None))
+        listed_by = [test for test in rule.where if test[1][0] == "in"] or \
+            [test for test in rule.where if test[1][0] == "any"][:1] or [(None, ("always", None))]
+        key, (op, values) = min(listed_by, key=lambda test: len(test[1][1] or ()))
         if op == "in":
             for value in values:
                 index.setdefault(key, ([], {}))[1].setdefault(value, []).append(p)
@@ -85,7 +89,7 @@ def _compile(schema: Schema, table: str) -> TableRules:
             index.setdefault(key, ([], {}))[0].append(p)
         else:
             always.append(p)
-    index = {key: (tuple(any_value), {value: tuple(ps) for value, ps in by_value.items()})
+    index = {key: (tuple(any_value), {value: tuple(sorted(any_value + ps)) for value, ps in by_value.items()})
              for key, (any_value, by_value) in index.items()}
     always = tuple(always)
     return TableRules(rules, index, always, _row_classifier(schema, rules, index, always))
@@ -119,12 +123,15 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
 
     def classify_row(tags: dict, row_id: int = 0) -> list[Match]:
         hits = keys.intersection(tags)
-        if hits:
+        if len(hits) == 1 and not always:  # most rows: the rules are listed, in order
+            (key,) = hits
+            any_value, by_value = index[key]
+            candidates = by_value.get(tags[key], any_value)
+        elif hits:
             candidates = list(always)
             for key in hits:
                 any_value, by_value = index[key]
-                candidates += any_value
-                candidates += by_value.get(tags[key], ())
+                candidates += by_value.get(tags[key], any_value)
             candidates.sort()
         elif always:
             candidates = always
