@@ -77,22 +77,27 @@ def _compile(schema: Schema, table: str) -> TableRules:
                                   [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, _, layer, rule, n in listed])
     rules = tuple(TableRule(at, i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
                             rule.max_zoom, rule.geometry, rule.more) for (at, i, _, rule, _), c in zip(listed, code))
-    index, always = {}, []
-    for p, (_, _, _, rule, _) in enumerate(listed):
-        listed_by = [test for test in rule.where if test[1][0] == "in"] or \
-            [test for test in rule.where if test[1][0] == "any"][:1] or [(None, ("always", None))]
-        key, (op, values) = min(listed_by, key=lambda test: len(test[1][1] or ()))
-        if op == "in":
-            for value in values:
-                index.setdefault(key, ([], {}))[1].setdefault(value, []).append(p)
-        elif op == "any":
-            index.setdefault(key, ([], {}))[0].append(p)
-        else:
-            always.append(p)
-    index = {key: (tuple(any_value), {value: tuple(sorted(any_value + ps)) for value, ps in by_value.items()})
-             for key, (any_value, by_value) in index.items()}
-    always = tuple(always)
+    index, always = _index([rule.where for _, _, _, rule, _ in listed])
     return TableRules(rules, index, always, _row_classifier(schema, rules, index, always))
+
+
+def _index(wheres: list) -> tuple[dict, tuple]:
+    """TableRules.index and .always of the rules with these `where`s."""
+    by_key, always = {}, []
+    for p, where in enumerate(wheres):
+        tests = [test for test in where if test[1][0] == "in"] or [test for test in where if test[1][0] == "any"]
+        if not tests:
+            always.append(p)
+            continue
+        key, (op, values) = min(tests, key=lambda test: len(test[1][1] or ()))
+        any_value, by_value = by_key.setdefault(key, ([], {}))
+        if op == "any":
+            any_value.append(p)
+        for value in values or ():
+            by_value.setdefault(value, []).append(p)
+    index = {key: (tuple(any_value), {value: tuple(sorted(any_value + ps)) for value, ps in by_value.items()})
+             for key, (any_value, by_value) in by_key.items()}
+    return index, tuple(always)
 
 
 def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Match]:
@@ -107,7 +112,7 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     the last tiles built rather than in none. A layer with `unless` leaves out
     the rows that went into one of those layers.
 
-    A row is tested only against the rules whose first test its tags can pass
+    A row is tested only against the rules its tags can make hold
     (TableRules), in the order the layers and their rules come.
     """
     return table_rules(schema, table).classify(tags, row_id)
