@@ -3,7 +3,8 @@
 Interpreting the schema's named tuples row by row (which fields an expression
 has, which test a condition makes) was most of the Python time of a job that
 classifies rows. Here the rules of a table are compiled once into Python source,
-each to two functions (`RuleCode`), in which every condition and expression is
+each to two functions (`RuleCode`; a layer's own properties to one function
+its rules call), in which every condition and expression is
 straight-line code doing only what its fields ask: `{tag: name}` is
 `tags.get('name')`, a `where` a chain of dict lookups and set tests. It says in
 Python what `sqlfilter` says in SQL; docs/SCHEMAS.md is the language.
@@ -51,7 +52,13 @@ def compile_rules(name: str, rules: list) -> list[RuleCode]:
     and profiles.
     """
     src = _Source()
+    layers: dict = {}  # id(layer) -> the number of the function setting its properties, for a layer with some
     for n, (layer, rule, where) in enumerate(rules):
+        if layer.props and id(layer) not in layers:
+            layers[id(layer)] = len(layers)
+            src.add(0, f"def layer_{len(layers) - 1}(tags, min_zoom, row_id, props, zooms):  "
+                       f"# layers.{layer.name}.properties")
+            _set(src, layer.props, {"kind"}, 1)  # a rule's kind is set before
         src.add(0, f"def zoom_{n}(tags):  # {where}")
         if rule.where:
             src.add(1, f"if not ({_condition(src, rule.where)}):")
@@ -59,7 +66,7 @@ def compile_rules(name: str, rules: list) -> list[RuleCode]:
         _expr(src, rule.min_zoom, 1)
         src.add(1, "return v")
         src.add(0, f"def properties_{n}(tags, min_zoom, row_id):  # {where}")
-        _properties(src, layer, rule, 1)
+        _properties(src, layer, rule, layers.get(id(layer)), 1)
     scope = dict(src.names, number=number, _TRUE=_TRUE, _FALSE=_FALSE)
     exec(compile("\n".join(src.lines) + "\n", name, "exec"), scope)  # noqa: S102 (source written above)
     return [RuleCode(scope[f"zoom_{n}"], scope[f"properties_{n}"]) for n in range(len(rules))]
@@ -197,22 +204,33 @@ def _source(src: _Source, expr, depth: int) -> frozenset:
     return frozenset((_type_of(expr.const),))
 
 
-def _properties(src: _Source, layer, rule, depth: int) -> None:
-    """Write the body of a rule's properties function: kind, the layer's properties, then the rule's.
-
-    A property without a value takes back one of the same name set before
-    it; one that appears only from some zoom on is listed in `zooms` when
-    that zoom is deeper than the feature's min zoom (a kind has no zoom of
-    its own).
-    """
-    props = layer.props + rule.props
-    zoomed = any(expr.prefix is None and expr.min_zoom > 0 for _, expr in props)
+def _properties(src: _Source, layer, rule, layer_function: int | None, depth: int) -> None:
+    """Write the body of a rule's properties function: kind, the layer's properties (its layer's function,
+    written once for all its rules), then the rule's."""
+    zoomed = any(expr.prefix is None and expr.min_zoom > 0 for _, expr in layer.props + rule.props)
     src.add(depth, "props = {}")
     if zoomed:
         src.add(depth, "zooms = {}")
-    seen, any_name = set(), False  # the names set before; whether a prefix may have set any name
-    kind = (("kind", rule.kind._replace(min_zoom=0)),) if rule.kind is not None else ()
-    for name, expr in kind + props:
+    if rule.kind is not None:
+        _set(src, (("kind", rule.kind._replace(min_zoom=0)),), set(), depth)  # a kind has no zoom of its own
+    if layer_function is not None:
+        src.add(depth, f"layer_{layer_function}(tags, min_zoom, row_id, props, {'zooms' if zoomed else 'None'})")
+    layer_names = {name for name, expr in layer.props if expr.prefix is None}
+    any_name = any(expr.prefix is not None for _, expr in layer.props)
+    _set(src, rule.props, {"kind"} | layer_names, depth, any_name)
+    src.add(depth, f"return props, {'zooms or None' if zoomed else 'None'}")
+
+
+def _set(src: _Source, props: tuple, seen: set, depth: int, any_name: bool = False) -> None:
+    """Write the code that sets properties in `props`, in order.
+
+    A property without a value takes back one of the same name set before
+    it (`seen`: the names that may have been; `any_name`: any name may have
+    been, by a prefix); one that appears only from some zoom on is listed in
+    `zooms` when that zoom is deeper than the feature's min zoom.
+    """
+    seen = set(seen)
+    for name, expr in props:
         if expr.prefix is not None:
             src.add(depth, f"for k in sorted(k for k in tags if k.startswith({expr.prefix!r})):")
             src.add(depth + 1, "props[k] = tags[k]")
@@ -231,4 +249,3 @@ def _properties(src: _Source, layer, rule, depth: int) -> None:
             src.add(depth, "else:")
             src.add(depth + 1, f"props.pop({name!r}, None)")
         seen.add(name)
-    src.add(depth, f"return props, {'zooms or None' if zoomed else 'None'}")
