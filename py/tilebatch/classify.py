@@ -77,12 +77,16 @@ def _compile(schema: Schema, table: str) -> TableRules:
                                   [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, _, layer, rule, n in listed])
     rules = tuple(TableRule(at, i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
                             rule.max_zoom, rule.geometry, rule.more) for (at, i, _, rule, _), c in zip(listed, code))
-    index, always = _index([rule.where for _, _, _, rule, _ in listed])
+    index, always = rule_index(schema, table)
     return TableRules(rules, index, always, _row_classifier(schema, rules, index, always))
 
 
+def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
+    """TableRules.index and .always of a table's rules (no code compiled): the tests rules are looked up by."""
+    return _index([rule.where for layer in schema.layers for rule in layer.rules if rule.table == table])
+
+
 def _index(wheres: list) -> tuple[dict, tuple]:
-    """TableRules.index and .always of the rules with these `where`s."""
     by_key, always = {}, []
     for p, where in enumerate(wheres):
         tests = [test for test in where if test[1][0] == "in"] or [test for test in where if test[1][0] == "any"]

@@ -5,6 +5,7 @@ pulls only what a z0 map shows. It is a superset of what `classify` keeps
 (classify has the final word): whatever it cannot say in SQL, it lets through.
 """
 
+from . import classify
 from .schema import Expr, Schema, min_area
 
 
@@ -119,21 +120,19 @@ def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag, to_zoo
 def sql_candidates(schema: Schema, table: str, tag_sql=hstore_tag) -> str | None:
     """A WHERE clause keeping every row of `table` some rule may hold for, at any zoom.
 
-    A rule holds only for a row that passes its first test (the tests classify
-    looks rules up by, schema.TableRules): the rows with one of the tags those
-    ask for. Cheaper than sql_filter (a test a key) and nearly as selective at
-    the high zooms, where most rules show their rows. None when some rule may
-    hold whatever a row's tags.
+    A rule holds only for a row that passes each of its tests, and classify
+    looks it up by one of them (classify.rule_index): the rows with one of
+    the tags those ask for. Cheaper than sql_filter (a test a key) and nearly
+    as selective at the high zooms, where most rules show their rows. None
+    when some rule may hold whatever a row's tags.
     """
-    rules = schema.by_table.get(table)
-    if rules is None or rules.always:
+    if table not in schema.tables:
         return None
-    values, present = {}, set()
-    for entry in rules.index:
-        if isinstance(entry, tuple):
-            values.setdefault(entry[0], set()).add(entry[1])
-        else:
-            present.add(entry)
-    tests = [f"{tag_sql(key)} IS NOT NULL" for key in sorted(present)]
-    tests += [_test(key, "in", listed, tag_sql) for key, listed in sorted(values.items()) if key not in present]
+    index, always = classify.rule_index(schema, table)
+    if always:
+        return None
+    present = sorted(key for key, (any_value, _) in index.items() if any_value)
+    tests = [f"{tag_sql(key)} IS NOT NULL" for key in present]
+    tests += [_test(key, "in", by_value, tag_sql) for key, (any_value, by_value) in sorted(index.items())
+              if not any_value]
     return " OR ".join(tests) or "FALSE"
