@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.239, 2.09e-05), "memory": (32.1, 0.00016)},
-    "meta-high": {"cpu": (0.628, 2.85e-05), "memory": (56.3, 0.000914)},
-    "meta-low/0": {"cpu": (0.403, 1.54e-07), "memory": (49.1, 4.76e-08)},
-    "meta-low/1": {"cpu": (0.402, 3.82e-07), "memory": (50.9, 1.33e-06)},
-    "meta-low/2": {"cpu": (0.398, 5.08e-07), "memory": (50.8, 1.4e-06)},
-    "meta-low/3": {"cpu": (0.404, 4.97e-07), "memory": (51.0, 1.31e-06)},
-    "meta-low/4": {"cpu": (0.395, 4.88e-07), "memory": (50.9, 1.37e-06)},
-    "meta-low/5": {"cpu": (0.418, 2.08e-06), "memory": (55.8, 4.75e-05)},
-    "meta-low/6": {"cpu": (0.439, 2.92e-06), "memory": (55.8, 7.91e-05)},
-    "meta-low/7": {"cpu": (0.359, 1.96e-05), "memory": (56.8, 0.000207)},
+    "rawr": {"cpu": (0.3, 8.92e-06), "memory": (32.5, 7.36e-05)},
+    "meta-high": {"cpu": (0.281, 1.52e-05), "memory": (57.9, 0.000852)},
+    "meta-low/0": {"cpu": (0.223, 0), "memory": (46.2, 0)},
+    "meta-low/1": {"cpu": (0.247, 2.18e-08), "memory": (49.6, 1.3e-06)},
+    "meta-low/2": {"cpu": (0.244, 1.37e-08), "memory": (49.7, 1.24e-06)},
+    "meta-low/3": {"cpu": (0.248, 2.15e-08), "memory": (49.6, 1.25e-06)},
+    "meta-low/4": {"cpu": (0.232, 2.63e-08), "memory": (49.6, 1.3e-06)},
+    "meta-low/5": {"cpu": (0.236, 1.08e-06), "memory": (52.9, 5.53e-05)},
+    "meta-low/6": {"cpu": (0.233, 1.64e-06), "memory": (54.9, 8.4e-05)},
+    "meta-low/7": {"cpu": (0.0883, 8.96e-06), "memory": (57.8, 0.000208)},
 }
 
 
