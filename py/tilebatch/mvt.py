@@ -260,7 +260,7 @@ def _features(ids, has_id, types, tags, tag_offsets, commands, starts, ends) -> 
     n = len(types)
     n_tags, n_geom = np.diff(tag_offsets), ends - starts
     tag_of, geom_of = np.repeat(np.arange(n), n_tags), np.repeat(np.arange(n), n_geom)
-    geometry = commands[np.arange(len(geom_of)) + np.repeat(starts - np.cumsum(n_geom) + n_geom, n_geom)]
+    geometry = commands[_ranges(starts, n_geom)]
     tags, geometry = tags.astype(np.uint64), geometry.astype(np.uint64)
     tags_len = np.bincount(tag_of, weights=_varint_sizes(tags), minlength=n).astype(np.int64)
     geom_len = np.bincount(geom_of, weights=_varint_sizes(geometry), minlength=n).astype(np.int64)
@@ -289,7 +289,7 @@ def _features(ids, has_id, types, tags, tag_offsets, commands, starts, ends) -> 
     return data, np.cumsum(size)[np.cumsum(count) - 1] if n else np.zeros(0, dtype=np.int64)
 
 
-def _number(props: list[Properties]) -> tuple[list, list, list, list]:
+def _number(props: list[Properties]) -> tuple[list, list, np.ndarray, np.ndarray]:
     """Each layer's keys and values, numbered afresh in order of first appearance, and every feature's tags.
 
     Returns (keys of each layer, (field, value)s of each layer, tags,

@@ -110,6 +110,7 @@ class Tables:
         self.conn, self.schema = conn, schema
         self.tables: dict[str, Table] = {}
         self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type, with its modifier}
+        self._wheres: dict[tuple, str | None] = {}  # (table key, zooms) -> the rows' condition (`_where`)
         try:
             self._find_tables(conn, schema)
             with conn.cursor() as cur:
@@ -242,17 +243,26 @@ class Tables:
         filtered and sorted once, not once a zoom)."""
         return self._rows(table_key, box, zooms, simplify, clip)
 
+    def _where(self, table_key: str, zooms: tuple) -> str | None:
+        """The condition of `_rows`: the zoom filter of zooms `zooms[0]`..`zooms[1]`, or with no zoom the
+        rows some rule may hold for; None when no row can be shown. Made once a table and span: a job queries
+        a table for each of its tiles with the same one (rawr 64 times)."""
+        key = (table_key, zooms)
+        if key not in self._wheres:
+            if zooms[0] is not None:
+                self._wheres[key] = self.zoom_filter(table_key, *zooms)
+            else:
+                self._wheres[key] = sqlfilter.sql_candidates(self.schema, table_key, self._tag_sql(table_key)) or "TRUE"
+        return self._wheres[key]
+
     def _rows(self, table_key: str, box: tuple, zooms: tuple, simplify: tuple[float, ...],
               clip: tuple | None) -> Iterator[tuple]:
         table = self.tables.get(table_key)
         if table is None:
             return
-        if zooms[0] is not None:
-            where = self.zoom_filter(table_key, *zooms)
-            if where is None:
-                return
-        else:
-            where = sqlfilter.sql_candidates(self.schema, table_key, self._tag_sql(table_key)) or "TRUE"
+        where = self._where(table_key, zooms)
+        if where is None:
+            return
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
         clipped = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"

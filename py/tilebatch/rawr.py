@@ -50,12 +50,18 @@ def rawr_box(tile: Tile) -> tuple:
     return minx - pad, miny - pad, maxx + pad, maxy + pad
 
 
+_STAMPS: dict[str, bytes] = {}  # schema digest -> its stamp: a job stamps or checks its RAWR tiles with one
+
+
 def stamp(schema: Schema) -> bytes:
     """A RAWR zip's comment: the format, and which rows the schema chooses (each table's condition, from
     sqlfilter.sql_candidates, and its last zoom, which decides whether a RAWR tile holds it)."""
-    choice = [(t.name, last_zoom(schema, key), sqlfilter.sql_candidates(schema, key) or "TRUE")
-              for key, t in sorted(schema.tables.items())]
-    return f"tilebatch RAWR {FORMAT} rows {hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:16]}".encode()
+    if schema.digest not in _STAMPS:
+        choice = [(t.name, last_zoom(schema, key), sqlfilter.sql_candidates(schema, key) or "TRUE")
+                  for key, t in sorted(schema.tables.items())]
+        digest = hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:16]
+        _STAMPS[schema.digest] = f"tilebatch RAWR {FORMAT} rows {digest}".encode()
+    return _STAMPS[schema.digest]
 
 
 def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
@@ -99,10 +105,11 @@ def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "")
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            if z.comment != stamp(schema):
+            wanted = stamp(schema)
+            if z.comment != wanted:
                 said = z.comment.decode(errors="replace") or "nothing"
                 raise BadInput(f"{name} is not a RAWR tile of format {FORMAT} with the rows schema {schema.name} "
-                               f"reads ({stamp(schema).decode()}): its comment says {said}{hint}")
+                               f"reads ({wanted.decode()}): its comment says {said}{hint}")
             for member in z.namelist():
                 yield member, msgpack.Unpacker(io.BytesIO(z.read(member)), raw=False, use_list=False)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
