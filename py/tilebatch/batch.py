@@ -1,7 +1,7 @@
 """`tilebatch batch-enqueue`: a run's tiles submitted to AWS Batch in a few calls.
 
 Many tiles go as array jobs: the tile list is written to the metatile store
-and each child reads its line (jobs.resolve_tile), so a planet (16,384 z7
+and each child reads its line (jobs.resolve_tiles), so a planet (16,384 z7
 tiles, 21,845 with the pyramid) takes three submissions, not one a tile.
 boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 """

@@ -30,7 +30,7 @@ class Submission(NamedTuple):
 
     @property
     def tile_parameter(self) -> str:
-        """The job's `tile` parameter: `z/x/y`, or `@KEY` naming its tile list (jobs.resolve_tile)."""
+        """The job's `tile` parameter: `z/x/y`, or `@KEY` naming its tile list (jobs.resolve_tiles)."""
         return f"@{self.list_key}" if self.list_key else format_tile(self.tiles[0])
 
 

@@ -4,6 +4,11 @@ A job is one command line (`tilebatch rawr-tile --tile 7/73/37 --run-id R`),
 the same on this machine and on Batch. `--tile @KEY` names a tile list in the
 store (one `z/x/y` a line): a Batch array child takes the line at
 AWS_BATCH_JOB_ARRAY_INDEX, so one submission covers thousands of tiles.
+
+One process may do several jobs of a kind (`--tile 0/0/0,1/1/0`, or such a
+line in a list), one after another, each recorded as if it ran alone: a box's
+low-zoom meta-low jobs are a fraction of a second's work each, less than
+starting Python with numpy and shapely costs (split.groups).
 """
 
 import gc
@@ -29,7 +34,9 @@ def add_commands(sub, common) -> None:
     for kind in KINDS:
         parser = sub.add_parser(kind.command, parents=[common], help=kind.help,
                                 description=kind.help[0].upper() + kind.help[1:] + ".")
-        parser.add_argument("--tile", required=True, help="z/x/y, or @KEY: a tile list in the store (array jobs)")
+        parser.add_argument("--tile", required=True,
+                            help="z/x/y (several, comma-separated: done in turn, each recorded as its own job), "
+                                 "or @KEY: a tile list in the store (array jobs)")
         add_run_id_option(parser, "the run this job belongs to (default: batch.run_id)")
         parser.add_argument("--after-parts", default="", metavar="Z/X/Y,...",
                             help="tiles below this one whose part jobs of this run are done (split.py): "
@@ -55,21 +62,21 @@ def job_run_id(args, cfg) -> str:
     return check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"])
 
 
-def resolve_tile(text: str, cfg: dict, environ=os.environ) -> Tile:
-    """The job's tile: `z/x/y` itself, or line AWS_BATCH_JOB_ARRAY_INDEX of the list at `@KEY`."""
-    if not text.startswith("@"):
-        return parse_tile(text)
-    index_text = environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
-    if index_text is None or not index_text.isdigit():
-        raise BadInput(f"tile list {text!r} needs AWS_BATCH_JOB_ARRAY_INDEX set to a number")
-    data = metatile_store(cfg).read(text[1:])
-    if data is None:
-        raise BadInput(f"tile list {text[1:]!r} is not in the store")
-    lines = data.decode(errors="replace").split()  # a damaged list fails on its bad line, by name
-    index = int(index_text)
-    if index >= len(lines):
-        raise BadInput(f"tile list {text[1:]!r} has {len(lines)} tiles, no index {index}")
-    return parse_tile(lines[index])
+def resolve_tiles(text: str, cfg: dict, environ=os.environ) -> list[Tile]:
+    """The job's tiles: `z/x/y[,z/x/y...]` itself, or line AWS_BATCH_JOB_ARRAY_INDEX of the list at `@KEY`."""
+    if text.startswith("@"):
+        index_text = environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+        if index_text is None or not index_text.isdigit():
+            raise BadInput(f"tile list {text!r} needs AWS_BATCH_JOB_ARRAY_INDEX set to a number")
+        data = metatile_store(cfg).read(text[1:])
+        if data is None:
+            raise BadInput(f"tile list {text[1:]!r} is not in the store")
+        lines = data.decode(errors="replace").split()  # a damaged list fails on its bad line, by name
+        index = int(index_text)
+        if index >= len(lines):
+            raise BadInput(f"tile list {text[1:]!r} has {len(lines)} tiles, no index {index}")
+        text = lines[index]
+    return [parse_tile(t) for t in text.split(",")]
 
 
 def peak_memory_mb() -> float:
@@ -111,7 +118,8 @@ def add_counts(total: dict, more: dict) -> dict:
 
 
 def run_job(kind: JobKind, args, cfg) -> int:
-    """Run one job of `kind` (its work function), then write its completion record.
+    """Run the job of `kind` at each of its tiles in turn (its work function), each then writing its
+    completion record (its peak memory that of the process so far).
 
     The record goes last: a job killed half-way leaves none, so it counts as missing.
     A job below its kind's zooms is a part of one (split.py); a job after parts
@@ -120,22 +128,32 @@ def run_job(kind: JobKind, args, cfg) -> int:
     run_id = job_run_id(args, cfg)
     # The tile as given until it is resolved, so that an error about a bad one or its list names it.
     log.bind(run_id=run_id, job=kind.name, tile=args.tile)
-    tile = resolve_tile(args.tile, cfg)
-    log.bind(tile=format_tile(tile))
+    tiles = resolve_tiles(args.tile, cfg)
     zooms = kind.zoom_range(cfg)
     part_zooms = split.part_zooms(kind.name, cfg["batch"]["queue-zoom"], cfg["rawr"]["group-zoom"])
-    if tile.z not in zooms and tile.z not in part_zooms:
-        at = f"zoom {zooms[0]}" if len(zooms) == 1 else f"zooms {zooms[0]}..{zooms[-1]}"
-        beyond = [z for z in part_zooms if z not in zooms]
-        parts = f" (their parts at {beyond[0]}..{beyond[-1]})" if beyond else ""
-        raise BadInput(f"{kind.name} jobs run at {at}{parts}, not z{tile.z}")
+    for tile in tiles:  # all checked before any is done: a bad one leaves nothing half-written
+        if tile.z not in zooms and tile.z not in part_zooms:
+            at = f"zoom {zooms[0]}" if len(zooms) == 1 else f"zooms {zooms[0]}..{zooms[-1]}"
+            beyond = [z for z in part_zooms if z not in zooms]
+            parts = f" (their parts at {beyond[0]}..{beyond[-1]})" if beyond else ""
+            raise BadInput(f"{kind.name} jobs run at {at}{parts}, not z{tile.z}")
+    if args.after_parts and len(tiles) > 1:
+        raise BadInput(f"--after-parts names the parts of one job, not of {len(tiles)}")
     schema = records.check_run_schema(metatile_store(cfg), run_id, load_schema(cfg))
-    parts = done_parts(kind.name, tile, args.after_parts, run_id, cfg) if args.after_parts else {}
+    parts = done_parts(kind.name, tiles[0], args.after_parts, run_id, cfg) if args.after_parts else {}
     # No cyclic garbage comes of a job's work (measured: a collection after each
     # kind's job at 16x finds none), so the collector would only walk the heap
     # again and again: 8-16% of a job's CPU. Reference counting frees the rest.
     gc.freeze()
     gc.disable()
+    for tile in tiles:
+        log.bind(tile=format_tile(tile))
+        _do_job(kind, tile, cfg, run_id, schema, parts)
+    return 0
+
+
+def _do_job(kind: JobKind, tile: Tile, cfg: dict, run_id: str, schema: dict, parts: dict[Tile, dict]) -> None:
+    """One job's work, then its completion record."""
     started = time.monotonic()
     cpu_started = time.process_time()
     log.info("job started", **({"after_parts": len(parts)} if parts else {}))
@@ -149,4 +167,3 @@ def run_job(kind: JobKind, args, cfg) -> int:
     records.keep_run_schema(metatile_store(cfg), run_id, schema)
     records.write_record(metatile_store(cfg), run_id, kind.name, tile, info)
     log.info("job done", **{k: v for k, v in info.items() if k not in ("job", "tile", "run_id", "version")})
-    return 0

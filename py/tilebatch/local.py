@@ -52,12 +52,14 @@ def warn_missing_tables(cfg: dict) -> None:
                     tables=missing)
 
 
-def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str, parts: list[Tile] = ()) -> list[str]:
-    """The command line of one job, the same one a Batch job definition runs; after `parts` of it, if any."""
+def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str, parts: list[Tile] = (),
+                more: list[Tile] = ()) -> list[str]:
+    """The command line of one job, the same one a Batch job definition runs; after `parts` of it, if any;
+    then the jobs at `more` tiles, if any, in the same process."""
     cmd = [os.path.join(os.path.dirname(sys.executable), "tilebatch"), BY_NAME[kind].command]
     if config_path:
         cmd += ["--config", config_path]
-    cmd += ["--tile", format_tile(tile), "--run-id", run_id]
+    cmd += ["--tile", ",".join(map(format_tile, [tile, *more])), "--run-id", run_id]
     return cmd + (["--after-parts", ",".join(map(format_tile, parts))] if parts else [])
 
 
@@ -131,7 +133,7 @@ class Runner:
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, each once what it reads is done (schedule.py); none whose inputs failed."""
-        todo, parts, done_parts = {}, {}, {}
+        todo, parts, done_parts, together = {}, {}, {}, {}
         self._failed_before = set()
         for kind in NAMES:
             tiles = jobs.get(kind, [])
@@ -140,7 +142,8 @@ class Runner:
             self.counts[kind] = [len(tiles) - len(todo[kind]), len(tiles)]
             self._failed_before |= {(kind, t) for t in runs.failures(self.store, self.run_id, kind)}
             parts[kind], done_parts[kind] = self._parts(kind, todo[kind]), done  # records of parts too
-        self._run_schedule(schedule.Schedule(todo, parts, done_parts))
+            together[kind] = split.groups(kind, todo[kind], self.cfg["batch"]["queue-zoom"])
+        self._run_schedule(schedule.Schedule(todo, parts, done_parts, together))
 
     def progress_line(self) -> str:
         return ", ".join(f"{kind} {done}/{expected}" for kind, (done, expected) in self.counts.items())
@@ -170,7 +173,7 @@ class Runner:
                     if task.kind not in started:
                         started.add(task.kind)
                         log.info("stage started", stage=task.kind, **sched.size(task.kind))
-                    running[pool.submit(self._run_one, task.kind, task.tile, task.parts, task.part)] = task
+                    running[pool.submit(self._run_one, task.kind, task.tile, task.parts, task.part, task.more)] = task
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -198,15 +201,22 @@ class Runner:
             if not self.on_terminal:
                 self.report(self.progress_line())
 
-    def _run_one(self, kind: str, tile: Tile, parts: list[Tile] = (), part: bool = False) -> bool:
-        """Run one job (after `parts` of it), or a part of one (`part`: not counted as a job); whether it
-        succeeded."""
+    def _run_one(self, kind: str, tile: Tile, parts: list[Tile] = (), part: bool = False,
+                 more: list[Tile] = ()) -> bool:
+        """Run one job (after `parts` of it), or a part of one (`part`: not counted as a job), then the jobs
+        at `more` tiles in the same process; whether all succeeded.
+
+        A job that wrote its completion record is done, whatever ended the
+        process after it; the first that did not failed, and those after it
+        are left missing for the next round.
+        """
         if self._stopping.is_set():
             return False
-        key = runkeys.record_key(self.run_id, kind, tile)
-        before = self.store.read(key) if self.force else None
+        tiles = [tile, *more]
+        keys = [runkeys.record_key(self.run_id, kind, t) for t in tiles]
+        before = [self.store.read(key) if self.force else None for key in keys]
         kills = oom.oom_kills()
-        proc = spawn(job_command(kind, tile, self.config_path, self.run_id, parts))
+        proc = spawn(job_command(kind, tile, self.config_path, self.run_id, parts, more))
         with self._lock:
             self._procs.add(proc)
         try:
@@ -215,13 +225,16 @@ class Runner:
             with self._lock:
                 self._procs.discard(proc)
         code = proc.returncode
-        if code != 0 and self._recorded_since(key, before):
-            log.warning("job ended badly after writing its completion record: done", failed_job=kind,
-                        failed_tile=format_tile(tile), exit_code=code)
-            code = 0
-        if code == 0:
-            self._succeeded(kind, tile, stderr, part)
+        recorded = [code == 0 or self._recorded_since(key, old) for key, old in zip(keys, before)]
+        done = recorded.index(False) if not all(recorded) else len(tiles)
+        for i, t in enumerate(tiles[:done]):
+            self._succeeded(kind, t, "" if i else stderr, part)
+        if done == len(tiles):
+            if code != 0:
+                log.warning("job ended badly after writing its completion record: done", failed_job=kind,
+                            failed_tile=format_tile(tiles[-1]), exit_code=code)
             return True
+        tile = tiles[done]
         if code in INTERRUPTED_CODES and self._stopping.is_set():
             log.warning("job stopped", failed_job=kind, failed_tile=format_tile(tile), exit_code=code)
             with self._lock:

@@ -26,6 +26,7 @@ class Task(NamedTuple):
     tile: Tile
     parts: tuple = ()     # a job's parts, done before it (its --after-parts): not its area
     part: bool = False    # a part of a job, not a job
+    more: tuple = ()      # jobs the same process does after this one (split.groups: meta-low, which has no inputs)
 
 
 def _within(tile: Tile, area: Tile) -> bool:
@@ -44,14 +45,17 @@ class Schedule:
     """A build's tasks: `take(n)` starts up to n of those that may start, `finished()` hears how each ended."""
 
     def __init__(self, todo: dict[str, list[Tile]], parts: dict[str, dict[Tile, list[Tile]]],
-                 done: dict[str, set[Tile]] | None = None):
+                 done: dict[str, set[Tile]] | None = None, together: dict[str, list[list[Tile]]] | None = None):
         """`todo`: each kind's jobs to run; `parts`: each kind's {job: its parts} (split.py), but those in
-        `done` (by kind) done already."""
+        `done` (by kind) done already; `together`: each kind's groups of jobs in `todo` run by one process,
+        each where its first job comes."""
         tasks = []
         for kind in NAMES:
             cut, skip = parts.get(kind, {}), (done or {}).get(kind, set())
+            group_of = {t: g for g in (together or {}).get(kind, []) for t in g}
             tasks += [Task(kind, p, part=True) for ps in cut.values() for p in ps if p not in skip]
-            tasks += [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, [])]
+            tasks += [Task(kind, t, tuple(cut.get(t, ())), more=tuple(group_of[t][1:]) if t in group_of else ())
+                      for t in todo.get(kind, []) if t not in group_of or group_of[t][0] == t]
         self._rank = {t: i for i, t in enumerate(tasks)}  # the order to start them in
         self._needs = {t: set() for t in tasks}           # unfinished tasks each one waits for
         self._needed_by = defaultdict(list)
@@ -120,7 +124,7 @@ class Schedule:
         """The jobs of `kind` (and parts, if any) not yet finished, for the log."""
         left = [t for t in self._tasks if t.kind == kind and t in self._needs]
         parts = sum(t.part for t in left)
-        return {"jobs": len(left) - parts, **({"parts": parts} if parts else {})}
+        return {"jobs": sum(1 + len(t.more) for t in left) - parts, **({"parts": parts} if parts else {})}
 
     def kind_done(self, kind: str) -> bool:
         """Whether no task of `kind` is left to start or running."""

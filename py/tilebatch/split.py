@@ -16,9 +16,18 @@ The job itself runs once its parts are done, told which they were
 outside the box) and writes the completion record of the whole, counts
 included, so a split build is recorded as an unsplit one, byte for byte the
 same tiles.
+
+The other way round, a box's few meta-low jobs below the queue zoom (a city's:
+one a zoom, z0..z6, each a fraction of a second's work) run as one process
+(`groups`): starting Python with numpy and shapely costs each job process
+0.2 CPU-seconds, more than most of them work.
 """
 
 from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles
+
+# At most this many low-zoom meta-low jobs go in one process. More come of a
+# country-sized box, whose low zooms are work enough to want the workers.
+GROUP_AT_MOST = 16
 
 
 def part_zooms(kind: str, queue_zoom: int, group_zoom: int) -> range:
@@ -62,3 +71,10 @@ def parts(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: int
             if sum(len(p) for p in cut.values()) >= workers:
                 break
     return {job: p for job, p in cut.items() if len(p) > 1}
+
+
+def groups(kind: str, jobs: list[Tile], queue_zoom: int) -> list[list[Tile]]:
+    """The jobs run together in one process each: a kind's low-zoom meta-low jobs when they are
+    few (GROUP_AT_MOST), coarsest first; [] when none are."""
+    low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []
+    return [low] if 1 < len(low) <= GROUP_AT_MOST else []

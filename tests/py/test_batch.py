@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from tilebatch import cli, config
-from tilebatch.jobs import resolve_tile
+from tilebatch.jobs import resolve_tiles
 from tilebatch.store import metatile_store
 from tilebatch.tiles import Tile
 
@@ -43,8 +43,8 @@ def test_an_array_child_resolves_its_tile_from_its_index(queue, capsys):
     tile = lines[0]["parameters"]["tile"]
     assert tile == "@runs/r1/meta-low/tiles-0000.txt" and lines[0]["arrayProperties"] == {"size": 11}
     cfg = config.load()
-    child = {i: resolve_tile(tile, cfg, {"AWS_BATCH_JOB_ARRAY_INDEX": str(i)}) for i in (0, 6, 7, 10)}
-    assert child == {0: Tile(0, 0, 0), 6: Tile(36, 18, 6), 7: Tile(72, 36, 7), 10: Tile(73, 37, 7)}
+    child = {i: resolve_tiles(tile, cfg, {"AWS_BATCH_JOB_ARRAY_INDEX": str(i)}) for i in (0, 6, 7, 10)}
+    assert child == {0: [Tile(0, 0, 0)], 6: [Tile(36, 18, 6)], 7: [Tile(72, 36, 7)], 10: [Tile(73, 37, 7)]}
 
 
 def test_one_tile_goes_as_a_plain_job(queue, capsys):

@@ -167,6 +167,11 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
     (["rawr-tile", "--tile", "11/0/0"], {}, "rawr jobs run at zoom 7 (their parts at 8..10), not z11"),
     (["meta-tile", "--tile", "11/0/0"], {}, "meta-high jobs run at zooms 7..10, not z11"),
     (["meta-tile-low-zoom", "--tile", "10/0/0"], {}, "meta-low jobs run at zooms 0..7 (their parts at 8..9), not z10"),
+    # Jobs in one process: a bad one stops them all before any is done.
+    (["meta-tile-low-zoom", "--tile", "0/0/0,12/0/0"], {}, "meta-low jobs run at zooms 0..7"),
+    (["meta-tile-low-zoom", "--tile", "0/0/0,1/2/0"], {}, "bad tile '1/2/0'"),
+    (["meta-tile-low-zoom", "--tile", "0/0/0,1/0/0", "--after-parts", "8/145/74"], {},
+     "--after-parts names the parts of one job, not of 2"),
     (["rawr-tile", "--tile", "7/0/0", "--run-id", "bad id!"], {}, "bad run id 'bad id!'"),
     (["meta-tile", "--tile", "@runs/x/list.txt"], {}, "needs AWS_BATCH_JOB_ARRAY_INDEX"),
     (["rawr-tile", "--tile", "7/72/37"], {"TILEQUEUE__postgresql__dbnames": "[postgres]"},

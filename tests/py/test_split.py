@@ -5,10 +5,11 @@ import os
 
 import pytest
 
-from tilebatch import schedule, split
-from tilebatch.tiles import Tile, format_tile, make_bbox
+from tilebatch import config, local, schedule, split
+from tilebatch.enqueue import build_jobs
+from tilebatch.tiles import Tile, ancestor, format_tile, make_bbox
 
-from conftest import build_env, last_error, metatiles, run_cli
+from conftest import TOP, build_env, last_error, metatiles, run_cli
 
 Z7 = Tile(72, 37, 7)  # holds the Helsinki extract
 # Around the extract and inside its z7 tile: two z10 tiles, one with data, one without.
@@ -67,6 +68,60 @@ def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
     want, got = metatiles(root), metatiles(tmp_path)
     assert any(k.startswith("rawr/") for k in want) and len(want) > 10
     assert got == want
+
+
+LOW = [ancestor(Z7, z) for z in range(7)]  # the box's meta-low jobs below the queue zoom, coarsest first
+
+
+def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_process():
+    assert split.groups("meta-low", [Z7, *reversed(LOW)], 7) == [LOW]
+    assert split.groups("rawr", [Z7], 7) == split.groups("meta-high", [Z7], 7) == []
+    assert split.groups("meta-low", [Z7, Tile(0, 0, 0)], 7) == []  # one alone shares nothing
+    # A country's low zooms are work enough for every worker: each its own process.
+    many = [Tile(x, y, 6) for x in range(4) for y in range(5)] + LOW[:6]
+    assert split.groups("meta-low", many, 7) == []
+
+
+def meta_low_metatiles(root) -> dict:
+    return {k: v for k, v in metatiles(root).items() if k.startswith("out/") and int(k.split("/")[1]) < 10}
+
+
+def test_a_build_runs_the_low_zoom_jobs_in_one_process_writing_what_they_write_alone(whole, tmp_path,
+                                                                                       monkeypatch):
+    root, run_id = whole
+    for key, value in build_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(TOP)
+    started, spawn = [], local.spawn
+    monkeypatch.setattr(local, "spawn", lambda cmd: started.append(cmd[cmd.index("--tile") + 1]) or spawn(cmd))
+    box = make_bbox(*map(float, BBOX.split(",")))
+    runner = local.Runner(config.load("config.yaml"), "config.yaml", "grouped", 1, quiet=True, split_within=box)
+    runner.run({"meta-low": build_jobs(7, bbox=box)["meta-low"]})
+    assert started == [",".join(map(format_tile, LOW)), "7/72/37"]
+    assert sorted(runner.ran) == sorted(("meta-low", t) for t in [*LOW, Z7])
+    for tile in LOW:  # each recorded as a job of its own
+        assert record(tmp_path, "grouped", "meta-low", tile)["counts"] == record(root, run_id, "meta-low", tile)["counts"]
+    assert meta_low_metatiles(tmp_path) == meta_low_metatiles(root) != {}
+
+
+def test_a_failed_job_of_a_group_leaves_it_and_those_after_it_missing_until_a_rerun(whole, tmp_path):
+    root, _ = whole
+    blocked = tmp_path / "out" / "2" / "2" / "1.zip"
+    blocked.mkdir(parents=True)  # the z2 job cannot write its metatile: bad output, no retry mends it
+    proc = build(tmp_path, 1, "group")
+    assert proc.returncode == 2
+    failed = [json.loads(line) for line in proc.stderr.splitlines() if '"job failed"' in line]
+    assert {(f["failed_job"], f["failed_tile"]) for f in failed} == {("meta-low", "2/2/1")}
+    assert "cannot write 2/2/1.zip" in failed[0]["reason"]
+    recorded = {t for t in LOW if (tmp_path / "out" / "runs" / "group" / "meta-low" / str(t.z) / str(t.x)
+                                   / f"{t.y}.json").exists()}
+    assert recorded == set(LOW[:2])  # those before it are done; those after it did not run
+    blocked.rmdir()
+    proc = build(tmp_path, 1, "group")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    started = [json.loads(line)["tile"] for line in proc.stderr.splitlines() if '"job started"' in line]
+    assert [t for t in started if int(t.split("/")[0]) < 7] == [format_tile(t) for t in LOW[2:]]
+    assert metatiles(tmp_path) == metatiles(root)
 
 
 def test_a_failed_part_leaves_its_job_missing_until_a_rerun(whole, tmp_path, db_url):

@@ -8,14 +8,15 @@ from tilebatch import runs
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, children
 
-from conftest import TOP, last_error, run_cli
+from conftest import TOP, build_env, last_error, run_cli
 
 
 def copy_run(built_store, tmp_path):
-    """A copy of the session's build, to take records away from."""
+    """A copy of the session's build (its RAWR tiles too), to take records away from."""
     root, _ = built_store
-    shutil.copytree(root / "out", tmp_path / "out")
-    return {"TILEQUEUE__store__url": f"file://{tmp_path}/out"}, open_store(f"file://{tmp_path}/out")
+    for folder in ("out", "rawr"):
+        shutil.copytree(root / folder, tmp_path / folder)
+    return build_env(tmp_path), open_store(f"file://{tmp_path}/out")
 
 
 def test_status_of_a_complete_run(built_store):
