@@ -3,6 +3,7 @@
 import json
 import os
 
+import psycopg2
 import pytest
 
 import tilebatch
@@ -246,6 +247,31 @@ def test_rawr_tile_format(db_url, tmp_path):
     ids = [r[0] for r in unpacked["planet_osm_polygon"]]
     assert ids == sorted(ids)
     assert all("way_area" in r[2] for r in unpacked["planet_osm_polygon"])
+
+
+def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url):
+    """A tag column's value is the tag's (osm2pgsql keeps it out of the hstore); where the column is NULL the
+    hstore's value stays; way_area and the label point come along; no key has a NULL value. Checked on rows
+    made for it, in temporary tables that hide the real ones from this connection only."""
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    conn = psycopg2.connect(db_url)  # a job's connection is read-only
+    try:
+        with conn.cursor() as cur:
+            for table in ("planet_osm_point", "planet_osm_polygon"):
+                cur.execute(f"CREATE TEMP TABLE {table} (LIKE public.{table})")
+            cur.execute("INSERT INTO planet_osm_point (osm_id, way, tags, name, amenity) VALUES "
+                        "(1, ST_SetSRID(ST_MakePoint(10, 10), 3857), 'name=>tagged, amenity=>cafe, x=>NULL', "
+                        "'column', NULL), (2, ST_SetSRID(ST_MakePoint(11, 11), 3857), NULL, NULL, 'bar')")
+            cur.execute("INSERT INTO planet_osm_polygon (osm_id, way, tags, building, way_area) VALUES "
+                        "(3, ST_GeomFromText('POLYGON((0 0, 4 0, 4 2, 0 2, 0 0))', 3857), 'roof=>flat', 'yes', 8)")
+        src = postgis.Tables(conn, schema)
+        box = (0.0, 0.0, 100.0, 100.0)
+        point = {row_id: tags for row_id, _, tags in src.rows("point", box)}
+        polygon = {row_id: tags for row_id, _, tags in src.rows("polygon", box)}
+    finally:
+        conn.close()
+    assert point == {1: {"name": "column", "amenity": "cafe"}, 2: {"amenity": "bar"}}
+    assert polygon == {3: {"roof": "flat", "building": "yes", "way_area": "8", classify.LABEL_KEY: "2 1"}}
 
 
 def test_label_points_come_for_polygons_not_points(db_url):
