@@ -133,7 +133,7 @@ class Runner:
 
     def run(self, jobs: dict[str, list[Tile]]) -> None:
         """Run every job not yet done, each once what it reads is done (schedule.py); none whose inputs failed."""
-        todo, parts, done_parts, together = {}, {}, {}, {}
+        todo, done_parts = {}, {}
         self._failed_before = set()
         for kind in NAMES:
             tiles = jobs.get(kind, [])
@@ -141,19 +141,13 @@ class Runner:
             todo[kind] = [t for t in tiles if t not in done]
             self.counts[kind] = [len(tiles) - len(todo[kind]), len(tiles)]
             self._failed_before |= {(kind, t) for t in runs.failures(self.store, self.run_id, kind)}
-            parts[kind], done_parts[kind] = self._parts(kind, todo[kind]), done  # records of parts too
-            together[kind] = split.groups(kind, todo[kind], self.cfg["batch"]["queue-zoom"])
+            done_parts[kind] = done  # records of parts too
+        parts, together = split.cut(todo, self.split_within, self.workers, self.cfg["batch"]["queue-zoom"],
+                                    self.cfg["rawr"]["group-zoom"])
         self._run_schedule(schedule.Schedule(todo, parts, done_parts, together))
 
     def progress_line(self) -> str:
         return ", ".join(f"{kind} {done}/{expected}" for kind, (done, expected) in self.counts.items())
-
-    def _parts(self, kind: str, todo: list[Tile]) -> dict[Tile, list[Tile]]:
-        """The parts of the kind's jobs when workers would sit idle (split.py); {} when none are cut."""
-        if self.split_within is None:
-            return {}
-        return split.parts(kind, todo, self.split_within, self.workers, self.cfg["batch"]["queue-zoom"],
-                           self.cfg["rawr"]["group-zoom"])
 
     def _run_schedule(self, sched: schedule.Schedule) -> None:
         """Start what may start on every free worker, in the schedule's order, until nothing is left.

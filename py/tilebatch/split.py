@@ -21,8 +21,14 @@ The other way round, a box's few meta-low jobs below the queue zoom (a city's:
 one a zoom, z0..z6, each a fraction of a second's work) run as one process
 (`groups`): starting Python with numpy and shapely costs each job process
 0.2 CPU-seconds, more than most of them work.
+
+`cut` decides both for a build. The kinds that read no other kind's output
+(rawr, meta-low) start together, so each is cut only for the workers that
+those before it and its own groups leave idle: a part costs its own process
+and its own query, which a busy machine pays in time.
 """
 
+from .kinds import BY_NAME, NAMES
 from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles
 
 # At most this many low-zoom meta-low jobs go in one process. More come of a
@@ -51,8 +57,25 @@ def _under(bbox: Bbox, job: Tile, zoom: int) -> list[Tile]:
     return [t for t in bbox_tiles(bbox, zoom) if ancestor(t, job.z) == job]
 
 
-def parts(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: int, group_zoom: int) -> dict:
-    """{job: its parts} for the queue-zoom jobs of a stage, when they are fewer than the workers.
+def cut(todo: dict[str, list[Tile]], bbox: Bbox | None, workers: int, queue_zoom: int,
+        group_zoom: int) -> tuple[dict, dict]:
+    """({job: its parts}, its groups) of each kind, for a build of the jobs `todo` (by kind) on `workers`
+    (no parts without a `bbox`, which tells where the data is)."""
+    parts, groups, starting = {}, {}, 0  # starting: the processes kinds that start at once take
+    for kind in NAMES:
+        jobs = todo.get(kind, [])
+        groups[kind] = groups_of(kind, jobs, queue_zoom)
+        at_once = not BY_NAME[kind].after
+        idle = workers - (starting + len(groups[kind]) if at_once else 0)
+        parts[kind] = {} if bbox is None else parts_of(kind, jobs, bbox, idle, queue_zoom, group_zoom)
+        if at_once:  # its parts, and its jobs neither cut (they wait for their parts) nor grouped
+            alone = [t for t in jobs if t not in parts[kind] and not any(t in g for g in groups[kind])]
+            starting += len(groups[kind]) + sum(map(len, parts[kind].values())) + len(alone)
+    return parts, groups
+
+
+def parts_of(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: int, group_zoom: int) -> dict:
+    """{job: its parts} for the queue-zoom jobs of a stage, when they are fewer than the `workers` (idle ones).
 
     A job whose data lies in a single part is left whole: cut, it would run
     one part and then itself, one after the other.
@@ -73,7 +96,7 @@ def parts(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: int
     return {job: p for job, p in cut.items() if len(p) > 1}
 
 
-def groups(kind: str, jobs: list[Tile], queue_zoom: int) -> list[list[Tile]]:
+def groups_of(kind: str, jobs: list[Tile], queue_zoom: int) -> list[list[Tile]]:
     """The jobs run together in one process each: a kind's low-zoom meta-low jobs when they are
     few (GROUP_AT_MOST), coarsest first; [] when none are."""
     low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []

@@ -15,6 +15,7 @@ Z7 = Tile(72, 37, 7)  # holds the Helsinki extract
 # Around the extract and inside its z7 tile: two z10 tiles, one with data, one without.
 BBOX = "24.8,60.1,25.1,60.2"
 DATA_Z10, EMPTY_Z10 = Tile(582, 296, 10), Tile(583, 296, 10)
+LOW = [ancestor(Z7, z) for z in range(7)]  # the box's meta-low jobs below the queue zoom, coarsest first
 
 
 def record(root, run_id: str, kind: str, tile: Tile) -> dict:
@@ -39,20 +40,33 @@ def whole(db_url, tmp_path_factory):
 
 def test_parts_are_cut_only_for_idle_workers():
     box = make_bbox(*map(float, BBOX.split(",")))
-    assert split.parts("rawr", [Z7], box, 1, 7, 10) == {}
-    assert split.parts("rawr", [Z7, Tile(72, 36, 7)], box, 2, 7, 10) == {}
+    assert split.parts_of("rawr", [Z7], box, 1, 7, 10) == {}
+    assert split.parts_of("rawr", [Z7, Tile(72, 36, 7)], box, 2, 7, 10) == {}
     # The coarsest zoom that gives each worker a part: z8 and z9 hold the box in one tile, z10 in two.
-    assert split.parts("meta-high", [Z7], box, 2, 7, 10) == {Z7: [DATA_Z10, EMPTY_Z10]}
+    assert split.parts_of("meta-high", [Z7], box, 2, 7, 10) == {Z7: [DATA_Z10, EMPTY_Z10]}
     # meta-low: each z8 and z9 metatile touching the box, alone.
-    assert split.parts("meta-low", [Z7], box, 2, 7, 10) == {Z7: [Tile(145, 74, 8), Tile(291, 148, 9)]}
+    assert split.parts_of("meta-low", [Z7], box, 2, 7, 10) == {Z7: [Tile(145, 74, 8), Tile(291, 148, 9)]}
     # Data in a single part: cut, it would only run one part, then the job.
-    assert split.parts("rawr", [Z7], make_bbox(24.94, 60.165, 24.95, 60.17), 2, 7, 10) == {}
+    assert split.parts_of("rawr", [Z7], make_bbox(24.94, 60.165, 24.95, 60.17), 2, 7, 10) == {}
+
+
+def test_meta_low_is_cut_only_for_the_workers_rawr_and_its_own_jobs_leave():
+    box = make_bbox(*map(float, BBOX.split(",")))
+    todo = {"rawr": [Z7], "meta-high": [Z7], "meta-low": [*LOW, Z7]}
+    meta_low_parts = {Z7: [Tile(145, 74, 8), Tile(291, 148, 9)]}
+    # rawr's two parts start beside meta-low's group and z7 job: four workers are busy already.
+    for workers, cut_meta_low in ((2, {}), (4, {}), (5, meta_low_parts)):
+        parts, groups = split.cut(todo, box, workers, 7, 10)
+        assert parts == {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]}, "meta-high": {Z7: [DATA_Z10, EMPTY_Z10]},
+                         "meta-low": cut_meta_low}, workers
+        assert groups == {"rawr": [], "meta-high": [], "meta-low": [LOW]}
+    assert split.cut(todo, None, 16, 7, 10)[0] == {"rawr": {}, "meta-high": {}, "meta-low": {}}
 
 
 def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
     root, run_id = whole
-    # Three workers, two parts for rawr: the third worker starts on meta-low at once.
-    proc = build(tmp_path, 3, "cut")
+    # Five workers: rawr's two parts and meta-low's group and z7 job leave one idle, so meta-low is cut too.
+    proc = build(tmp_path, 5, "cut")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "10 jobs run, 0 already done, 0 missing" in proc.stdout
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -70,16 +84,15 @@ def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
     assert got == want
 
 
-LOW = [ancestor(Z7, z) for z in range(7)]  # the box's meta-low jobs below the queue zoom, coarsest first
 
 
 def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_process():
-    assert split.groups("meta-low", [Z7, *reversed(LOW)], 7) == [LOW]
-    assert split.groups("rawr", [Z7], 7) == split.groups("meta-high", [Z7], 7) == []
-    assert split.groups("meta-low", [Z7, Tile(0, 0, 0)], 7) == []  # one alone shares nothing
+    assert split.groups_of("meta-low", [Z7, *reversed(LOW)], 7) == [LOW]
+    assert split.groups_of("rawr", [Z7], 7) == split.groups_of("meta-high", [Z7], 7) == []
+    assert split.groups_of("meta-low", [Z7, Tile(0, 0, 0)], 7) == []  # one alone shares nothing
     # A country's low zooms are work enough for every worker: each its own process.
     many = [Tile(x, y, 6) for x in range(4) for y in range(5)] + LOW[:6]
-    assert split.groups("meta-low", many, 7) == []
+    assert split.groups_of("meta-low", many, 7) == []
 
 
 def meta_low_metatiles(root) -> dict:
