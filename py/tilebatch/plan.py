@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.3, 8.92e-06), "memory": (32.5, 7.36e-05)},
-    "meta-high": {"cpu": (0.281, 1.52e-05), "memory": (57.9, 0.000852)},
-    "meta-low/0": {"cpu": (0.223, 0), "memory": (46.2, 0)},
-    "meta-low/1": {"cpu": (0.247, 2.18e-08), "memory": (49.6, 1.3e-06)},
-    "meta-low/2": {"cpu": (0.244, 1.37e-08), "memory": (49.7, 1.24e-06)},
-    "meta-low/3": {"cpu": (0.248, 2.15e-08), "memory": (49.6, 1.25e-06)},
-    "meta-low/4": {"cpu": (0.232, 2.63e-08), "memory": (49.6, 1.3e-06)},
-    "meta-low/5": {"cpu": (0.236, 1.08e-06), "memory": (52.9, 5.53e-05)},
-    "meta-low/6": {"cpu": (0.233, 1.64e-06), "memory": (54.9, 8.4e-05)},
-    "meta-low/7": {"cpu": (0.0883, 8.96e-06), "memory": (57.8, 0.000208)},
+    "rawr": {"cpu": (0.0577, 9.66e-06), "memory": (32.3, 7.64e-05)},
+    "meta-high": {"cpu": (0.0437, 1.61e-05), "memory": (57.9, 0.000853)},
+    "meta-low/0": {"cpu": (0.22, 0), "memory": (46.1, 0)},
+    "meta-low/1": {"cpu": (0.222, 2.32e-08), "memory": (49.4, 1.31e-06)},
+    "meta-low/2": {"cpu": (0.223, 2.29e-08), "memory": (49.4, 1.31e-06)},
+    "meta-low/3": {"cpu": (0.227, 2.77e-08), "memory": (49.5, 1.22e-06)},
+    "meta-low/4": {"cpu": (0.224, 7.55e-09), "memory": (49.4, 1.25e-06)},
+    "meta-low/5": {"cpu": (0.224, 9.53e-07), "memory": (52.2, 5.54e-05)},
+    "meta-low/6": {"cpu": (0.232, 1.52e-06), "memory": (54.8, 8.36e-05)},
+    "meta-low/7": {"cpu": (0.135, 8.48e-06), "memory": (58.4, 0.000209)},
 }
 
 

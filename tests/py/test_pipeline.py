@@ -153,6 +153,22 @@ def test_a_job_over_no_data_writes_only_its_record(tmp_path, db_url, kind):
     assert sorted(written) == [f"out/runs/empty/{kind.name}/7/0/0.json", "out/runs/empty/schema.json"]
 
 
+def test_an_array_childs_line_may_hold_several_jobs(tmp_path, db_url):
+    """A tile list's line of several tiles: one process does each job in turn, each recorded as its own."""
+    lists = tmp_path / "out" / "lists"
+    lists.mkdir(parents=True)
+    (lists / "low.txt").write_text("7/0/0\n0/0/0,1/1/0,2/2/1\n")
+    proc = run_cli("meta-tile-low-zoom", "--config", "config.yaml", "--tile", "@lists/low.txt", "--run-id", "lines",
+                   env={**build_env(tmp_path), "AWS_BATCH_JOB_ARRAY_INDEX": "1"})
+    assert proc.returncode == 0, proc.stderr
+    done = [json.loads(line)["tile"] for line in proc.stderr.splitlines() if '"job done"' in line]
+    assert done == ["0/0/0", "1/1/0", "2/2/1"]
+    records = tmp_path / "out" / "runs" / "lines" / "meta-low"
+    assert sorted(os.path.relpath(os.path.join(d, f), records) for d, _, fs in os.walk(records) for f in fs) == [
+        "0/0/0.json", "1/1/0.json", "2/2/1.json"]
+    assert json.loads((records / "1" / "1" / "0.json").read_text())["tile"] == "1/1/0"
+
+
 def test_meta_high_needs_no_database(built_store, tmp_path):
     root, _ = built_store
     z7 = tile_at(*CENTRAL, 7)
