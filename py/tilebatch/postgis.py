@@ -165,7 +165,8 @@ class Tables:
         return tag_columns, always
 
     def _tags_expression(self, table_key: str) -> str:
-        """All of a row's tags as one hstore: the tags column, the tag columns, and way_area.
+        """All of a row's tags as one hstore: the tags column, the tag columns, and way_area (for a query
+        that needs an hstore, as the ST_AsMVT benchmark peer's does; jobs read `_tags_array`).
 
         Like `_tag_sql`, a NULL column leaves the hstore's value for that key.
         """
