@@ -16,7 +16,7 @@ from . import postgis, render
 from .rawr import rawr_box
 from .schema import Schema, build_max_zoom, load_schema, simplify_tolerance
 from .store import metatile_store
-from .tiles import METATILE_ZOOMS, Tile, ancestor, children, metatile_members
+from .tiles import METATILE_ZOOMS, Tile, ancestor, children, metatile_zooms
 
 # Tiles from this zoom on are also built from RAWR tiles (group zoom 10 + 3). The
 # database simplifies only below it, so the zooms both paths build agree.
@@ -55,16 +55,12 @@ def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:
             for m in children(tile, z)]
 
 
-def _zooms(meta: Tile) -> set[int]:
-    return {t.z for t, _ in metatile_members(meta)}
-
-
 def query_zooms(queue_zoom: int, max_zoom: int) -> list[tuple[int, int]]:
     """The zooms (first, last) a job at each zoom 0..queue_zoom queries its whole tile's rows for (zoomindex
     indexes them): z0 0..3, then one zoom a job zoom, the queue zoom's three."""
     spans = set()
     for z in range(queue_zoom + 1):
-        zooms = sorted(set().union(*map(_zooms, job_metatiles(Tile(0, 0, z), queue_zoom, max_zoom))))
+        zooms = sorted(set().union(*map(metatile_zooms, job_metatiles(Tile(0, 0, z), queue_zoom, max_zoom))))
         if zooms:
             spans.add((zooms[0], zooms[-1]))
     return sorted(spans)
@@ -93,13 +89,13 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}
     try:
-        zooms = sorted(set().union(*map(_zooms, metas)))
-        at_zoom = {zoom: [m for m in metas if zoom in _zooms(m)] for zoom in zooms}
+        zooms = sorted(set().union(*map(metatile_zooms, metas)))
+        at_zoom = {zoom: [m for m in metas if zoom in metatile_zooms(m)] for zoom in zooms}
         # The rows of the whole tile for every zoom at which it renders all its
         # metatiles, in one query: a row is read and classified once for all of
         # them. Where parts took some of its metatiles at a zoom, the rows of
         # each one left instead (mostly where there is no data: a cheap look first).
-        whole = [z for z in zooms if len(at_zoom[z]) == sum(z in _zooms(m) for m in every)]
+        whole = [z for z in zooms if len(at_zoom[z]) == sum(z in metatile_zooms(m) for m in every)]
         if whole:
             by_zoom = features_over(src, schema, tile, whole, job_area)
             for zoom in whole:

@@ -135,11 +135,15 @@ def metatile_of(tile: Tile) -> tuple[Tile, str]:
     return meta, f"{METATILE_ZOOMS}/{tile.x - meta.x * n}/{tile.y - meta.y * n}.mvt"
 
 
+def metatile_zooms(meta: Tile) -> range:
+    """The tile zooms a metatile holds: 0..METATILE_ZOOMS for 0/0/0, else its zoom + METATILE_ZOOMS."""
+    return range(0, METATILE_ZOOMS + 1) if meta.z == 0 else range(meta.z + METATILE_ZOOMS, meta.z + METATILE_ZOOMS + 1)
+
+
 def metatile_members(meta: Tile) -> list[tuple[Tile, str]]:
     """Every (tile, member name) a metatile holds, the inverse of metatile_of."""
-    zooms = range(0, METATILE_ZOOMS + 1) if meta.z == 0 else [METATILE_ZOOMS]
     out = []
-    for dz in zooms:
+    for dz in (z - meta.z for z in metatile_zooms(meta)):
         for t in children(meta, meta.z + dz):
             n = 1 << dz
             out.append((t, f"{dz}/{t.x - meta.x * n}/{t.y - meta.y * n}.mvt"))

@@ -45,6 +45,8 @@ def test_metatile_zero_holds_zooms_0_to_3():
     assert len(members) == 1 + 4 + 16 + 64
     assert (Tile(1, 2, 2), "2/1/2.mvt") in members
     assert len(tiles.metatile_members(Tile(5, 9, 4))) == 64
+    for meta in (Tile(0, 0, 0), Tile(1, 0, 1), Tile(5, 9, 4)):
+        assert list(tiles.metatile_zooms(meta)) == sorted({t.z for t, _ in tiles.metatile_members(meta)})
 
 
 @given(st.floats(-179, 179), st.floats(-80, 80), st.floats(0.001, 1), st.floats(0.001, 1), st.integers(0, 12))
