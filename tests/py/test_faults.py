@@ -23,7 +23,7 @@ import pytest
 from tilebatch import batch, cli, config, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
-from tilebatch.tiles import Tile, bbox_tiles, metatile_members, parse_bbox
+from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
 
 import motoserver
 import smallstore
@@ -430,6 +430,41 @@ def test_a_job_killed_after_writing_its_record_is_done(built_store, tmp_path):
     assert "job ended badly after writing its completion record: done" in [line["msg"] for line in log_lines(err)]
     assert runs.failures(store, "test-build", "meta-low") == {}
     assert list(store.list("runs/test-build/failures/")) == []
+
+
+@faults
+def test_a_process_of_several_jobs_killed_half_way_keeps_those_it_recorded(built_store, tmp_path):
+    """A box's low-zoom meta-low jobs run in one process: killed after its first job, that one is done,
+    the one it was doing failed, those after it are missing; a rerun does just those."""
+    root, _ = built_store
+    env = copy_build(built_store, tmp_path)
+    store = open_store(f"file://{tmp_path}/out")
+    low = [ancestor(HELSINKI, z) for z in range(7)]
+    key = {t: f"runs/test-build/meta-low/{t.z}/{t.x}/{t.y}.json" for t in low}
+    for t in low:
+        store.delete(key[t])
+    runner = start_build(env, "--run-id", "test-build", "--jobs", "1")
+    pid = job_child(runner, "meta-tile-low-zoom")
+    assert f"--tile {','.join(f'{t.z}/{t.x}/{t.y}' for t in low)} " in cmdline(pid)
+    wait_for("the first job's record", lambda: store.exists(key[low[0]]), timeout=120)
+    os.kill(pid, signal.SIGSTOP)
+    done = [t for t in low if store.exists(key[t])]
+    assert low[:len(done)] == done and len(done) < len(low)
+    os.kill(pid, signal.SIGKILL)
+    _, err = runner.communicate(timeout=300)
+    assert runner.returncode == 1
+    [failed] = [line for line in log_lines(err) if line["msg"] == "job failed"]
+    stopped = low[len(done)]
+    assert (failed["failed_tile"], failed["exit_code"]) == (f"{stopped.z}/{stopped.x}/{stopped.y}", -9)
+    assert runs.failures(store, "test-build", "meta-low") == {stopped: runs.Failure(-9, False, None)}
+
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    started = [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"]
+    assert started == [f"{t.z}/{t.x}/{t.y}" for t in low[len(done):]]
+    assert runs.failures(store, "test-build", "meta-low") == {}
+    assert metatiles(tmp_path / "out") == metatiles(root / "out")
+    assert_intact(tmp_path)
 
 
 @faults
