@@ -44,7 +44,8 @@ _GEOMETRY = {"boundary": "ST_Boundary(g)", "label": "ST_PointOnSurface(g)", None
 
 def _layer_rows_sql(schema: Schema, layer: LayerSpec, table_key: str, zoom: int) -> str | None:
     """The rows of one table in one layer at `zoom`, as (id, kind, properties..., geom)."""
-    alone = lambda rules: schema._replace(layers=(layer._replace(rules=rules),))  # noqa: E731
+    # compiled={}: the compiled rules kept with a schema are those of its own layers.
+    alone = lambda rules: schema._replace(layers=(layer._replace(rules=rules),), compiled={})  # noqa: E731
     where = sqlfilter.sql_filter(alone(layer.rules), table_key, zoom)
     if where is None:
         return None

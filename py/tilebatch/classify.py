@@ -32,7 +32,6 @@ class Match(NamedTuple):
 class TableRule(NamedTuple):
     """A rule of one table, compiled, with what classifying needs of it and its layer."""
 
-    at: int             # its layer's position among the layers reading the table
     layer: int          # index into Schema.layers
     zoom: Callable      # rulecode.RuleCode.zoom
     properties: Callable  # rulecode.RuleCode.properties
@@ -43,22 +42,11 @@ class TableRule(NamedTuple):
 
 
 class TableRules(NamedTuple):
-    """The rules of one table, in drawing order, and which of them a row's tags can make hold.
-
-    A rule holds only for a row that passes every test of its `where`, so
-    it is listed under one of them: a `key: value(s)` test (the one with the
-    fewest values) where it has one, for a row with one of those values of
-    that key, else a `key: true` test, for a row with that key. `index`
-    lists, for each key, the rules the key lets through whatever its value,
-    and for each value those and the rules the value lets through. `always`
-    lists the rules no tag rules out (no `where`, or only `false` and `not`
-    tests). Rules are listed by their positions in `rules`, in order.
-    """
+    """The rules of one table, in drawing order, compiled, and how its rows are classified."""
 
     rules: tuple        # TableRule, layer by layer in drawing order, each layer's rules in order
-    index: dict         # key -> ((position, ...), {value: (position, ...)})
-    always: tuple       # (position, ...)
     classify: Callable[[dict, int], list[Match]]  # (tags, row_id) -> matches: classify for the table's rows
+    matches: Callable   # (positions in rules, ascending, tags, row_id) -> matches of those rules alone
 
 
 def table_rules(schema: Schema, table: str) -> TableRules:
@@ -70,19 +58,28 @@ def table_rules(schema: Schema, table: str) -> TableRules:
 
 
 def _compile(schema: Schema, table: str) -> TableRules:
-    drawn = [(i, layer) for i, layer in enumerate(schema.layers) if any(r.table == table for r in layer.rules)]
-    listed = [(at, i, layer, rule, n) for at, (i, layer) in enumerate(drawn)
+    listed = [(i, layer, rule, n) for i, layer in enumerate(schema.layers)
               for n, rule in enumerate(layer.rules) if rule.table == table]
     code = rulecode.compile_rules(f"<rulecode: schema {schema.name}, table {table}>",
-                                  [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, _, layer, rule, n in listed])
-    rules = tuple(TableRule(at, i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
-                            rule.max_zoom, rule.geometry, rule.more) for (at, i, _, rule, _), c in zip(listed, code))
-    index, always = rule_index(schema, table)
-    return TableRules(rules, index, always, _row_classifier(schema, rules, index, always))
+                                  [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, layer, rule, n in listed])
+    rules = tuple(TableRule(i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
+                            rule.max_zoom, rule.geometry, rule.more) for (i, _, rule, _), c in zip(listed, code))
+    return TableRules(rules, *_row_classifier(schema, rules, *_index([rule.where for _, _, rule, _ in listed])))
 
 
 def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
-    """TableRules.index and .always of a table's rules (no code compiled): the tests rules are looked up by."""
+    """Which of a table's rules a row's tags can make hold (no code compiled): (index, always).
+
+    A rule holds only for a row that passes every test of its `where`, so
+    it is listed under one of them: a `key: value(s)` test (the one with the
+    fewest values) where it has one, for a row with one of those values of
+    that key, else a `key: true` test, for a row with that key. `index`
+    lists, for each key, the rules the key lets through whatever its value,
+    and for each value those and the rules the value lets through
+    (key -> ((position, ...), {value: (position, ...)})). `always` lists the
+    rules no tag rules out (no `where`, or only `false` and `not` tests).
+    Rules are listed by their positions among the table's, in order.
+    """
     return _index([rule.where for layer in schema.layers for rule in layer.rules if rule.table == table])
 
 
@@ -117,18 +114,47 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     the rows that went into one of those layers.
 
     A row is tested only against the rules its tags can make hold
-    (TableRules), in the order the layers and their rules come.
+    (rule_index), in the order the layers and their rules come.
     """
     return table_rules(schema, table).classify(tags, row_id)
 
 
-def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) -> Callable[[dict, int], list[Match]]:
-    """`classify` for the rows of one table, with all it needs at hand."""
+def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) -> tuple[Callable, Callable]:
+    """`classify` for the rows of one table, with all it needs at hand, and the rule loop it runs
+    (TableRules.matches): the candidates its index finds, tried in order."""
     keys = frozenset(index)
     max_zoom = schema.max_zoom
     unless = {i: frozenset(layer.unless) for i, layer in enumerate(schema.layers) if layer.unless}
     names = [layer.name for layer in schema.layers]
     new_match = tuple.__new__  # a Match without the Python-level __new__ a NamedTuple has
+
+    def matches(candidates, tags: dict, row_id: int) -> list[Match]:
+        out, layer_at, done_with = [], -1, -1
+        for p in candidates:
+            layer, zoom_of, properties, last, rule_max_zoom, geometry, more = rules[p]
+            if layer == done_with:
+                continue
+            if layer != layer_at:
+                layer_at, floor = layer, 0
+            zoom = zoom_of(tags)
+            if zoom is None:  # its where fails, or a zoom from what the row lacks (an area of a point)
+                continue
+            low = zoom if zoom >= floor else floor
+            if low > max_zoom:
+                low = max_zoom
+            if low <= last:
+                props, zooms = properties(tags, low, row_id)
+                out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
+            if more:
+                continue
+            if rule_max_zoom is None:
+                done_with = layer
+            else:
+                floor = rule_max_zoom + 1
+        if len(out) > 1 and unless:  # a layer's unless names other layers: a lone match stays
+            seen = {names[m.layer] for m in out}
+            out = [m for m in out if m.layer not in unless or seen.isdisjoint(unless[m.layer])]
+        return out
 
     def classify_row(tags: dict, row_id: int = 0) -> list[Match]:
         hits = keys.intersection(tags)
@@ -146,31 +172,6 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
             candidates = always
         else:
             return []
-        out, layer_at, done_with = [], -1, -1
-        for p in candidates:
-            at, layer, zoom_of, properties, last, rule_max_zoom, geometry, more = rules[p]
-            if at == done_with:
-                continue
-            if at != layer_at:
-                layer_at, floor = at, 0
-            zoom = zoom_of(tags)
-            if zoom is None:  # its where fails, or a zoom from what the row lacks (an area of a point)
-                continue
-            low = zoom if zoom >= floor else floor
-            if low > max_zoom:
-                low = max_zoom
-            if low <= last:
-                props, zooms = properties(tags, low, row_id)
-                out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
-            if more:
-                continue
-            if rule_max_zoom is None:
-                done_with = at
-            else:
-                floor = rule_max_zoom + 1
-        if len(out) > 1 and unless:  # a layer's unless names other layers: a lone match stays
-            seen = {names[m.layer] for m in out}
-            out = [m for m in out if m.layer not in unless or seen.isdisjoint(unless[m.layer])]
-        return out
+        return matches(candidates, tags, row_id)
 
-    return classify_row
+    return classify_row, matches

@@ -98,7 +98,7 @@ def sql_filter(schema: Schema, table: str, zoom: int, tag_sql=hstore_tag, to_zoo
     to_zoom = zoom if to_zoom is None else to_zoom
     clauses = []
     for layer in schema.layers:
-        area = min(min_area(layer, z) for z in range(zoom, to_zoom + 1))
+        area = min_area(layer, to_zoom)  # the smallest of the span: it shrinks as the zoom grows
         for rule in layer.rules:
             if rule.table != table or (rule.max_zoom is not None and rule.max_zoom < zoom):
                 continue
@@ -126,8 +126,6 @@ def sql_candidates(schema: Schema, table: str, tag_sql=hstore_tag) -> str | None
     as selective at the high zooms, where most rules show their rows. None
     when some rule may hold whatever a row's tags.
     """
-    if table not in schema.tables:
-        return None
     index, always = classify.rule_index(schema, table)
     if always:
         return None
