@@ -219,8 +219,9 @@ class Runner:
             with self._lock:
                 self._procs.discard(proc)
         code = proc.returncode
-        recorded = [code == 0 or self._recorded_since(key, old) for key, old in zip(keys, before)]
-        done = recorded.index(False) if not all(recorded) else len(tiles)
+        done = 0  # the jobs that wrote their records, in the order the process did them
+        while done < len(tiles) and (code == 0 or self._recorded_since(keys[done], before[done])):
+            done += 1
         for i, t in enumerate(tiles[:done]):
             self._succeeded(kind, t, "" if i else stderr, part)
         if done == len(tiles):
