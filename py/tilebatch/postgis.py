@@ -7,7 +7,7 @@ polygons, so a rule sees every tag whichever way the database was loaded.
 
 import hashlib
 import random
-from typing import Iterator, NamedTuple
+from typing import Iterable, Iterator, NamedTuple
 
 import psycopg2
 
@@ -232,13 +232,15 @@ class Tables:
         return ZoomFunction(ZOOM_FUNCTION_PREFIX + digest, name,
                             tuple((c, self._columns[table_key][c]) for c in sorted(read)), predicate)
 
-    def has_rows(self, box: tuple) -> bool:
-        """Whether any table has a row touching `box` (EPSG:3857): one cheap query on the spatial indexes."""
-        if not self.tables:
+    def has_rows(self, box: tuple, keys: Iterable[str] | None = None) -> bool:
+        """Whether any table (of `keys`, default all) has a row touching `box` (EPSG:3857): one cheap query on
+        the spatial indexes."""
+        tables = [self.tables[k] for k in (self.tables if keys is None else keys) if k in self.tables]
+        if not tables:
             return False
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         sql = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {t.name} WHERE {t.geometry_column} && {envelope})"
-                                       for t in self.tables.values())
+                                       for t in tables)
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, dict(zip(("minx", "miny", "maxx", "maxy"), box)))

@@ -8,10 +8,11 @@ database. Geometry is clipped to the tile and its margin, so a
 continent-sized polygon does not travel whole into every tile it touches; the
 margin is wider than any tile buffer at z13..z16, so the clip never shows.
 
-The zip's comment names the format and the choice of rows (a digest of each
-table's condition and last zoom): a schema whose rules choose the same rows
-reads it, so a change of kinds, properties or zooms needs no new RAWR tiles; a
-reader whose schema chooses other rows, or a tile of an older format, stops
+The zip's comment names the format and the choice of rows (a digest of the
+tables it holds and each one's condition): a schema whose rules choose the same
+rows reads it, so a change of kinds, properties or zooms needs no new RAWR
+tiles unless it changes which tables a RAWR tile holds; a reader whose schema
+chooses other rows, or a tile of an older format, stops
 (bad input: rebuilding the RAWR tile mends it) rather than make tiles without
 the rows it lacks.
 """
@@ -39,7 +40,7 @@ _WRITE_CHUNK = 1 << 20  # bytes of packed records a member write takes
 # level (6) deflate took over half of packing one (16x, densest z10 tile: 1.05 of
 # 1.26 CPU s); level 1 takes a third of that for 9% more bytes, and inflates as fast.
 COMPRESS_LEVEL = 1
-# 2: only the rows some rule of the schema may hold for, and the zip's comment says which schema.
+# 2: only the rows some rule of the schema may hold for, and the zip's comment says which.
 FORMAT = 2
 
 
@@ -50,22 +51,28 @@ def rawr_box(tile: Tile) -> tuple:
     return minx - pad, miny - pad, maxx + pad, maxy + pad
 
 
-_STAMPS: dict[str, bytes] = {}  # schema digest -> its stamp: a job stamps or checks its RAWR tiles with one
+def held_tables(schema: Schema, zoom: int) -> list[str]:
+    """The keys of the tables a RAWR tile at `zoom` holds rows of: those some rule shows at the zooms built
+    from it (zoom + METATILE_ZOOMS on; not the simplified sea and land, up to z7)."""
+    return [key for key in sorted(schema.tables) if last_zoom(schema, key) >= zoom + METATILE_ZOOMS]
 
 
-def stamp(schema: Schema) -> bytes:
-    """A RAWR zip's comment: the format, and which rows the schema chooses (each table's condition, from
-    sqlfilter.sql_candidates, and its last zoom, which decides whether a RAWR tile holds it)."""
-    if schema.digest not in _STAMPS:
-        choice = [(t.name, last_zoom(schema, key), sqlfilter.sql_candidates(schema, key) or "TRUE")
-                  for key, t in sorted(schema.tables.items())]
+_STAMPS: dict[tuple, bytes] = {}  # (schema digest, zoom) -> its stamp: a job stamps or checks its RAWR tiles with one
+
+
+def stamp(schema: Schema, zoom: int) -> bytes:
+    """A RAWR zip's comment at `zoom`: the format, and which rows the schema chooses (the tables it holds,
+    each one's condition from sqlfilter.sql_candidates)."""
+    if (schema.digest, zoom) not in _STAMPS:
+        choice = [(schema.tables[key].name, sqlfilter.sql_candidates(schema, key) or "TRUE")
+                  for key in held_tables(schema, zoom)]
         digest = hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:16]
-        _STAMPS[schema.digest] = f"tilebatch RAWR {FORMAT} rows {digest}".encode()
-    return _STAMPS[schema.digest]
+        _STAMPS[schema.digest, zoom] = f"tilebatch RAWR {FORMAT} rows {digest}".encode()
+    return _STAMPS[schema.digest, zoom]
 
 
-def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
-    """A RAWR zip of the tables' records (chosen by `schema`), members in name order, and how many
+def pack(tables: dict[str, Iterable], schema: Schema, zoom: int) -> tuple[bytes, int]:
+    """A RAWR zip at `zoom` of the tables' records (chosen by `schema`), members in name order, and how many
     records it holds.
 
     Records stream from the iterables into compressed members, so a job holds
@@ -73,7 +80,7 @@ def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
     """
     buf, count = io.BytesIO(), 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.comment = stamp(schema)
+        z.comment = stamp(schema, zoom)
         for name in sorted(tables):
             records = iter(tables[name])
             first = next(records, None)
@@ -96,16 +103,17 @@ def pack(tables: dict[str, Iterable], schema: Schema) -> tuple[bytes, int]:
     return buf.getvalue(), count
 
 
-def unpack(data: bytes, schema: Schema, name: str = "RAWR tile", hint: str = "") -> Iterator[tuple[str, Iterator]]:
-    """(table name, records) for each member of a RAWR zip with the rows `schema` reads; records stream from
-    the member.
+def unpack(data: bytes, schema: Schema, zoom: int, name: str = "RAWR tile",
+           hint: str = "") -> Iterator[tuple[str, Iterator]]:
+    """(table name, records) for each member of a RAWR zip at `zoom` with the rows `schema` reads; records
+    stream from the member.
 
     The zip's checksums catch any damage as a member is read, and its comment a
     tile with other rows or in another format: BadInput naming `name`, then `hint`.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
-            wanted = stamp(schema)
+            wanted = stamp(schema, zoom)
             if z.comment != wanted:
                 said = z.comment.decode(errors="replace") or "nothing"
                 raise BadInput(f"{name} is not a RAWR tile of format {FORMAT} with the rows schema {schema.name} "
@@ -127,7 +135,8 @@ def read_tile(store, tile: Tile, queue_zoom: int, schema: Schema) -> Iterator[tu
     if data is None:
         return None
     job = format_tile(ancestor(tile, queue_zoom))
-    return unpack(data, schema, f"RAWR tile {key} in {store.url}", f": rebuild it with `tilebatch rawr-tile --tile {job}`")
+    return unpack(data, schema, tile.z, f"RAWR tile {key} in {store.url}",
+                  f": rebuild it with `tilebatch rawr-tile --tile {job}`")
 
 
 def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
@@ -136,14 +145,16 @@ def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
 
     Only those rows (postgis.Tables.rows without a zoom): a row no rule holds
     for makes no feature, and half the rows of a city are such (the nodes of
-    crossings, signs and entrances, ...). A table no rule shows at the zooms
-    built from RAWR tiles (z13 on: the simplified sea and land, up to z7) has
-    no query at all.
+    crossings, signs and entrances, ...). A table it does not hold
+    (held_tables) has no query at all.
     """
     box = rawr_box(tile)
-    first_zoom = tile.z + METATILE_ZOOMS
-    return {t.name: src.rows(key, box) for key, t in src.tables.items()
-            if last_zoom(src.schema, key) >= first_zoom}
+    held = [key for key in held_tables(src.schema, tile.z) if key in src.tables]
+    # A cheap look first: most z10 tiles of the planet are empty, and each
+    # table's query costs the database its planning even when it finds nothing.
+    if not src.has_rows(box, held):
+        return {}
+    return {src.tables[key].name: src.rows(key, box) for key in held}
 
 
 def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
@@ -156,9 +167,7 @@ def rawr_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
         for t in children(tile, cfg["rawr"]["group-zoom"]):
             if split.covered("rawr", t, parts):
                 continue
-            # A cheap look first: most z10 tiles of the planet are empty, and each
-            # table's query costs the database its planning even when it finds nothing.
-            data, n = pack(build_rawr_tile(src, t) if src.has_rows(rawr_box(t)) else {}, schema)
+            data, n = pack(build_rawr_tile(src, t), schema, t.z)
             key = sink.tile_key(t, EXT)
             if n:
                 sink.write(key, data)

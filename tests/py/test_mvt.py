@@ -65,7 +65,7 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
             members = metatile.unpack(store.read(key))
             if meta.z >= group_zoom:  # built from its RAWR tile, as meta-high does
                 data = rawr_store.read(rawr_store.tile_key(ancestor(meta, group_zoom), rawr.EXT))
-                found = render.collect(schema, ((keys[n], rows) for n, rows in rawr.unpack(data, schema) if n in keys))
+                found = render.collect(schema, ((keys[n], rows) for n, rows in rawr.unpack(data, schema, group_zoom) if n in keys))
             for tile, name in metatile_members(meta):
                 if meta.z < group_zoom:  # from PostGIS, zoom by zoom, as meta-low does
                     area = ancestor(meta, queue_zoom)

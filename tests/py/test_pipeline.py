@@ -39,7 +39,7 @@ def both_paths(name: str, tile) -> tuple[bytes, bytes]:
     schema = schemas.load(schemas.schema_path(name))
     src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
     try:
-        rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema)[0], schema)
+        rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema, 10)[0], schema, 10)
         keys = {t.name: t.key for t in schema.tables.values()}
         from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
         from_db = features_at(src, schema, ancestor(tile, 7), tile.z)
@@ -235,8 +235,8 @@ def test_rawr_tile_format(db_url, tmp_path):
     schema = schemas.load(schemas.schema_path('tilezen'))
     src = postgis.Tables(postgis.connect(cfg), schema)
     group = ancestor(tile_at(*CENTRAL, 15), 10)
-    data, count = rawr.pack(rawr.build_rawr_tile(src, group), schema)
-    unpacked = {name: list(rows) for name, rows in rawr.unpack(data, schema)}
+    data, count = rawr.pack(rawr.build_rawr_tile(src, group), schema, group.z)
+    unpacked = {name: list(rows) for name, rows in rawr.unpack(data, schema, group.z)}
     # Only the rows some rule may show from z13 on: of the points, fewer than touch the tile.
     with src.conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM planet_osm_point WHERE way && ST_MakeEnvelope(%s, %s, %s, %s, 3857)",
@@ -247,14 +247,16 @@ def test_rawr_tile_format(db_url, tmp_path):
     # Tilezen's rows: a reader whose schema chooses other rows (or of a RAWR tile without the stamp) stops.
     shortbread = schemas.load(schemas.schema_path('shortbread'))
     with pytest.raises(BadInput, match=f"not a RAWR tile of format 2 with the rows schema shortbread reads .* "
-                                       f"its comment says {rawr.stamp(schema).decode()}"):
-        next(rawr.unpack(data, shortbread))
+                                       f"its comment says {rawr.stamp(schema, group.z).decode()}"):
+        next(rawr.unpack(data, shortbread, group.z))
     # A schema that gives the same rows other kinds, properties and zooms reads the same tiles.
     edited = tmp_path / "tilezen-edited.yaml"
     text = open(schemas.schema_path('tilezen')).read()
-    edited.write_text(text.replace("kind_detail", "kind_detail_edited").replace("min_zoom: 14", "min_zoom: 15"))
+    # (The schema's last zoom too: each table's last zoom moves, the tables a RAWR tile holds do not.)
+    edited.write_text(text.replace("kind_detail", "kind_detail_edited").replace("min_zoom: 14", "min_zoom: 15")
+                      .replace("\nmax_zoom: 16", "\nmax_zoom: 15"))
     assert schemas.load(str(edited)).digest != schema.digest
-    assert sum(len(list(rows)) for _, rows in rawr.unpack(data, schemas.load(str(edited)))) == count
+    assert sum(len(list(rows)) for _, rows in rawr.unpack(data, schemas.load(str(edited)), group.z)) == count
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon", "water_polygons",
                              "land_polygons"}
@@ -339,7 +341,7 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
             cur.execute(settings)
             cur.execute("SELECT count(*) FROM (SELECT osm_id FROM planet_osm_line GROUP BY osm_id HAVING count(*) > 1) d")
             assert cur.fetchone()[0] > 0  # the demo data has rows sharing an id
-        packed.append(rawr.pack(rawr.build_rawr_tile(src, group), src.schema))
+        packed.append(rawr.pack(rawr.build_rawr_tile(src, group), src.schema, group.z))
         src.conn.close()
     assert packed[0] == packed[1]
 
