@@ -34,6 +34,21 @@ class ZoomFunction(NamedTuple):
     params: tuple
     predicate: str
 
+    @property
+    def call(self) -> str:
+        """The function called on a row's columns: a query's WHERE and its partial index's, alike."""
+        return f"{self.name}({', '.join(_identifier(c) for c, _ in self.params)})"
+
+
+# LIKE pattern of the zoom functions' names (and their indexes': the same names).
+ZOOM_NAMES = ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%"
+
+
+def zoom_functions(cur) -> set[str]:
+    """The names of the zoom functions the database has (zoomindex made)."""
+    cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (ZOOM_NAMES,))
+    return {r[0] for r in cur.fetchall()}
+
 
 def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
     """Every (host, database) to try, in the order to try them.
@@ -114,11 +129,9 @@ class Tables:
         try:
             self._find_tables(conn, schema)
             with conn.cursor() as cur:
-                cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s",
-                            (ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%",))
-                self._functions = {r[0] for r in cur.fetchall()}
+                self._functions = zoom_functions(cur)
         except psycopg2.Error as e:
-            raise faults.db_error("database: reading the tables' columns", e) from None
+            raise faults.db_error("database: reading the tables' columns and zoom functions", e) from None
 
     def _find_tables(self, conn, schema: Schema) -> None:
         with conn.cursor() as cur:
@@ -215,9 +228,7 @@ class Tables:
         function = self.zoom_function(table_key, first, last)
         if function is None:
             return None
-        if function.name not in self._functions:
-            return function.predicate
-        return f"{function.name}({', '.join(_identifier(c) for c, _ in function.params)})"
+        return function.call if function.name in self._functions else function.predicate
 
     def zoom_function(self, table_key: str, first: int, last: int) -> "ZoomFunction | None":
         """The zoom filter as an SQL function of the columns it reads, named by a digest of its table and
@@ -255,7 +266,7 @@ class Tables:
         `clip`, a box holding `box`, clips instead: a part of a job gets its rows
         as the whole job would, the ones it needs of them.
 
-        With a zoom, only rows some layer shows at that zoom (sqlfilter.sql_filter),
+        With a zoom, only rows some layer shows at that zoom (zoom_filter),
         simplified in the database by `simplify` metres; without, the rows some
         rule may hold for at any zoom (sqlfilter.sql_candidates: RAWR).
         The filter reads osm2pgsql's tag columns directly, so the merged tags are

@@ -18,7 +18,7 @@ them, only slower.
 import psycopg2
 
 from . import faults, log, postgis
-from .postgis import ZOOM_FUNCTION_PREFIX, ZoomFunction
+from .postgis import ZoomFunction
 from .schema import Schema
 
 
@@ -37,12 +37,11 @@ def wanted(src: postgis.Tables, spans: list[tuple[int, int]]) -> dict[str, ZoomF
 
 def _ddl(function: ZoomFunction, geometry_column: str) -> list[str]:
     params = ", ".join(f"{postgis._identifier(c)} {t}" for c, t in function.params)
-    args = ", ".join(postgis._identifier(c) for c, _ in function.params)
     # IMMUTABLE, not STRICT, one SELECT: what PostgreSQL inlines (and an index predicate needs).
     return [f"CREATE OR REPLACE FUNCTION {function.name}({params}) RETURNS boolean LANGUAGE sql IMMUTABLE "
             f"AS $tilebatch$ SELECT {function.predicate} $tilebatch$",
             f"CREATE INDEX IF NOT EXISTS {function.name} ON {function.table} USING gist ({geometry_column}) "
-            f"WHERE {function.name}({args})"]
+            f"WHERE {function.call}"]
 
 
 def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
@@ -54,14 +53,12 @@ def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
     src = postgis.Tables(conn, schema)
     functions = wanted(src, spans)
     columns = {t.name: t.geometry_column for t in src.tables.values()}
-    pattern = ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%"
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (pattern,))
-            stale = sorted({r[0] for r in cur.fetchall()} - set(functions))
+            stale = sorted(postgis.zoom_functions(cur) - set(functions))
             for name in stale:  # its index goes with it
                 cur.execute(f"DROP FUNCTION IF EXISTS {name} CASCADE")
-            cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (pattern,))
+            cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))
             made = sorted(set(functions) - {r[0] for r in cur.fetchall()})
             for name in made:
                 log.info("making a partial index for meta-low's queries", index=name, table=functions[name].table)

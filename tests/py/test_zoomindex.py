@@ -40,7 +40,10 @@ def test_queries_read_the_partial_indexes_and_get_the_same_rows(admin, name):
     cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path(name))
     spans = query_zooms(cfg["batch"]["queue-zoom"], schema.max_zoom)
-    assert zoomindex.ensure(admin, schema, [])["made"] == 0  # none left: the queries test the filter row by row
+    zoomindex.ensure(admin, schema, [])  # none left: the queries test the filter row by row
+    with admin.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))
+        assert cur.fetchone()[0] == 0
     plain = postgis.Tables(postgis.connect(cfg), schema)
     made = zoomindex.ensure(admin, schema, spans)
     assert made["made"] == len(zoomindex.wanted(plain, spans)) > len(spans)
