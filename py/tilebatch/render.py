@@ -66,17 +66,13 @@ def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> li
     table in schema order, then in the order of their rows (ids ascending):
     the same on both paths, whichever order they read the tables in.
     """
-    return _collect(schema, rows_by_table, 1)[0]
+    return collect_several(schema, rows_by_table, 1)[0]
 
 
 def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]],
                     several: int) -> list[list[LayerFeatures | None]]:
     """`collect` for rows with `several` geometries each (a tuple of WKB: the same rows simplified for
-    several zooms): their features for each, the rows classified once."""
-    return _collect(schema, rows_by_table, several)
-
-
-def _collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]], several: int) -> list[list]:
+    several zooms; one WKB when `several` is 1): their features for each, the rows classified once."""
     chunks = [[] for _ in schema.layers]
     for table, rows in rows_by_table:
         rows = iter(rows)
@@ -136,12 +132,12 @@ def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]]
             shaped.append(shapes)
         previous = column
     row_of, geometry = np.array(row_of), _objects(geometry)
+    drawn_as = {mode: (geometry == mode) for mode in modes}  # the matches drawn as a boundary, a label point
     columns = []  # each match's geometry, for each of the rows' geometries
     for shapes in shaped:
         geoms = shapes[None][row_of]
-        for mode in modes:
-            drawn_as = geometry == mode
-            geoms[drawn_as] = shapes[mode][row_of[drawn_as]]
+        for mode, these in drawn_as.items():
+            geoms[these] = shapes[mode][row_of[these]]
         columns.append(geoms)
     area = np.array([float(tags.get("way_area", "inf")) for tags in tags_of])[row_of]
     ids = np.array([abs(row_id) for row_id in row_ids], dtype=np.uint64)[row_of]

@@ -13,10 +13,7 @@ def _layer(features: list[tuple]) -> mvt.TileLayer:
 
 
 def _decoded(layer: mvt.TileLayer) -> list[tuple]:
-    props = layer.props
-    return [(shapely.normalize(g).wkt, {props.keys[props.key_of[j]]: props.values[props.value_of[j]][1]
-                                         for j in range(props.offsets[f], props.offsets[f + 1])}, int(i))
-            for f, (g, i) in enumerate(zip(layer.geoms, layer.ids))]
+    return [(shapely.normalize(g).wkt, props, int(i)) for g, props, i in zip(layer.geoms, layer.props.dicts(), layer.ids)]
 
 
 def test_lines_of_equal_properties_become_the_first_ones_feature():
