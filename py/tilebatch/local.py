@@ -1,7 +1,8 @@
 """The local runner: a whole build on this machine, job by job, as Batch would run it.
 
 `tilebatch build` runs every rawr, meta-high and meta-low job covering a box,
-each as the very command line a Batch job runs, in a pool of processes:
+each as the very command line a Batch job runs, in a pool of processes
+forked from one that has imported the job code once (forkserver.py):
 meta-high over an area once rawr over it is done, meta-low beside them on
 workers they leave idle (schedule.py). It records what the run expects
 first (runs.py), so `tilebatch status` and `missing` see local runs as they
@@ -11,7 +12,8 @@ up to N times.
 
 Jobs never outlive the runner: each runs in its own process group, is ended
 (SIGTERM, then SIGKILL) when the runner is interrupted or terminated, and gets
-SIGTERM from the kernel when the runner dies, even of SIGKILL. A job killed
+SIGTERM from the kernel when the runner dies, even of SIGKILL (the server that
+forks them dies with the runner, and they with it). A job killed
 for memory is told from one killed by hand by the kernel's own count.
 """
 
@@ -26,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from tqdm import tqdm
 
-from . import load, log, oom, postgis, records, runkeys, runs, schedule, split, tileset
+from . import forkserver, load, log, oom, postgis, records, runkeys, runs, schedule, split, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
 from .jobs import add_run_id_option, check_run_id
@@ -63,14 +65,7 @@ def job_command(kind: str, tile: Tile, config_path: str | None, run_id: str, par
     return cmd + (["--after-parts", ",".join(map(format_tile, parts))] if parts else [])
 
 
-def spawn(cmd: list[str]) -> subprocess.Popen:
-    """Start a job in its own process group (a terminal's Ctrl-C reaches the runner, which ends
-    its jobs itself), set to get SIGTERM from the kernel when the runner dies, however it dies."""
-    return subprocess.Popen(["setpriv", "--pdeathsig", "TERM", "--", *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def end_jobs(procs: list[subprocess.Popen], grace: float = JOB_GRACE_SECONDS) -> None:
+def end_jobs(procs: list, grace: float = JOB_GRACE_SECONDS) -> None:
     """SIGTERM to each job's process group; SIGKILL to what still runs after `grace` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for proc in procs:
@@ -123,6 +118,7 @@ class Runner:
         self.counts = {kind: [0, 0] for kind in NAMES}  # done, expected
         self._lock = threading.Lock()
         self._procs: set = set()  # jobs running now
+        self._server: forkserver.Server | None = None  # what forks them (forkserver.py)
         self._stopping = threading.Event()
         self._failed_before: set = set()  # (kind, tile) with a failure record from an earlier round
 
@@ -161,6 +157,7 @@ class Runner:
         ticker.start()
         pool = ThreadPoolExecutor(max_workers=self.workers)
         running, started = {}, set()
+        self._server = forkserver.Server()
         try:
             while True:
                 for task in sched.take(self.workers - len(running)):
@@ -189,6 +186,7 @@ class Runner:
             stop.set()
             bar.close()
             pool.shutdown(wait=True)
+            self._server.close()
 
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(self.progress_seconds):
@@ -209,16 +207,20 @@ class Runner:
         tiles = [tile, *more]
         keys = [runkeys.record_key(self.run_id, kind, t) for t in tiles]
         before = [self.store.read(key) if self.force else None for key in keys]
-        kills = oom.oom_kills()
-        proc = spawn(job_command(kind, tile, self.config_path, self.run_id, parts, more))
-        with self._lock:
-            self._procs.add(proc)
+        kills, not_started = oom.oom_kills(), None
         try:
-            _, stderr = proc.communicate()
-        finally:
+            proc = self._start(job_command(kind, tile, self.config_path, self.run_id, parts, more))
+        except ChildProcessError as e:  # it failed, and a retry may help
+            proc, code, stderr, not_started = None, 1, "", str(e)
+        if proc:
             with self._lock:
-                self._procs.discard(proc)
-        code = proc.returncode
+                self._procs.add(proc)
+            try:
+                _, stderr = proc.communicate()
+            finally:
+                with self._lock:
+                    self._procs.discard(proc)
+            code = proc.returncode
         done = 0  # the jobs that wrote their records, in the order the process did them
         while done < len(tiles) and (code == 0 or self._recorded_since(keys[done], before[done])):
             done += 1
@@ -241,7 +243,7 @@ class Runner:
             self.failed.append((kind, tile, code))
         if self.quiet:
             sys.stderr.write(stderr)
-        reason = failure_reason(stderr, code, out_of_memory)
+        reason = not_started or failure_reason(stderr, code, out_of_memory)
         # Said before anything else is tried: recording it may fail too (the store gone), and then
         # this line is all that tells which job failed and why.
         log.error("job failed", failed_job=kind, failed_tile=format_tile(tile), exit_code=code,
@@ -252,6 +254,22 @@ class Runner:
             log.warning("cannot record the job's failure", failed_job=kind, failed_tile=format_tile(tile),
                         error=str(e))
         return False
+
+    def _start(self, cmd: list[str]) -> forkserver.Job:
+        """The job `cmd` started by the server; by a new one if the server died (the kernel's
+        OOM killer may pick it): its jobs then were killed, and later ones need one."""
+        with self._lock:
+            server = self._server
+        try:
+            return server.start(cmd)
+        except ChildProcessError:
+            with self._lock:
+                if self._server is server and not server.alive:
+                    log.warning("the job server died: starting another")
+                    server.close()
+                    self._server = forkserver.Server()
+                server = self._server
+            return server.start(cmd)
 
     def _recorded_since(self, key: str, before: bytes | None) -> bool:
         """Whether the job wrote its completion record (then whatever ended it, its work is done)."""

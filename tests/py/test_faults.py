@@ -125,10 +125,22 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes under `pid`: its children, theirs, and so on."""
+    out = children(pid)
+    return out + [d for c in out for d in descendants(c)]
+
+
 def job_child(runner, command: str):
-    """The pid of the runner's running job `command`, once there is one."""
+    """The pid of the runner's running job `command`, once there is one (a child of its job server)."""
     return wait_for(f"a {command} job", lambda: next(
-        (pid for pid in children(runner.pid) if f" {command} " in cmdline(pid)), None))
+        (pid for pid in descendants(runner.pid) if f" {command} " in cmdline(pid)), None))
+
+
+def job_server(runner) -> int:
+    """The pid of the runner's job server (forkserver.py)."""
+    return wait_for("the job server", lambda: next(
+        (pid for pid in children(runner.pid) if "tilebatch.forkserver" in cmdline(pid)), None))
 
 
 def start_build(env: dict, *args) -> subprocess.Popen:
@@ -463,6 +475,38 @@ def test_a_process_of_several_jobs_killed_half_way_keeps_those_it_recorded(built
     started = [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"]
     assert started == [f"{t.z}/{t.x}/{t.y}" for t in low[len(done):]]
     assert runs.failures(store, "test-build", "meta-low") == {}
+    assert metatiles(tmp_path / "out") == metatiles(root / "out")
+    assert_intact(tmp_path)
+
+
+@faults
+def test_kill_9_of_the_job_server_fails_its_job_and_a_new_server_runs_the_next(built_store, tmp_path):
+    """The server that forks the jobs dies (the kernel's OOM killer may pick it): the job it forked ends
+    too and is failed as killed, the next job starts from a new server, and a rerun does the rest."""
+    root, _ = built_store
+    env = copy_build(built_store, tmp_path)
+    store = open_store(f"file://{tmp_path}/out")
+    z6 = ancestor(HELSINKI, 6)
+    for t in (z6, HELSINKI):  # two jobs, the z6 one first (it is the box's low-zoom group)
+        store.delete(f"runs/test-build/meta-low/{t.z}/{t.x}/{t.y}.json")
+    runner = start_build(env, "--run-id", "test-build", "--jobs", "1")
+    server, pid = job_server(runner), job_child(runner, "meta-tile-low-zoom")
+    os.kill(pid, signal.SIGSTOP)  # held, so that it cannot finish before its server is gone
+    os.kill(server, signal.SIGKILL)
+    wait_for("the job server to be gone", lambda: not alive(server))
+    os.kill(pid, signal.SIGCONT)
+    _, err = runner.communicate(timeout=300)
+    assert runner.returncode == 1, err[-3000:]
+    assert not alive(pid)
+    lines = log_lines(err)
+    [failed] = [line for line in lines if line["msg"] == "job failed"]
+    assert (failed["failed_tile"], failed["exit_code"], failed["reason"]) == ("6/36/18", -9, "killed")
+    assert "the job server died: starting another" in [line["msg"] for line in lines]
+    assert store.exists("runs/test-build/meta-low/7/72/37.json")
+
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"] == ["6/36/18"]
     assert metatiles(tmp_path / "out") == metatiles(root / "out")
     assert_intact(tmp_path)
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tilebatch import config, local, schedule, split
+from tilebatch import config, forkserver, local, schedule, split
 from tilebatch.enqueue import build_jobs
 from tilebatch.tiles import Tile, ancestor, format_tile, make_bbox
 
@@ -105,8 +105,9 @@ def test_a_build_runs_the_low_zoom_jobs_in_one_process_writing_what_they_write_a
     for key, value in build_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(TOP)
-    started, spawn = [], local.spawn
-    monkeypatch.setattr(local, "spawn", lambda cmd: started.append(cmd[cmd.index("--tile") + 1]) or spawn(cmd))
+    started, start = [], forkserver.Server.start
+    monkeypatch.setattr(forkserver.Server, "start",
+                        lambda self, cmd: started.append(cmd[cmd.index("--tile") + 1]) or start(self, cmd))
     box = make_bbox(*map(float, BBOX.split(",")))
     runner = local.Runner(config.load("config.yaml"), "config.yaml", "grouped", 1, quiet=True, split_within=box)
     runner.run({"meta-low": build_jobs(7, bbox=box)["meta-low"]})
