@@ -10,7 +10,7 @@ the rules its tags can pass, and a call or two for each of those.
 from typing import Callable, NamedTuple
 
 from . import rulecode
-from .schema import Schema
+from .schema import Schema, rule_index
 
 # The label point of a polygon, "x y" in EPSG:3857, computed by the database
 # from the whole polygon (postgis.py) and carried as a tag, so that the point is
@@ -64,41 +64,7 @@ def _compile(schema: Schema, table: str) -> TableRules:
                                   [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, layer, rule, n in listed])
     rules = tuple(TableRule(i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,
                             rule.max_zoom, rule.geometry, rule.more) for (i, _, rule, _), c in zip(listed, code))
-    return TableRules(rules, *_row_classifier(schema, rules, *_index([rule.where for _, _, rule, _ in listed])))
-
-
-def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
-    """Which of a table's rules a row's tags can make hold (no code compiled): (index, always).
-
-    A rule holds only for a row that passes every test of its `where`, so
-    it is listed under one of them: a `key: value(s)` test (the one with the
-    fewest values) where it has one, for a row with one of those values of
-    that key, else a `key: true` test, for a row with that key. `index`
-    lists, for each key, the rules the key lets through whatever its value,
-    and for each value those and the rules the value lets through
-    (key -> ((position, ...), {value: (position, ...)})). `always` lists the
-    rules no tag rules out (no `where`, or only `false` and `not` tests).
-    Rules are listed by their positions among the table's, in order.
-    """
-    return _index([rule.where for layer in schema.layers for rule in layer.rules if rule.table == table])
-
-
-def _index(wheres: list) -> tuple[dict, tuple]:
-    by_key, always = {}, []
-    for p, where in enumerate(wheres):
-        tests = [test for test in where if test[1][0] == "in"] or [test for test in where if test[1][0] == "any"]
-        if not tests:
-            always.append(p)
-            continue
-        key, (op, values) = min(tests, key=lambda test: len(test[1][1] or ()))
-        any_value, by_value = by_key.setdefault(key, ([], {}))
-        if op == "any":
-            any_value.append(p)
-        for value in values or ():
-            by_value.setdefault(value, []).append(p)
-    index = {key: (tuple(any_value), {value: tuple(sorted(any_value + ps)) for value, ps in by_value.items()})
-             for key, (any_value, by_value) in by_key.items()}
-    return index, tuple(always)
+    return TableRules(rules, *_row_classifier(schema, rules, *rule_index(schema, table)))
 
 
 def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Match]:
@@ -114,7 +80,7 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
     the rows that went into one of those layers.
 
     A row is tested only against the rules its tags can make hold
-    (rule_index), in the order the layers and their rules come.
+    (schema.rule_index), in the order the layers and their rules come.
     """
     return table_rules(schema, table).classify(tags, row_id)
 

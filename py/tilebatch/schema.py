@@ -4,7 +4,8 @@ A schema (built in: `schemas/tilezen.yaml`, the default, and
 `schemas/shortbread.yaml`; or a user's file) names its source tables and its
 layers; each layer lists rules that turn OSM rows into features with a kind,
 a zoom range and properties. `docs/SCHEMAS.md` is the language's reference.
-This module only reads and checks a schema into plain named tuples;
+This module reads and checks a schema into plain named tuples, and indexes
+a table's rules by the tags they test (`rule_index`, which both paths read);
 `classify` evaluates it on rows (`rulecode` compiles it to Python for that),
 `sqlfilter` compiles it to SQL.
 
@@ -497,3 +498,38 @@ def layer_fields(layer: LayerSpec) -> dict:
         if expr.prefix is None and not name.startswith("_"):
             fields.setdefault(name, _field_type(expr))
     return fields
+
+
+# --- a table's rules, by the tags they test -----------------------------------
+
+def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
+    """Which of a table's rules a row's tags can make hold (no code compiled): (index, always).
+
+    Both paths read it: classify tries a row only against these rules, and
+    sqlfilter.sql_candidates keeps only the rows with one of these tags.
+    A rule holds only for a row that passes every test of its `where`, so
+    it is listed under one of them: a `key: value(s)` test (the one with the
+    fewest values) where it has one, for a row with one of those values of
+    that key, else a `key: true` test, for a row with that key. `index`
+    lists, for each key, the rules the key lets through whatever its value,
+    and for each value those and the rules the value lets through
+    (key -> ((position, ...), {value: (position, ...)})). `always` lists the
+    rules no tag rules out (no `where`, or only `false` and `not` tests).
+    Rules are listed by their positions among the table's, in order.
+    """
+    wheres = [rule.where for layer in schema.layers for rule in layer.rules if rule.table == table]
+    by_key, always = {}, []
+    for p, where in enumerate(wheres):
+        tests = [test for test in where if test[1][0] == "in"] or [test for test in where if test[1][0] == "any"]
+        if not tests:
+            always.append(p)
+            continue
+        key, (op, values) = min(tests, key=lambda test: len(test[1][1] or ()))
+        any_value, by_value = by_key.setdefault(key, ([], {}))
+        if op == "any":
+            any_value.append(p)
+        for value in values or ():
+            by_value.setdefault(value, []).append(p)
+    index = {key: (tuple(any_value), {value: tuple(sorted(any_value + ps)) for value, ps in by_value.items()})
+             for key, (any_value, by_value) in by_key.items()}
+    return index, tuple(always)

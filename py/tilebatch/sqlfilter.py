@@ -5,8 +5,7 @@ pulls only what a z0 map shows. It is a superset of what `classify` keeps
 (classify has the final word): whatever it cannot say in SQL, it lets through.
 """
 
-from . import classify
-from .schema import Expr, Schema, min_area
+from .schema import Expr, Schema, min_area, rule_index
 
 
 def quote(value: str) -> str:
@@ -121,12 +120,12 @@ def sql_candidates(schema: Schema, table: str, tag_sql=hstore_tag) -> str | None
     """A WHERE clause keeping every row of `table` some rule may hold for, at any zoom.
 
     A rule holds only for a row that passes each of its tests, and classify
-    looks it up by one of them (classify.rule_index): the rows with one of
+    looks it up by one of them (schema.rule_index): the rows with one of
     the tags those ask for. Cheaper than sql_filter (a test a key) and nearly
     as selective at the high zooms, where most rules show their rows. None
     when some rule may hold whatever a row's tags.
     """
-    index, always = classify.rule_index(schema, table)
+    index, always = rule_index(schema, table)
     if always:
         return None
     present = sorted(key for key, (any_value, _) in index.items() if any_value)
