@@ -18,7 +18,9 @@ import math
 import re
 from typing import Callable, NamedTuple
 
-_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
+from .schema import NUMBER_PATTERN
+
+_NUMBER = re.compile(NUMBER_PATTERN)
 _TRUE, _FALSE = frozenset(("yes", "true", "1")), frozenset(("no", "false", "0"))
 _NONE = type(None)
 _TEXT = frozenset((str, _NONE))  # what a tag's value may be

@@ -4,8 +4,9 @@ A schema (built in: `schemas/tilezen.yaml`, the default, and
 `schemas/shortbread.yaml`; or a user's file) names its source tables and its
 layers; each layer lists rules that turn OSM rows into features with a kind,
 a zoom range and properties. `docs/SCHEMAS.md` is the language's reference.
-This module reads and checks a schema into plain named tuples, and indexes
-a table's rules by the tags they test (`rule_index`, which both paths read);
+This module reads and checks a schema into plain named tuples, and holds
+what both paths read of it alike: a table's rules indexed by the tags they
+test (`rule_index`) and how a tag's text reads as a number (`NUMBER_PATTERN`);
 `classify` evaluates it on rows (`rulecode` compiles it to Python for that),
 `sqlfilter` compiles it to SQL.
 
@@ -29,6 +30,9 @@ GEOMETRIES = ("boundary", "label")
 UNITS = {"m2": 1.0, "ha": 1e4, "km2": 1e6}  # way_area units, in square metres
 TYPES = ("str", "int", "float", "bool")
 FEATURE_VALUES = ("min_zoom", "id")
+# The number a tag's text starts with ("12 m" is 12): one pattern, in the syntax Python's and PostgreSQL's
+# regular expressions share, so that rulecode.number and sqlfilter's SQL read the same number.
+NUMBER_PATTERN = r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 
 
 class SchemaError(BadInput):

@@ -5,7 +5,7 @@ pulls only what a z0 map shows. It is a superset of what `classify` keeps
 (classify has the final word): whatever it cannot say in SQL, it lets through.
 """
 
-from .schema import Expr, Schema, min_area, rule_index
+from .schema import NUMBER_PATTERN, Expr, Schema, min_area, rule_index
 
 
 def quote(value: str) -> str:
@@ -33,15 +33,11 @@ def condition_sql(condition: tuple, tag_sql) -> str:
     return " AND ".join(_test(key, op, values, tag_sql) for key, (op, values) in condition) or "TRUE"
 
 
-# The number a tag's text starts with, as rulecode.number reads it.
-_NUMBER_PATTERN = quote(r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
-
-
 def _number_sql(expr: Expr, tag_sql) -> str:
     """SQL for the number an expression reads: way_area in its unit, or the number its tag starts with."""
     if expr.area is not None:
         return f"(({tag_sql('way_area')})::float8 / {expr.area!r})"
-    return f"(substring(coalesce({', '.join(tag_sql(t) for t in expr.tags)}) from {_NUMBER_PATTERN}))::float8"
+    return f"(substring(coalesce({', '.join(tag_sql(t) for t in expr.tags)}) from {quote(NUMBER_PATTERN)}))::float8"
 
 
 def _zoom_sql(expr: Expr, tag_sql) -> str | None:
