@@ -37,14 +37,14 @@ class LayerFeatures(NamedTuple):
 
 
 class _Chunk(NamedTuple):
-    """Some of a layer's features, from one batch of rows: parallel arrays."""
+    """Some of a layer's features, from one batch of one table's rows: the table, then parallel arrays."""
 
+    table: int              # the table's place in the schema: feature order does not depend on the path
     geoms: list             # an array for each of the rows' geometries
     min_zoom: np.ndarray
     max_zoom: np.ndarray
     area: np.ndarray        # osm2pgsql's way_area, inf where there is none
     ids: np.ndarray
-    table: np.ndarray       # the table's place in the schema: feature order does not depend on the path
     props: np.ndarray       # dicts, as classify made them
     zooms: np.ndarray       # dicts or None
 
@@ -149,22 +149,25 @@ def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]]
     for i, (start, end) in enumerate(zip(cuts, cuts[1:])):
         if start < end:
             idx = order[start:end]
-            chunks[i].append(_Chunk([geoms[idx] for geoms in columns], min_zoom[idx], max_zoom[idx], area[idx],
-                                    ids[idx], np.full(len(idx), table_place), props[idx], zooms[idx]))
+            chunks[i].append(_Chunk(table_place, [geoms[idx] for geoms in columns], min_zoom[idx], max_zoom[idx],
+                                    area[idx], ids[idx], props[idx], zooms[idx]))
 
 
 def _layer_features(layer, chunks: list[_Chunk]) -> list[LayerFeatures]:
     """The layer's features in the order tiles write them, one LayerFeatures for each of the rows' geometries
     (all else shared), properties interned, names starting with _ left out.
 
-    They are interned in the order they came; sorting reorders the interned
-    pairs, and a tile numbers its keys and values afresh whatever the order
-    of the layer's tables.
+    They are interned before they are sorted: sorting reorders the interned
+    pairs, and a tile numbers its keys and values afresh in the order it
+    writes them.
     """
-    min_zoom, max_zoom, area, ids, table, props, zooms = (np.concatenate(field) for field in
-                                                          zip(*(chunk[1:] for chunk in chunks)))
+    # Table by table (a stable sort: each table's chunks stay in the order they came),
+    # so features the sort keys leave tied keep their place: by table, then by row.
+    chunks = sorted(chunks, key=lambda chunk: chunk.table)
+    min_zoom, max_zoom, area, ids, props, zooms = (np.concatenate(field) for field in
+                                                   zip(*(chunk[2:] for chunk in chunks)))
     props = mvt.properties(props, zooms)
-    keys = [np.arange(len(ids)), table]
+    keys = [np.arange(len(ids))]
     for key, descending in reversed(layer.sort):  # rows without the property (or not a number) go last
         number, missing = props.numbers(key)
         keys += [-number if descending else number, missing]
