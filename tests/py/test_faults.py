@@ -627,7 +627,13 @@ def test_a_corrupt_rawr_tile_is_bad_input_naming_it_and_its_rebuild(built_store,
 
 
 def test_a_rawr_tile_of_an_older_format_is_bad_input_naming_it_and_its_rebuild(built_store, tmp_path):
-    """A RAWR tile of format 1 (every row, no stamp) lacks rows of no use to it no more: it is refused."""
+    """A RAWR tile whose zip has no comment, as format 1 wrote them, is refused: no stamp says which rows it holds.
+
+    The build's largest RAWR tile is written again with the same members and no comment (the comment alone
+    tells the formats apart). The meta-tile job over it exits 2 with one error naming the tile, its store,
+    what its comment says (nothing) and the rawr-tile command that rebuilds it; it leaves no half-written
+    zip behind and records no meta-high job done.
+    """
     env = copy_build(built_store, tmp_path)
     rawr = FileStore(str(tmp_path / "rawr"))
     key = max((k for k in rawr.list() if k.endswith(".zip")), key=lambda k: len(rawr.read(k)))
