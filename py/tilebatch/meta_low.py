@@ -5,7 +5,7 @@ z8 and z9 children, 21 metatiles. Rows are fetched once for all the tile zooms
 of the whole job (a z7 job's 10..12), filtered in the database for them and
 simplified there for each, so a z0 job over a planet pulls only what a z0..z3
 map shows, and a row is read and classified once, not once a zoom. They come
-and are classified a batch at a time (postgis.Tables.rows_over,
+and are classified a batch at a time (postgis.Tables.rows,
 render.collect_several): a dense z7 tile holds its features in memory (one
 geometry of each for each zoom), never all its rows. A job at z8 or z9 is a
 part of its z7 job (split.py): its one metatile, from rows clipped as the z7
@@ -42,7 +42,7 @@ def features_over(src: postgis.Tables, schema: Schema, area: Tile, zooms: list[i
         tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
         simplify.append(min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0)
     box, clip = rawr_box(area), rawr_box(job_area or area)
-    return render.collect_several(schema, ((key, src.rows_over(key, box, (zooms[0], zooms[-1]), tuple(simplify), clip))
+    return render.collect_several(schema, ((key, src.rows(key, box, (zooms[0], zooms[-1]), tuple(simplify), clip))
                                            for key in src.tables), len(zooms))
 
 

@@ -259,42 +259,34 @@ class Tables:
         except psycopg2.Error as e:
             raise faults.db_error("database query failed", e) from None
 
-    def rows(self, table_key: str, box: tuple, zoom: int | None = None, simplify: float = 0.0,
-             clip: tuple | None = None) -> Iterator[tuple[int, bytes, dict]]:
-        """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first).
-
-        `clip`, a box holding `box`, clips instead: a part of a job gets its rows
-        as the whole job would, the ones it needs of them.
-
-        With a zoom, only rows some layer shows at that zoom (zoom_filter),
-        simplified in the database by `simplify` metres; without, the rows some
-        rule may hold for at any zoom (sqlfilter.sql_candidates: RAWR).
-        The filter reads osm2pgsql's tag columns directly, so the merged tags are
-        built only for the rows it keeps.
-        """
-        return self._rows(table_key, box, (zoom, zoom), (simplify,), clip)
-
-    def rows_over(self, table_key: str, box: tuple, zooms: tuple[int, int], simplify: tuple[float, ...],
-                  clip: tuple | None = None) -> Iterator[tuple[int, tuple[bytes, ...], dict]]:
-        """`rows` for several zooms at once: the rows some layer shows at any of zooms `zooms[0]`..`zooms[1]`,
-        each with its geometry simplified by each of `simplify` (one query: the rows and their tags are read,
-        filtered and sorted once, not once a zoom)."""
-        return self._rows(table_key, box, zooms, simplify, clip)
-
-    def _where(self, table_key: str, zooms: tuple) -> str | None:
-        """The condition of `_rows`: the zoom filter of zooms `zooms[0]`..`zooms[1]`, or with no zoom the
+    def _where(self, table_key: str, zooms: tuple[int, int] | None) -> str | None:
+        """The condition of `rows`: the zoom filter of zooms `zooms[0]`..`zooms[1]`, or with none the
         rows some rule may hold for; None when no row can be shown. Made once a table and span: a job queries
         a table for each of its tiles with the same one (rawr 64 times)."""
         key = (table_key, zooms)
         if key not in self._wheres:
-            if zooms[0] is not None:
+            if zooms is not None:
                 self._wheres[key] = self.zoom_filter(table_key, *zooms)
             else:
                 self._wheres[key] = sqlfilter.sql_candidates(self.schema, table_key, self._tag_sql(table_key)) or "TRUE"
         return self._wheres[key]
 
-    def _rows(self, table_key: str, box: tuple, zooms: tuple, simplify: tuple[float, ...],
-              clip: tuple | None) -> Iterator[tuple]:
+    def rows(self, table_key: str, box: tuple, zooms: tuple[int, int] | None = None,
+             simplify: tuple[float, ...] = (0.0,), clip: tuple | None = None) -> Iterator[tuple]:
+        """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first):
+        (id, WKB, tags), the geometry simplified in the database by the tolerance of `simplify` (metres, 0
+        not at all); with several tolerances, (id, tuple of WKB, tags), one a tolerance.
+
+        `clip`, a box holding `box`, clips instead: a part of a job gets its rows
+        as the whole job would, the ones it needs of them.
+
+        With `zooms` (first, last), only the rows some layer shows at any of
+        them (zoom_filter: meta-low, one query for several zooms, so a row and
+        its tags are read, filtered and sorted once, not once a zoom); without,
+        the rows some rule may hold for at any zoom (sqlfilter.sql_candidates:
+        RAWR). The filter reads osm2pgsql's tag columns directly, so the merged
+        tags are built only for the rows it keeps.
+        """
         table = self.tables.get(table_key)
         if table is None:
             return

@@ -143,7 +143,7 @@ def build_rawr_tile(src: postgis.Tables, tile: Tile) -> dict[str, Iterator]:
     """The rows touching the z10 tile that some rule of the schema may hold for, by table name; each
     table's query runs as it is read.
 
-    Only those rows (postgis.Tables.rows without a zoom): a row no rule holds
+    Only those rows (postgis.Tables.rows without zooms): a row no rule holds
     for makes no feature, and half the rows of a city are such (the nodes of
     crossings, signs and entrances, ...). A table it does not hold
     (held_tables) has no query at all.

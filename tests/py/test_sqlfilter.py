@@ -35,7 +35,7 @@ def test_sql_filter_keeps_every_row_python_shows(db_url, name, monkeypatch):
             assert not missing, f"{name} {key}: sql_candidates drops {len(missing)} rows a rule holds for"
             dropped += len(every) - len(candidates)
             for zoom in range(schema.max_zoom + 1):
-                kept = {(row_id, wkb) for row_id, wkb, _ in src.rows(key, box, zoom)}
+                kept = {(row_id, wkb) for row_id, wkb, _ in src.rows(key, box, (zoom, zoom))}
                 wanted = [(row_id, wkb) for row_id, wkb, tags in every if shown(schema, key, tags, zoom)]
                 missing = [w for w in wanted if w not in kept]
                 assert not missing, f"{name} {key} z{zoom}: SQL drops {len(missing)} rows Python shows"
@@ -47,7 +47,7 @@ def test_sql_filter_keeps_every_row_python_shows(db_url, name, monkeypatch):
 
 @pytest.mark.parametrize("name", ["tilezen", "shortbread"])
 def test_a_span_of_zooms_keeps_every_row_each_of_its_zooms_keeps(db_url, name):
-    """meta-low's one query for several zooms (Tables.rows_over): the rows of each zoom's own filter, all of them."""
+    """meta-low's one query for several zooms (Tables.rows over a span): the rows of each zoom's own filter, all of them."""
     cfg = config.load("config.yaml")
     schema = schemas.load(schemas.schema_path(name))
     src = postgis.Tables(postgis.connect(cfg), schema)
@@ -57,8 +57,8 @@ def test_a_span_of_zooms_keeps_every_row_each_of_its_zooms_keeps(db_url, name):
         for key in src.tables:
             for first, last in [(0, 3), (10, 12), (4, 9), (8, 14)]:
                 simplify = tuple(0.0 for _ in range(first, last + 1))
-                over = {(row_id, wkbs[0]) for row_id, wkbs, _ in src.rows_over(key, box, (first, last), simplify)}
-                each = {(row_id, wkb) for zoom in range(first, last + 1) for row_id, wkb, _ in src.rows(key, box, zoom)}
+                over = {(row_id, wkbs[0]) for row_id, wkbs, _ in src.rows(key, box, (first, last), simplify)}
+                each = {(row_id, wkb) for zoom in range(first, last + 1) for row_id, wkb, _ in src.rows(key, box, (zoom, zoom))}
                 assert each <= over, f"{name} {key} z{first}-{last}: {len(each - over)} rows dropped"
                 checked += len(each)
         assert checked > 1000

@@ -69,8 +69,8 @@ def test_queries_read_the_partial_indexes_and_get_the_same_rows(admin, name):
                         f"{name} {key} z{first}-{last}: {plan}"
                     used += 1
                 simplify = tuple(10.0 * z for z in range(first, last + 1))
-                assert list(indexed.rows_over(key, box, (first, last), simplify)) == \
-                    list(plain.rows_over(key, box, (first, last), simplify))
+                assert list(indexed.rows(key, box, (first, last), simplify)) == \
+                    list(plain.rows(key, box, (first, last), simplify))
         assert used > 10
     finally:
         plain.conn.close()
