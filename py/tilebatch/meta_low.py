@@ -55,12 +55,24 @@ def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:
             for m in children(tile, z)]
 
 
+def tile_zooms(metas: list[Tile]) -> dict[int, list[Tile]]:
+    """The tile zooms of these metatiles, ascending, each with those of them that hold tiles at it.
+
+    A meta-low job queries its tile's rows for the span of its metatiles'
+    zooms, first to last (meta_low_job), and zoomindex indexes those spans
+    (query_zooms): both find the zooms here, so that the indexes serve the
+    queries.
+    """
+    return {zoom: [m for m in metas if zoom in metatile_zooms(m)]
+            for zoom in sorted(set().union(*map(metatile_zooms, metas)))}
+
+
 def query_zooms(queue_zoom: int, max_zoom: int) -> list[tuple[int, int]]:
     """The zooms (first, last) a job at each zoom 0..queue_zoom queries its whole tile's rows for (zoomindex
     indexes them): z0 0..3, then one zoom a job zoom, the queue zoom's three."""
     spans = set()
     for z in range(queue_zoom + 1):
-        zooms = sorted(set().union(*map(metatile_zooms, job_metatiles(Tile(0, 0, z), queue_zoom, max_zoom))))
+        zooms = list(tile_zooms(job_metatiles(Tile(0, 0, z), queue_zoom, max_zoom)))
         if zooms:
             spans.add((zooms[0], zooms[-1]))
     return sorted(spans)
@@ -89,20 +101,19 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}
     try:
-        zooms = sorted(set().union(*map(metatile_zooms, metas)))
-        at_zoom = {zoom: [m for m in metas if zoom in metatile_zooms(m)] for zoom in zooms}
+        at_zoom, every_at_zoom = tile_zooms(metas), tile_zooms(every)
         # The rows of the whole tile for every zoom at which it renders all its
         # metatiles, in one query: a row is read and classified once for all of
         # them. Where parts took some of its metatiles at a zoom, the rows of
         # each one left instead (mostly where there is no data: a cheap look first).
-        whole = [z for z in zooms if len(at_zoom[z]) == sum(z in metatile_zooms(m) for m in every)]
+        whole = [z for z, at in at_zoom.items() if len(at) == len(every_at_zoom[z])]
         if whole:
             by_zoom = features_over(src, schema, tile, whole, job_area)
             for zoom in whole:
                 # Each zoom's features go once its tiles are made.
                 features = by_zoom.pop(0)
                 counts["features"] += _render(schema, features, zoom, {m: members[m] for m in at_zoom[zoom]})
-        for zoom in (z for z in zooms if z not in whole):
+        for zoom in (z for z in at_zoom if z not in whole):
             for meta in at_zoom[zoom]:
                 if src.has_rows(rawr_box(meta)):
                     features = features_at(src, schema, meta, zoom, job_area)
