@@ -5,6 +5,7 @@ tag columns osm2pgsql keeps apart under `--hstore`, plus `way_area` for
 polygons, so a rule sees every tag whichever way the database was loaded.
 """
 
+import functools
 import hashlib
 import random
 from typing import Iterable, Iterator, NamedTuple
@@ -128,10 +129,8 @@ class Tables:
         self._wheres: dict[tuple, str | None] = {}  # (table key, zooms) -> the rows' condition (`_where`)
         try:
             self._find_tables(conn, schema)
-            with conn.cursor() as cur:
-                self._functions = zoom_functions(cur)
         except psycopg2.Error as e:
-            raise faults.db_error("database: reading the tables' columns and zoom functions", e) from None
+            raise faults.db_error("database: reading the tables' columns", e) from None
 
     def _find_tables(self, conn, schema: Schema) -> None:
         with conn.cursor() as cur:
@@ -220,6 +219,15 @@ class Tables:
         for every row, nor the rows carry it (a fifth of a RAWR tile's tags).
         """
         return self._columns[table_key][self.tables[table_key].geometry_column].startswith("geometry(Point,")
+
+    @functools.cached_property
+    def _functions(self) -> set[str]:
+        """The database's zoom functions, looked up at the first zoom filter: a rawr job makes none."""
+        try:
+            with self.conn.cursor() as cur:
+                return zoom_functions(cur)
+        except psycopg2.Error as e:
+            raise faults.db_error("database: reading the zoom functions", e) from None
 
     def zoom_filter(self, table_key: str, first: int, last: int) -> str | None:
         """The SQL keeping the rows of a table some layer shows at any of zooms `first`..`last`; None when
