@@ -5,7 +5,6 @@ tag columns osm2pgsql keeps apart under `--hstore`, plus `way_area` for
 polygons, so a rule sees every tag whichever way the database was loaded.
 """
 
-import functools
 import hashlib
 import random
 from typing import Iterable, Iterator, NamedTuple
@@ -37,18 +36,12 @@ class ZoomFunction(NamedTuple):
 
     @property
     def call(self) -> str:
-        """The function called on a row's columns: a query's WHERE and its partial index's, alike."""
+        """The function called on a row's columns: its partial index's predicate."""
         return f"{self.name}({', '.join(_identifier(c) for c, _ in self.params)})"
 
 
 # LIKE pattern of the zoom functions' names (and their indexes': the same names).
 ZOOM_NAMES = ZOOM_FUNCTION_PREFIX.replace("_", r"\_") + "%"
-
-
-def zoom_functions(cur) -> set[str]:
-    """The names of the zoom functions the database has (zoomindex made)."""
-    cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (ZOOM_NAMES,))
-    return {r[0] for r in cur.fetchall()}
 
 
 def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
@@ -220,30 +213,23 @@ class Tables:
         """
         return self._columns[table_key][self.tables[table_key].geometry_column].startswith("geometry(Point,")
 
-    @functools.cached_property
-    def _functions(self) -> set[str]:
-        """The database's zoom functions, looked up at the first zoom filter: a rawr job makes none."""
-        try:
-            with self.conn.cursor() as cur:
-                return zoom_functions(cur)
-        except psycopg2.Error as e:
-            raise faults.db_error("database: reading the zoom functions", e) from None
+    def zoom_filter(self, table_key: str, first: int, last: int, read: set | None = None) -> str | None:
+        """The SQL keeping the rows of a table some layer shows at any of zooms `first`..`last` (sqlfilter);
+        None when none can. The columns it reads are added to `read`, when given.
 
-    def zoom_filter(self, table_key: str, first: int, last: int) -> str | None:
-        """The SQL keeping the rows of a table some layer shows at any of zooms `first`..`last`; None when
-        none can. A call of its zoomindex function where the database has it (PostgreSQL then reads the
-        function's partial index), else the predicate itself (sqlfilter): the same rows either way."""
-        function = self.zoom_function(table_key, first, last)
-        if function is None:
-            return None
-        return function.call if function.name in self._functions else function.predicate
+        A query has the filter itself, whether or not zoomindex made the
+        partial index of these zooms: PostgreSQL inlines the call of the zoom
+        function (zoom_function) that is the index's predicate, finds it the
+        same as this, the function's body, and reads the index.
+        """
+        return sqlfilter.sql_filter(self.schema, table_key, first, self._tag_sql(table_key, read), last)
 
     def zoom_function(self, table_key: str, first: int, last: int) -> "ZoomFunction | None":
         """The zoom filter as an SQL function of the columns it reads, named by a digest of its table and
         predicate (zooms with the same filter share it); zoomindex makes it, with its index. None when no
         row can be shown."""
         read = set()
-        predicate = sqlfilter.sql_filter(self.schema, table_key, first, self._tag_sql(table_key, read), last)
+        predicate = self.zoom_filter(table_key, first, last, read)
         if predicate is None:
             return None
         name = self.tables[table_key].name

@@ -6,13 +6,13 @@ the filter on every row in the box. A partial GiST index on the geometry whose
 predicate is that filter holds only the rows it keeps, and PostgreSQL reads it
 instead when the query has the same predicate. A filter is too large to be an
 index predicate itself (PostgreSQL keeps one in a catalog row of 8 kB), so the
-predicate is a call of an SQL function holding it (postgis.ZoomFunction);
-PostgreSQL inlines the function in both the index's predicate and the query,
-which calls it where the database has it (postgis.Tables.zoom_filter), and
-finds them the same. `tilebatch load` makes them for the configured schema, one
-an OSM table and span of zooms meta-low queries (meta_low.query_zooms), and
-drops those of another schema or an older filter. Queries run the same without
-them, only slower.
+predicate is a call of an SQL function holding it (postgis.ZoomFunction).
+PostgreSQL inlines the call, finds it the same as the query's filter, which
+is the function's body (postgis.Tables.zoom_filter), and reads the index.
+`tilebatch load` makes them for the configured schema, one an OSM table and
+span of zooms meta-low queries (meta_low.query_zooms), and drops those of
+another schema or an older filter. Queries run the same without them, only
+slower.
 """
 
 import psycopg2
@@ -55,7 +55,8 @@ def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
     columns = {t.name: t.geometry_column for t in src.tables.values()}
     try:
         with conn.cursor() as cur:
-            stale = sorted(postgis.zoom_functions(cur) - set(functions))
+            cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (postgis.ZOOM_NAMES,))
+            stale = sorted({r[0] for r in cur.fetchall()} - set(functions))
             for name in stale:  # its index goes with it
                 cur.execute(f"DROP FUNCTION IF EXISTS {name} CASCADE")
             cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))

@@ -45,20 +45,21 @@ def test_queries_read_the_partial_indexes_and_get_the_same_rows(admin, name):
         cur.execute("SELECT count(*) FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))
         assert cur.fetchone()[0] == 0
     plain = postgis.Tables(postgis.connect(cfg), schema)
+    box = rawr_box(tile_at(*CENTRAL, 7))
+    simplify = {(first, last): tuple(10.0 * z for z in range(first, last + 1)) for first, last in spans}
+    # The same queries as with the indexes, read before they are made.
+    unindexed = {(key, span): list(plain.rows(key, box, span, simplify[span])) for key in plain.tables for span in spans}
     made = zoomindex.ensure(admin, schema, spans)
     assert made["made"] == len(zoomindex.wanted(plain, spans)) > len(spans)
     assert zoomindex.ensure(admin, schema, spans) == {"made": 0, "dropped": 0, "kept": made["made"]}
     indexed = postgis.Tables(postgis.connect(cfg), schema)
-    box = rawr_box(tile_at(*CENTRAL, 7))
     try:
         used = 0
         for key, table in indexed.tables.items():
             for first, last in spans if table.tags else ():  # sea and land: no tags, no filter to index
-                function = indexed.zoom_function(key, first, last)
-                if function is None:
-                    continue
                 where = indexed.zoom_filter(key, first, last)
-                assert where.startswith(function.name + "(") and plain.zoom_filter(key, first, last) == function.predicate
+                if where is None:
+                    continue
                 if last < 10:  # a low zoom's query over a large box: an index of its filter's rows, not every row
                     # (its own, or one of a filter its own implies, when the planner prices them the same)
                     sql = (f"SELECT 1 FROM {table.name} WHERE {table.geometry_column} && "
@@ -68,9 +69,7 @@ def test_queries_read_the_partial_indexes_and_get_the_same_rows(admin, name):
                         "Seq Scan" not in plan, \
                         f"{name} {key} z{first}-{last}: {plan}"
                     used += 1
-                simplify = tuple(10.0 * z for z in range(first, last + 1))
-                assert list(indexed.rows(key, box, (first, last), simplify)) == \
-                    list(plain.rows(key, box, (first, last), simplify))
+                assert list(indexed.rows(key, box, (first, last), simplify[first, last])) == unindexed[key, (first, last)]
         assert used > 10
     finally:
         plain.conn.close()
