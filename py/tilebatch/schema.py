@@ -31,8 +31,9 @@ UNITS = {"m2": 1.0, "ha": 1e4, "km2": 1e6}  # way_area units, in square metres
 TYPES = ("str", "int", "float", "bool")
 FEATURE_VALUES = ("min_zoom", "id")
 # The number a tag's text starts with ("12 m" is 12): one pattern, in the syntax Python's and PostgreSQL's
-# regular expressions share, so that rulecode.number and sqlfilter's SQL read the same number.
-NUMBER_PATTERN = r"^\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+# regular expressions share, so that rulecode.number and sqlfilter's SQL read the same number. Its digits
+# and spaces are ASCII ones, spelt out: Python's \d and \s take other scripts' too, PostgreSQL's do not.
+NUMBER_PATTERN = r"^[ \t\n\r\f\v]*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 
 
 class SchemaError(BadInput):

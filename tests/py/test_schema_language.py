@@ -80,7 +80,8 @@ def test_a_users_own_schema_builds(db_url, tmp_path):
 
 @pytest.mark.parametrize("text, value", [
     ("12", 12.0), ("007", 7.0), ("0", 0.0), (str(2 ** 53), float(2 ** 53)), (str(2 ** 53 + 2), None),
-    ("12 m", 12.0), (" 12", 12.0), ("-3", -3.0), ("1.5e+06", 1500000.0), ("\u0663", 3.0), ("\u00b2", None),
+    ("12 m", 12.0), (" 12", 12.0), ("-3", -3.0), ("1.5e+06", 1500000.0), ("\u0663", None), ("\u00b2", None),
+    ("\u00a012", None), ("\t12", 12.0),
     ("", None), ("yes", None)])
 def test_numbers_in_tags(text, value):
     # Plain digits take a shorter way than the pattern; both read the same number.

@@ -1,9 +1,10 @@
 """The SQL side of each schema keeps every row its Python side shows, at every zoom 0..max, and every row
 some rule holds for at all (RAWR tiles' rows) (real PostGIS)."""
 
+import psycopg2
 import pytest
 
-from tilebatch import classify, config, postgis, sqlfilter
+from tilebatch import classify, config, postgis, rulecode, sqlfilter
 from tilebatch import schema as schemas
 from tilebatch.rawr import rawr_box
 from tilebatch.tiles import tile_at
@@ -64,3 +65,20 @@ def test_a_span_of_zooms_keeps_every_row_each_of_its_zooms_keeps(db_url, name):
         assert checked > 1000
     finally:
         src.conn.close()
+
+
+def test_postgresql_reads_the_number_a_tag_starts_with_as_python_does(db_url):
+    """A number ladder's SQL and its Python read a tag's number with one pattern: both must take the
+    same text for it (an Arabic-Indic digit or a no-break space is no number to PostgreSQL's \\d and \\s,
+    though Python's take them)."""
+    texts = ["12", "12 m", " 12", "\t12", "-3", "1.5e+06", "7.25", "\u0663", "\u00a012", "\u00b2", "", "yes",
+             "1,5", "+4"]
+    conn = psycopg2.connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT substring(t FROM %s)::float8 FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) "
+                        "ORDER BY i", (schemas.NUMBER_PATTERN, texts))
+            read = [v for (v,) in cur.fetchall()]
+    finally:
+        conn.close()
+    assert read == [rulecode.number(t) for t in texts]
