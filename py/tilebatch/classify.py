@@ -10,7 +10,7 @@ the rules its tags can pass, and a call or two for each of those.
 from typing import Callable, NamedTuple
 
 from . import rulecode
-from .schema import Schema, rule_index
+from .schema import Schema, rule_index, rules_of
 
 # The label point of a polygon, "x y" in EPSG:3857, computed by the database
 # from the whole polygon (postgis.py) and carried as a tag, so that the point is
@@ -58,8 +58,7 @@ def table_rules(schema: Schema, table: str) -> TableRules:
 
 
 def _compile(schema: Schema, table: str) -> TableRules:
-    listed = [(i, layer, rule, n) for i, layer in enumerate(schema.layers)
-              for n, rule in enumerate(layer.rules) if rule.table == table]
+    listed = rules_of(schema, table)
     code = rulecode.compile_rules(f"<rulecode: schema {schema.name}, table {table}>",
                                   [(layer, rule, f"layers.{layer.name}.rules[{n}]") for _, layer, rule, n in listed])
     rules = tuple(TableRule(i, c.zoom, c.properties, schema.max_zoom if rule.max_zoom is None else rule.max_zoom,

@@ -35,6 +35,8 @@ from . import log
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 _MESSAGE_BYTES = 1 << 16  # a request's most: a job's command line
+_SERVER_MAIN = "import sys; del sys.path[0]; from tilebatch import forkserver; sys.exit(forkserver.main(int(sys.argv[1])))"
+TITLE = "tilebatch job server"  # what ps shows of it
 LOST_CODE = -signal.SIGKILL  # the exit status of a job whose server died: it was killed, not failed
 
 
@@ -44,32 +46,38 @@ def _die_with_parent(sig: int) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
 
 
+class ServerGone(ChildProcessError):
+    """The server is not there to fork a job: it died, or failed as it started."""
+
+
 class Job:
     """A job forked by the server, as `subprocess.Popen` shows a process: its pid, and `communicate()`,
     which reads what it writes to stderr and then its exit status; `poll()` and `wait()`, from any
     thread, hear of its end from that."""
 
     def __init__(self, stderr: int, status: int):
-        self._stderr, self._status = stderr, status
+        self._stderr, self._status, self._unread = stderr, status, b""
         self.returncode: int | None = None
         self._ended = threading.Event()
         line = self._read_status()
-        if not (line or "").strip().isdigit():
+        if line is None or not line.isdigit():
             os.close(self._status)
             os.close(self._stderr)
-            raise ChildProcessError("the job server is gone" if line is None
-                                    else f"the job server could not fork the job: {line.strip()}")
+            if line is None:
+                raise ServerGone("the job server is gone")
+            raise ChildProcessError(f"the job server could not fork the job: {line}")
         self.pid = int(line)
 
     def _read_status(self) -> str | None:
-        """The next line of the status pipe; None when it closed without one."""
-        data = b""
-        while not data.endswith(b"\n"):
+        """The next line of the status pipe (the pid and the exit status may come in one read); None
+        when it closed without one."""
+        while b"\n" not in self._unread:
             chunk = os.read(self._status, 64)
             if not chunk:
                 return None
-            data += chunk
-        return data.decode()
+            self._unread += chunk
+        line, self._unread = self._unread.split(b"\n", 1)
+        return line.decode()
 
     def poll(self) -> int | None:
         return self.returncode if self._ended.is_set() else None
@@ -92,19 +100,26 @@ class Job:
 
 class Server:
     """The runner's side: `start(cmd)` forks a job running `cmd` (a `tilebatch` command line); `close()`
-    ends the server (jobs still running get SIGTERM) and reaps it, so that its jobs' CPU time is counted
-    as the runner's children's."""
+    ends the server and reaps it, so that the CPU time of the jobs it reaped is counted as the runner's
+    children's (a job still running then gets SIGTERM, as when the runner dies: the server's end of the
+    socket hears the runner's close, however it comes)."""
 
     def __init__(self):
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            # Its own session: a terminal's Ctrl-C is the runner's to answer. Not `-m`, which would
+            # put the working directory first on the jobs' import path, as a `tilebatch` command does not.
             self._proc = subprocess.Popen(
-                ["setpriv", "--pdeathsig", "TERM", "--", sys.executable, "-m", __name__, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
         finally:
             theirs.close()
+        self.gone = False
 
     def start(self, cmd: list[str]) -> Job:
+        """The job `cmd`, forked; ServerGone (and `gone` from then on) when the server is not there."""
+        if self.gone:
+            raise ServerGone("the job server is gone")
         stderr_r, stderr_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
@@ -112,11 +127,16 @@ class Server:
         except OSError:
             for fd in (stderr_r, status_r):
                 os.close(fd)
-            raise ChildProcessError("the job server is gone") from None
+            self.gone = True
+            raise ServerGone("the job server is gone") from None
         finally:
             os.close(stderr_w)
             os.close(status_w)
-        return Job(stderr_r, status_r)
+        try:
+            return Job(stderr_r, status_r)
+        except ServerGone:
+            self.gone = True
+            raise
 
     @property
     def pid(self) -> int:
@@ -143,22 +163,40 @@ def _preload() -> None:
     gc.freeze()
 
 
-def _run_job(cmd: list[str], stderr: int, server: int) -> int:
-    """In the forked child: become the job `cmd` would start, and run it."""
-    os.setsid()
+def _run_job(message: bytes, server: int) -> int:
+    """In the forked child, its stdio the job's: become the job `message` asks for, and run it."""
     _die_with_parent(signal.SIGTERM)
     if os.getppid() != server:  # it died before the kernel was told: as if its SIGTERM had come
         return 128 + signal.SIGTERM
+    cmd = json.loads(message)
     setproctitle.setproctitle(" ".join(cmd))
     setproctitle.setthreadtitle(os.path.basename(cmd[0]))  # ps's short name, as if cmd[0] had been run
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd, to in ((devnull, 0), (devnull, 1), (stderr, 2)):
-        os.dup2(fd, to)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's socket, other jobs' pipes
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     from . import cli
 
     return cli.main(cmd[1:])
+
+
+def _child(message: bytes, stderr: int, server: int) -> None:
+    """The forked child: in a session of its own before the server tells its pid (it waits for the
+    child's end of a pipe to close), its stdio the job's, then the job; never back into the server's loop."""
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd, to in ((devnull, 0), (devnull, 1), (stderr, 2)):
+            os.dup2(fd, to)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's socket and pipes: the pid may be told
+        code = _run_job(message, server)
+    except SystemExit as e:  # as a fresh process ends on it (argparse's --help, --version, a bad option)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # before cli.main could catch it: still one line
+        log.error("the job could not start", error=f"{type(e).__name__}: {e}")
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _report(status: int, what, last: bool = False) -> None:
@@ -184,23 +222,20 @@ def serve(sock: socket.socket) -> None:
                 if not message:
                     return
                 stderr, status = fds
+                started, started_w = os.pipe()
                 try:
                     pid = os.fork()
                 except OSError as e:  # out of memory or processes: the job fails, a retry may help
-                    os.close(stderr)
+                    for fd in (stderr, started, started_w):
+                        os.close(fd)
                     _report(status, e.strerror, last=True)
                     continue
                 if pid == 0:
-                    code = 1
-                    try:
-                        code = _run_job(json.loads(message), stderr, server)
-                    except BaseException as e:  # before cli.main could catch it: still one line
-                        log.error("the job could not start", error=f"{type(e).__name__}: {e}")
-                    finally:
-                        sys.stdout.flush()
-                        sys.stderr.flush()
-                        os._exit(code)
-                os.close(stderr)
+                    _child(message, stderr, server)
+                for fd in (stderr, started_w):
+                    os.close(fd)
+                os.read(started, 1)  # the end of file once the child has its own session
+                os.close(started)
                 _report(status, pid)
                 selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, status))
             else:
@@ -212,7 +247,7 @@ def serve(sock: socket.socket) -> None:
 
 
 def main(fd: int) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the runner's to answer
+    setproctitle.setproctitle(TITLE)
     try:
         _preload()
         serve(socket.socket(fileno=fd))
@@ -221,6 +256,3 @@ def main(fd: int) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))

@@ -40,6 +40,7 @@ from .tiles import METATILE_ZOOMS, Bbox, Tile, format_tile, parse_bbox, tile_at
 KILLED_CODES = (-9, 137)  # SIGKILL: the kernel's OOM killer, or someone's kill -9
 INTERRUPTED_CODES = (-2, 130, -15, 143)  # Ctrl-C or SIGTERM: stopped, not failed
 JOB_GRACE_SECONDS = 10  # a job told to stop gets this long to clean up before SIGKILL
+SERVER_STARTS = 3  # job servers a round may start (forkserver.py): one, and two more if one is lost
 
 
 def warn_missing_tables(cfg: dict) -> None:
@@ -119,6 +120,7 @@ class Runner:
         self._lock = threading.Lock()
         self._procs: set = set()  # jobs running now
         self._server: forkserver.Server | None = None  # what forks them (forkserver.py)
+        self._servers = 0  # servers started this round
         self._stopping = threading.Event()
         self._failed_before: set = set()  # (kind, tile) with a failure record from an earlier round
 
@@ -157,7 +159,6 @@ class Runner:
         ticker.start()
         pool = ThreadPoolExecutor(max_workers=self.workers)
         running, started = {}, set()
-        self._server = forkserver.Server()
         try:
             while True:
                 for task in sched.take(self.workers - len(running)):
@@ -186,7 +187,10 @@ class Runner:
             stop.set()
             bar.close()
             pool.shutdown(wait=True)
-            self._server.close()
+            with self._lock:
+                if self._server:
+                    self._server.close()
+                self._server, self._servers = None, 0
 
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(self.progress_seconds):
@@ -256,20 +260,23 @@ class Runner:
         return False
 
     def _start(self, cmd: list[str]) -> forkserver.Job:
-        """The job `cmd` started by the server; by a new one if the server died (the kernel's
-        OOM killer may pick it): its jobs then were killed, and later ones need one."""
-        with self._lock:
-            server = self._server
-        try:
-            return server.start(cmd)
-        except ChildProcessError:
+        """The job `cmd`, forked by the round's job server, which starts with its first job. A server
+        gone (the kernel's OOM killer may pick it: its jobs were killed) is replaced, up to
+        SERVER_STARTS in a round, for a server that cannot start would fail every job."""
+        while True:
             with self._lock:
-                if self._server is server and not server.alive:
-                    log.warning("the job server died: starting another")
-                    server.close()
-                    self._server = forkserver.Server()
+                if self._server is None or self._server.gone:
+                    if self._servers == SERVER_STARTS:
+                        raise forkserver.ServerGone(f"the job server is gone, started {SERVER_STARTS} times")
+                    if self._server is not None:
+                        log.warning("the job server is gone: starting another")
+                        self._server.close()
+                    self._server, self._servers = forkserver.Server(), self._servers + 1
                 server = self._server
-            return server.start(cmd)
+            try:
+                return server.start(cmd)
+            except forkserver.ServerGone:
+                continue
 
     def _recorded_since(self, key: str, before: bytes | None) -> bool:
         """Whether the job wrote its completion record (then whatever ended it, its work is done)."""

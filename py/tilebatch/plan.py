@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.0577, 9.66e-06), "memory": (32.3, 7.64e-05)},
-    "meta-high": {"cpu": (0.0437, 1.61e-05), "memory": (57.9, 0.000853)},
-    "meta-low/0": {"cpu": (0.22, 0), "memory": (46.1, 0)},
-    "meta-low/1": {"cpu": (0.222, 2.32e-08), "memory": (49.4, 1.31e-06)},
-    "meta-low/2": {"cpu": (0.223, 2.29e-08), "memory": (49.4, 1.31e-06)},
-    "meta-low/3": {"cpu": (0.227, 2.77e-08), "memory": (49.5, 1.22e-06)},
-    "meta-low/4": {"cpu": (0.224, 7.55e-09), "memory": (49.4, 1.25e-06)},
-    "meta-low/5": {"cpu": (0.224, 9.53e-07), "memory": (52.2, 5.54e-05)},
-    "meta-low/6": {"cpu": (0.232, 1.52e-06), "memory": (54.8, 8.36e-05)},
-    "meta-low/7": {"cpu": (0.135, 8.48e-06), "memory": (58.4, 0.000209)},
+    "rawr": {"cpu": (0.199, 8.82e-06), "memory": (32.1, 7.83e-05)},
+    "meta-high": {"cpu": (0.257, 1.54e-05), "memory": (57.1, 0.000849)},
+    "meta-low/0": {"cpu": (0.235, 1.12e-09), "memory": (45.9, 3.08e-08)},
+    "meta-low/1": {"cpu": (0.229, 8.95e-09), "memory": (49.4, 1.31e-06)},
+    "meta-low/2": {"cpu": (0.26, 0), "memory": (49.3, 1.3e-06)},
+    "meta-low/3": {"cpu": (0.25, 5.32e-09), "memory": (49.3, 1.35e-06)},
+    "meta-low/4": {"cpu": (0.253, 0), "memory": (49.3, 1.31e-06)},
+    "meta-low/5": {"cpu": (0.234, 1e-06), "memory": (52.2, 5.52e-05)},
+    "meta-low/6": {"cpu": (0.237, 1.7e-06), "memory": (54.7, 8.45e-05)},
+    "meta-low/7": {"cpu": (0.0913, 8.98e-06), "memory": (58.1, 0.000208)},
 }
 
 

@@ -164,8 +164,9 @@ def _layer_features(layer, chunks: list[_Chunk]) -> list[LayerFeatures]:
     # Table by table (a stable sort: each table's chunks stay in the order they came),
     # so features the sort keys leave tied keep their place: by table, then by row.
     chunks = sorted(chunks, key=lambda chunk: chunk.table)
-    min_zoom, max_zoom, area, ids, props, zooms = (np.concatenate(field) for field in
-                                                   zip(*(chunk[2:] for chunk in chunks)))
+    min_zoom, max_zoom, area, ids, props, zooms = (np.concatenate([getattr(chunk, field) for chunk in chunks])
+                                                   for field in ("min_zoom", "max_zoom", "area", "ids", "props",
+                                                                 "zooms"))
     props = mvt.properties(props, zooms)
     keys = [np.arange(len(ids))]
     for key, descending in reversed(layer.sort):  # rows without the property (or not a number) go last

@@ -507,6 +507,13 @@ def layer_fields(layer: LayerSpec) -> dict:
 
 # --- a table's rules, by the tags they test -----------------------------------
 
+def rules_of(schema: Schema, table: str) -> list[tuple[int, LayerSpec, Rule, int]]:
+    """A table's rules in the order a row is tried against them, the order their positions count in:
+    (the layer's index, the layer, the rule, the rule's index in the layer)."""
+    return [(i, layer, rule, n) for i, layer in enumerate(schema.layers)
+            for n, rule in enumerate(layer.rules) if rule.table == table]
+
+
 def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
     """Which of a table's rules a row's tags can make hold (no code compiled): (index, always).
 
@@ -522,7 +529,7 @@ def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
     rules no tag rules out (no `where`, or only `false` and `not` tests).
     Rules are listed by their positions among the table's, in order.
     """
-    wheres = [rule.where for layer in schema.layers for rule in layer.rules if rule.table == table]
+    wheres = [rule.where for _, _, rule, _ in rules_of(schema, table)]
     by_key, always = {}, []
     for p, where in enumerate(wheres):
         tests = [test for test in where if test[1][0] == "in"] or [test for test in where if test[1][0] == "any"]

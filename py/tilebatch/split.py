@@ -19,8 +19,9 @@ same tiles.
 
 The other way round, a box's few meta-low jobs below the queue zoom (a city's:
 one a zoom, z0..z6, each a fraction of a second's work) run as one process
-(`groups_of`): starting Python with numpy and shapely costs each job process
-0.2 CPU-seconds, more than most of them work.
+(`groups_of`): a job process, even one forked from the job server
+(forkserver.py), loads its schema, connects and plans its queries, more than
+most of them work.
 
 `cut` decides both for a build. The kinds that read no other kind's output
 (rawr, meta-low) start together, so each is cut only for the workers that

@@ -20,7 +20,7 @@ import zipfile
 import psycopg2
 import pytest
 
-from tilebatch import batch, cli, config, metatile, oom, runs
+from tilebatch import batch, cli, config, forkserver, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
@@ -29,6 +29,7 @@ import motoserver
 import smallstore
 from conftest import BIN, TOP, build_env, metatiles, run_cli
 from motoserver import free_port
+from procs import alive, children, cmdline, descendants, wait_for
 
 HELSINKI = Tile(72, 37, 7)
 CONFIG = str(TOP / "config.yaml")
@@ -83,54 +84,6 @@ def copy_build(built_store, tmp_path) -> dict:
     return build_env(tmp_path)
 
 
-def wait_for(what: str, probe, timeout: float = 60):
-    """probe()'s first truthy answer; fails after `timeout` seconds of falsy ones."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of `pid`."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                out.append(int(entry))
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline") as f:
-            return f.read().replace("\0", " ")
-    except OSError:
-        return ""
-
-
-def descendants(pid: int) -> list[int]:
-    """The live processes under `pid`: its children, theirs, and so on."""
-    out = children(pid)
-    return out + [d for c in out for d in descendants(c)]
-
-
 def job_child(runner, command: str):
     """The pid of the runner's running job `command`, once there is one (a child of its job server)."""
     return wait_for(f"a {command} job", lambda: next(
@@ -140,7 +93,7 @@ def job_child(runner, command: str):
 def job_server(runner) -> int:
     """The pid of the runner's job server (forkserver.py)."""
     return wait_for("the job server", lambda: next(
-        (pid for pid in children(runner.pid) if "tilebatch.forkserver" in cmdline(pid)), None))
+        (pid for pid in children(runner.pid) if cmdline(pid).strip() == forkserver.TITLE), None))
 
 
 def start_build(env: dict, *args) -> subprocess.Popen:
@@ -501,7 +454,7 @@ def test_kill_9_of_the_job_server_fails_its_job_and_a_new_server_runs_the_next(b
     lines = log_lines(err)
     [failed] = [line for line in lines if line["msg"] == "job failed"]
     assert (failed["failed_tile"], failed["exit_code"], failed["reason"]) == ("6/36/18", -9, "killed")
-    assert "the job server died: starting another" in [line["msg"] for line in lines]
+    assert "the job server is gone: starting another" in [line["msg"] for line in lines]
     assert store.exists("runs/test-build/meta-low/7/72/37.json")
 
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)

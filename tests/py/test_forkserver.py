@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -13,36 +12,18 @@ from tilebatch.store import open_store
 from tilebatch.tiles import Tile
 
 from conftest import BIN
+from procs import alive, cmdline, wait_for
 
 
 def tilebatch(*args) -> list[str]:
     return [str(BIN / "tilebatch"), *args]
 
 
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
-def wait_until(what: str, probe, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
-
-
-def serving(server: forkserver.Server, tmp_path) -> forkserver.Job:
+def serving(server: forkserver.Server) -> forkserver.Job:
     """A job that runs until it is ended (the preview server), once it is under way."""
     cmd = tilebatch("serve", "--port", "0")
     job = server.start(cmd)
-
-    def titled():
-        with open(f"/proc/{job.pid}/cmdline") as f:
-            return f.read().rstrip("\0") == " ".join(cmd)
-    wait_until("the job's title", titled)
+    wait_for("the job's title", lambda: cmdline(job.pid).strip() == " ".join(cmd))
     return job
 
 
@@ -66,8 +47,29 @@ def test_a_job_ends_with_its_exit_code_and_its_own_stderr(server):
     assert entry["level"] == "error" and "99/0/0" in entry["msg"], entry
 
 
-def test_a_job_is_a_process_group_of_its_own_shown_as_its_command_and_ends_by_a_signal(server, tmp_path):
-    job = serving(server, tmp_path)
+def test_jobs_that_end_at_once_end_as_a_fresh_process_would(server):
+    """argparse ends a process by SystemExit (--version: 0, a bad option: 2); many at once, so that some
+    end before the runner has read their pid."""
+    jobs = [server.start(tilebatch("--version" if i % 2 else "--no-such-option")) for i in range(20)]
+    codes = [(job.communicate(), job.returncode)[1] for job in jobs]
+    assert codes == [0 if i % 2 else 2 for i in range(20)]
+
+
+def test_a_status_line_read_with_the_next_is_read_alone():
+    """The pid and the exit status of a job that ended at once come through the pipe in one read."""
+    stderr_r, stderr_w = os.pipe()
+    status_r, status_w = os.pipe()
+    os.write(status_w, b"4242\n2\n")
+    for fd in (stderr_w, status_w):
+        os.close(fd)
+    job = forkserver.Job(stderr_r, status_r)
+    assert job.pid == 4242
+    job.communicate()
+    assert job.returncode == 2
+
+
+def test_a_job_is_a_process_group_of_its_own_shown_as_its_command_and_ends_by_a_signal(server):
+    job = serving(server)
     assert os.getpgid(job.pid) == os.getsid(job.pid) == job.pid
     with open(f"/proc/{job.pid}/comm") as f:
         assert f.read().strip() == "tilebatch"
@@ -79,19 +81,19 @@ def test_a_job_is_a_process_group_of_its_own_shown_as_its_command_and_ends_by_a_
     assert job.returncode == job.poll() == job.wait(0) == -signal.SIGKILL
 
 
-def test_the_jobs_of_a_server_that_dies_are_ended_and_told_killed(server, tmp_path):
-    job = serving(server, tmp_path)
+def test_the_jobs_of_a_server_that_dies_are_ended_and_told_killed(server):
+    job = serving(server)
     os.kill(server.pid, signal.SIGKILL)
     job.communicate()
     assert job.returncode == forkserver.LOST_CODE
-    wait_until("the job to end with its server", lambda: gone(job.pid))
-    wait_until("the server to be reaped", lambda: not server.alive)
-    with pytest.raises(ChildProcessError, match="the job server is gone"):
-        server.start(tilebatch("config", "show"))
+    wait_for("the job to end with its server", lambda: not alive(job.pid))
+    with pytest.raises(forkserver.ServerGone, match="the job server is gone"):
+        server.start(tilebatch("--version"))
+    assert server.gone
 
 
-def test_closing_the_server_ends_the_jobs_it_still_runs(server, tmp_path):
-    job = serving(server, tmp_path)
+def test_closing_the_server_ends_the_jobs_it_still_runs(server):
+    job = serving(server)
     server.close()
     assert not server.alive
-    wait_until("the job to end with its server", lambda: gone(job.pid))
+    wait_for("the job to end with its server", lambda: not alive(job.pid))
