@@ -10,7 +10,8 @@ the workers they leave idle instead of after them.
 
 Free workers take what may start in the order of the build's critical path:
 the kinds in their order (rawr, then meta-high, whose chain is the longest),
-within a kind parts before whole jobs, in the order given.
+within a kind parts before whole jobs, in the order given, and last its
+groups of small jobs (split.groups_of), to fill the gaps the others leave.
 """
 
 import heapq
@@ -48,14 +49,14 @@ class Schedule:
                  done: dict[str, set[Tile]] | None = None, together: dict[str, list[list[Tile]]] | None = None):
         """`todo`: each kind's jobs to run; `parts`: each kind's {job: its parts} (split.py), but those in
         `done` (by kind) done already; `together`: each kind's groups of jobs in `todo` run by one process,
-        each where its first job comes."""
+        after its other jobs."""
         tasks = []
         for kind in NAMES:
             cut, skip = parts.get(kind, {}), (done or {}).get(kind, set())
             group_of = {t: g for g in (together or {}).get(kind, []) for t in g}
             tasks += [Task(kind, p, part=True) for ps in cut.values() for p in ps if p not in skip]
-            tasks += [Task(kind, t, tuple(cut.get(t, ())), more=tuple(group_of[t][1:]) if t in group_of else ())
-                      for t in todo.get(kind, []) if t not in group_of or group_of[t][0] == t]
+            tasks += [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, []) if t not in group_of]
+            tasks += [Task(kind, g[0], more=tuple(g[1:])) for g in (together or {}).get(kind, [])]
         self._rank = {t: i for i, t in enumerate(tasks)}  # the order to start them in
         self._needs = {t: set() for t in tasks}           # unfinished tasks each one waits for
         self._needed_by = defaultdict(list)

@@ -18,10 +18,11 @@ included, so a split build is recorded as an unsplit one, byte for byte the
 same tiles.
 
 The other way round, a box's few meta-low jobs below the queue zoom (a city's:
-one a zoom, z0..z6, each a fraction of a second's work) run as one process
-(`groups_of`): a job process, even one forked from the job server
-(forkserver.py), loads its schema, connects and plans its queries, more than
-most of them work.
+one a zoom, z0..z6, each a fraction of a second's work) run as a process a
+worker (`groups_of`), after meta-low's other jobs: a job process, even one
+forked from the job server (forkserver.py), loads its schema, connects and
+plans its queries, more than most of them work, and small jobs last fill the
+gaps the large ones leave (at 16x, `--jobs 2` from 4.6 to 4.2 s).
 
 `cut` decides both for a build. The kinds that read no other kind's output
 (rawr, meta-low) start together, so each is cut only for the workers that
@@ -65,7 +66,7 @@ def cut(todo: dict[str, list[Tile]], bbox: Bbox | None, workers: int, queue_zoom
     parts, groups, starting = {}, {}, 0  # starting: the processes kinds that start at once take
     for kind in NAMES:
         jobs = todo.get(kind, [])
-        groups[kind] = groups_of(kind, jobs, queue_zoom)
+        groups[kind] = groups_of(kind, jobs, queue_zoom, workers)
         at_once = not BY_NAME[kind].after
         idle = workers - (starting + len(groups[kind]) if at_once else 0)
         parts[kind] = {} if bbox is None else parts_of(kind, jobs, bbox, idle, queue_zoom, group_zoom)
@@ -97,8 +98,16 @@ def parts_of(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: 
     return {job: p for job, p in cut.items() if len(p) > 1}
 
 
-def groups_of(kind: str, jobs: list[Tile], queue_zoom: int) -> list[list[Tile]]:
-    """The jobs run together in one process each: a kind's low-zoom meta-low jobs when they are
-    few (GROUP_AT_MOST), coarsest first; [] when none are."""
+def groups_of(kind: str, jobs: list[Tile], queue_zoom: int, workers: int = 1) -> list[list[Tile]]:
+    """The processes a kind's low-zoom meta-low jobs run in when they are few (GROUP_AT_MOST), one a
+    worker, each its jobs coarsest first; [] when they are not.
+
+    The jobs are dealt finest first (the finer, the more work: a city's z6
+    job has 15 to 30 times its z2 job's CPU), so that each worker's last gap gets
+    a fair share, the schedule running these groups after the kind's other jobs.
+    """
     low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []
-    return [low] if 1 < len(low) <= GROUP_AT_MOST else []
+    if not 1 < len(low) <= GROUP_AT_MOST:
+        return []
+    finest_first = low[::-1]
+    return [finest_first[i::min(workers, len(low))][::-1] for i in range(min(workers, len(low)))]

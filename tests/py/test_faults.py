@@ -426,7 +426,7 @@ def test_a_process_of_several_jobs_killed_half_way_keeps_those_it_recorded(built
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     started = [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"]
-    assert started == [f"{t.z}/{t.x}/{t.y}" for t in low[len(done):]]
+    assert sorted(started) == sorted(f"{t.z}/{t.x}/{t.y}" for t in low[len(done):])
     assert runs.failures(store, "test-build", "meta-low") == {}
     assert metatiles(tmp_path / "out") == metatiles(root / "out")
     assert_intact(tmp_path)

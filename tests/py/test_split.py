@@ -54,19 +54,22 @@ def test_meta_low_is_cut_only_for_the_workers_rawr_and_its_own_jobs_leave():
     box = make_bbox(*map(float, BBOX.split(",")))
     todo = {"rawr": [Z7], "meta-high": [Z7], "meta-low": [*LOW, Z7]}
     meta_low_parts = {Z7: [Tile(145, 74, 8), Tile(291, 148, 9)]}
-    # rawr's two parts start beside meta-low's group and z7 job: four workers are busy already.
-    for workers, cut_meta_low in ((2, {}), (4, {}), (5, meta_low_parts)):
+    # rawr's two parts start beside meta-low's z7 job and its low-zoom jobs' processes (one a worker,
+    # up to seven): only from eleven workers on are two left idle for meta-low's parts.
+    for workers, cut_meta_low in ((2, {}), (4, {}), (10, {}), (11, meta_low_parts)):
         parts, groups = split.cut(todo, box, workers, 7, 10)
         assert parts == {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]}, "meta-high": {Z7: [DATA_Z10, EMPTY_Z10]},
                          "meta-low": cut_meta_low}, workers
-        assert groups == {"rawr": [], "meta-high": [], "meta-low": [LOW]}
+        assert groups == {"rawr": [], "meta-high": [], "meta-low": split.groups_of("meta-low", LOW, 7, workers)}
+        assert len(groups["meta-low"]) == min(workers, 7)
     assert split.cut(todo, None, 16, 7, 10)[0] == {"rawr": {}, "meta-high": {}, "meta-low": {}}
 
 
 def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
     root, run_id = whole
-    # Five workers: rawr's two parts and meta-low's group and z7 job leave one idle, so meta-low is cut too.
-    proc = build(tmp_path, 5, "cut")
+    # Eleven workers: rawr's two parts, meta-low's z7 job and its seven low-zoom ones leave two idle,
+    # so meta-low is cut too.
+    proc = build(tmp_path, 11, "cut")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "10 jobs run, 0 already done, 0 missing" in proc.stdout
     lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -86,8 +89,11 @@ def test_a_cut_build_writes_the_same_bytes_and_records(whole, tmp_path):
 
 
 
-def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_process():
+def test_a_boxs_few_low_zoom_meta_low_jobs_are_a_process_a_worker():
     assert split.groups_of("meta-low", [Z7, *reversed(LOW)], 7) == [LOW]
+    # Dealt finest first, so that each worker gets a share of the larger ones; each coarsest first.
+    assert split.groups_of("meta-low", LOW, 7, 2) == [[LOW[0], LOW[2], LOW[4], LOW[6]], [LOW[1], LOW[3], LOW[5]]]
+    assert split.groups_of("meta-low", LOW, 7, 16) == [[t] for t in reversed(LOW)]
     assert split.groups_of("rawr", [Z7], 7) == split.groups_of("meta-high", [Z7], 7) == []
     assert split.groups_of("meta-low", [Z7, Tile(0, 0, 0)], 7) == []  # one alone shares nothing
     # A country's low zooms are work enough for every worker: each its own process.
@@ -111,7 +117,7 @@ def test_a_build_runs_the_low_zoom_jobs_in_one_process_writing_what_they_write_a
     box = make_bbox(*map(float, BBOX.split(",")))
     runner = local.Runner(config.load("config.yaml"), "config.yaml", "grouped", 1, quiet=True, split_within=box)
     runner.run({"meta-low": build_jobs(7, bbox=box)["meta-low"]})
-    assert started == [",".join(map(format_tile, LOW)), "7/72/37"]
+    assert started == ["7/72/37", ",".join(map(format_tile, LOW))]  # the small jobs last, to fill gaps
     assert sorted(runner.ran) == sorted(("meta-low", t) for t in [*LOW, Z7])
     for tile in LOW:  # each recorded as a job of its own
         assert record(tmp_path, "grouped", "meta-low", tile)["counts"] == record(root, run_id, "meta-low", tile)["counts"]
