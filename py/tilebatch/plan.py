@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.199, 8.82e-06), "memory": (32.1, 7.83e-05)},
-    "meta-high": {"cpu": (0.257, 1.54e-05), "memory": (57.1, 0.000849)},
-    "meta-low/0": {"cpu": (0.235, 1.12e-09), "memory": (45.9, 3.08e-08)},
-    "meta-low/1": {"cpu": (0.229, 8.95e-09), "memory": (49.4, 1.31e-06)},
-    "meta-low/2": {"cpu": (0.26, 0), "memory": (49.3, 1.3e-06)},
-    "meta-low/3": {"cpu": (0.25, 5.32e-09), "memory": (49.3, 1.35e-06)},
-    "meta-low/4": {"cpu": (0.253, 0), "memory": (49.3, 1.31e-06)},
-    "meta-low/5": {"cpu": (0.234, 1e-06), "memory": (52.2, 5.52e-05)},
-    "meta-low/6": {"cpu": (0.237, 1.7e-06), "memory": (54.7, 8.45e-05)},
-    "meta-low/7": {"cpu": (0.0913, 8.98e-06), "memory": (58.1, 0.000208)},
+    "rawr": {"cpu": (0.147, 9.56e-06), "memory": (32.3, 7.61e-05)},
+    "meta-high": {"cpu": (0.354, 1.51e-05), "memory": (57.3, 0.000848)},
+    "meta-low/0": {"cpu": (0.23, 0), "memory": (46, 1.68e-08)},
+    "meta-low/1": {"cpu": (0.27, 0), "memory": (49.4, 1.3e-06)},
+    "meta-low/2": {"cpu": (0.257, 0), "memory": (49.3, 1.31e-06)},
+    "meta-low/3": {"cpu": (0.247, 0), "memory": (49.4, 1.3e-06)},
+    "meta-low/4": {"cpu": (0.245, 1.12e-09), "memory": (49.4, 1.27e-06)},
+    "meta-low/5": {"cpu": (0.276, 8.9e-07), "memory": (52.2, 5.55e-05)},
+    "meta-low/6": {"cpu": (0.252, 1.51e-06), "memory": (54.9, 8.36e-05)},
+    "meta-low/7": {"cpu": (0.157, 8.33e-06), "memory": (58.1, 0.000208)},
 }
 
 
