@@ -176,6 +176,19 @@ def _run_job(message: bytes, server: int) -> int:
     return cli.main(cmd[1:])
 
 
+def _close_inherited() -> None:
+    """Close what the fork inherited above stdio: the server's socket, its pipes (the end of the one it
+    waits on tells it the pid may be told), other jobs' pipes, which a job must not hold open. Those
+    listed in /proc, not every number up to the limit: without close_range(2) (an older kernel, a
+    seccomp filter) that would be a million close() calls a job."""
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, closed already
+                pass
+
+
 def _child(message: bytes, stderr: int, server: int) -> None:
     """The forked child: in a session of its own before the server tells its pid (it waits for the
     child's end of a pipe to close), its stdio the job's, then the job; never back into the server's loop."""
@@ -185,7 +198,7 @@ def _child(message: bytes, stderr: int, server: int) -> None:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd, to in ((devnull, 0), (devnull, 1), (stderr, 2)):
             os.dup2(fd, to)
-        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the server's socket and pipes: the pid may be told
+        _close_inherited()
         code = _run_job(message, server)
     except SystemExit as e:  # as a fresh process ends on it (argparse's --help, --version, a bad option)
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
