@@ -2,14 +2,15 @@
 
 Starting Python and importing numpy, shapely and the job modules costs a job
 process about 0.2 CPU-seconds: more than most of a small build's jobs work.
-`tilebatch build` starts this server once; each of its jobs is then a fork of
-it that runs the very command line a Batch job runs (`cli.main`), shown as
-that command line in ps.
+`tilebatch build` starts this server with a round's first job; each job is
+then a fork of it that runs the very command line a Batch job runs
+(`cli.main`), shown as that command line in ps.
 
-A forked job is run as a spawned one would be: in its own process group, its
-stderr to the runner, SIGTERM from the kernel when the server dies (and the
-server dies with the runner, however it dies), its exit status handed back
-(negative: the signal that ended it).
+A forked job is run as a spawned one would be: in a session and process group
+of its own, its stderr to the runner, SIGTERM from the kernel when the server
+dies (and the server ends when the runner's end of its socket closes, however
+the runner dies), its exit status handed back (negative: the signal that
+ended it).
 
 The runner sends the job's command line as JSON over a Unix socket with two
 file descriptors, the job's stderr and a status pipe. The server writes the
