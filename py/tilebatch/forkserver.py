@@ -113,6 +113,9 @@ class Server:
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:  # out of memory or processes: its jobs fail, a retry may help
+            self._sock.close()
+            raise ServerGone(f"the job server cannot start: {e.strerror}") from None
         finally:
             theirs.close()
         self.gone = False
