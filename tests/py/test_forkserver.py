@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -97,3 +98,9 @@ def test_closing_the_server_ends_the_jobs_it_still_runs(server):
     server.close()
     assert not server.alive
     wait_for("the job to end with its server", lambda: not alive(job.pid))
+
+
+def test_a_server_that_cannot_start_is_gone_with_the_reason(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
+    with pytest.raises(forkserver.ServerGone, match="the job server cannot start: No such file or directory"):
+        forkserver.Server()
