@@ -53,10 +53,11 @@ class Schedule:
         tasks = []
         for kind in NAMES:
             cut, skip = parts.get(kind, {}), (done or {}).get(kind, set())
-            group_of = {t: g for g in (together or {}).get(kind, []) for t in g}
+            groups = (together or {}).get(kind, [])
+            grouped = {t for g in groups for t in g}
             tasks += [Task(kind, p, part=True) for ps in cut.values() for p in ps if p not in skip]
-            tasks += [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, []) if t not in group_of]
-            tasks += [Task(kind, g[0], more=tuple(g[1:])) for g in (together or {}).get(kind, [])]
+            tasks += [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, []) if t not in grouped]
+            tasks += [Task(kind, g[0], more=tuple(g[1:])) for g in groups]
         self._rank = {t: i for i, t in enumerate(tasks)}  # the order to start them in
         self._needs = {t: set() for t in tasks}           # unfinished tasks each one waits for
         self._needed_by = defaultdict(list)

@@ -71,7 +71,8 @@ def cut(todo: dict[str, list[Tile]], bbox: Bbox | None, workers: int, queue_zoom
         idle = workers - (starting + len(groups[kind]) if at_once else 0)
         parts[kind] = {} if bbox is None else parts_of(kind, jobs, bbox, idle, queue_zoom, group_zoom)
         if at_once:  # its parts, and its jobs neither cut (they wait for their parts) nor grouped
-            alone = [t for t in jobs if t not in parts[kind] and not any(t in g for g in groups[kind])]
+            grouped = {t for g in groups[kind] for t in g}
+            alone = [t for t in jobs if t not in parts[kind] and t not in grouped]
             starting += len(groups[kind]) + sum(map(len, parts[kind].values())) + len(alone)
     return parts, groups
 
@@ -109,5 +110,5 @@ def groups_of(kind: str, jobs: list[Tile], queue_zoom: int, workers: int = 1) ->
     low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []
     if not 1 < len(low) <= GROUP_AT_MOST:
         return []
-    finest_first = low[::-1]
-    return [finest_first[i::min(workers, len(low))][::-1] for i in range(min(workers, len(low)))]
+    finest_first, n = low[::-1], min(workers, len(low))
+    return [finest_first[i::n][::-1] for i in range(n)]
