@@ -1,9 +1,10 @@
 """tilebatch's own jobs on a benchmark dataset: every job of a build, one at a time, measured.
 
-The jobs are the very command lines `tilebatch build` and Batch run
-(enqueue.build_jobs, local.job_command), pointed at the dataset's database and at a
-fresh store, run one after another so that none competes with another for a
-core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
+The jobs are the very command lines Batch runs for the dataset's box
+(enqueue.build_jobs, enqueue.job_units, local.job_command): a process a Batch
+job, the box's low-zoom meta-low jobs in one. They are pointed at the
+dataset's database and at a fresh store, run one after another so that none
+competes with another for a core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
 completion records; the tiles, features and MVT bytes of meta-high and
 meta-low are counted in the store afterwards (bench.counts), as the peers'
 output is.
@@ -14,7 +15,7 @@ import shutil
 import sys
 
 from tilebatch import config, local, records
-from tilebatch.enqueue import build_jobs
+from tilebatch.enqueue import build_jobs, job_units
 from tilebatch.kinds import NAMES
 from tilebatch.store import metatile_store
 
@@ -62,34 +63,48 @@ def run(ds: Dataset, config_path: str | None, ranges: dict, log) -> dict:
 
 def _run_kind(ds: Dataset, kind: str, cfg: dict, config_path: str | None, run_id: str, env: dict, store,
               db_cpu) -> dict:
-    tiles = build_jobs(cfg["batch"]["queue-zoom"], bbox=ds.bbox)[kind]
-    stats = {"jobs": 0, "seconds": 0.0, "cpu_seconds": 0.0, "db_cpu_seconds": 0.0, "job_cpu_seconds": 0.0,
-             "peak_memory_mb": 0.0}
+    queue_zoom = cfg["batch"]["queue-zoom"]
+    units = job_units(kind, build_jobs(queue_zoom, bbox=ds.bbox)[kind], queue_zoom)
+    stats = {"jobs": 0, "processes": 0, "seconds": 0.0, "cpu_seconds": 0.0, "db_cpu_seconds": 0.0,
+             "job_cpu_seconds": 0.0, "peak_memory_mb": 0.0}
     if kind == "rawr":
         stats.update(tiles=0, features=0, rawr_bytes=0)
     cpu_by_zoom, memory_by_zoom = {}, {}
-    for tile in tiles:
-        db_cpu.start()
-        use = measure.run(local.job_command(kind, tile, config_path, run_id), env=env)
-        db_seconds = db_cpu.seconds()
-        if use.returncode != 0:
-            raise SystemExit(f"bench: {kind} job {tile} failed:\n{use.stderr[-2000:]}")
-        record = records.read_record(store, run_id, kind, tile)
-        stats["jobs"] += 1
+    for unit in units:
+        use, db_seconds, unit_records = _run_unit(kind, unit, config_path, run_id, env, store, db_cpu)
+        stats["jobs"] += len(unit)
+        stats["processes"] += 1
         stats["seconds"] += use.seconds
         stats["cpu_seconds"] += use.cpu_seconds + db_seconds
         stats["db_cpu_seconds"] += db_seconds
-        stats["job_cpu_seconds"] += record["cpu_seconds"]
+        stats["job_cpu_seconds"] += sum(record["cpu_seconds"] for record in unit_records)
         stats["peak_memory_mb"] = max(stats["peak_memory_mb"], use.peak_memory_mb)
         if kind == "rawr":
-            stats["tiles"] += record["counts"]["rawr_tiles"]
-            stats["features"] += record["counts"]["rows"]
-            stats["rawr_bytes"] += sum(record["counts"]["rawr_bytes"].values())
-        cpu_by_zoom[str(tile.z)] = round(use.cpu_seconds + db_seconds, 3)
-        memory_by_zoom[str(tile.z)] = use.peak_memory_mb
+            for record in unit_records:
+                stats["tiles"] += record["counts"]["rawr_tiles"]
+                stats["features"] += record["counts"]["rows"]
+                stats["rawr_bytes"] += sum(record["counts"]["rawr_bytes"].values())
+        if kind == "meta-low":
+            # The plan's model wants each zoom's job as a planet's runs: alone.
+            for tile in unit:
+                alone = (use, db_seconds) if len(unit) == 1 else _run_unit(kind, (tile,), config_path, run_id, env,
+                                                                           store, db_cpu)
+                cpu_by_zoom[str(tile.z)] = round(alone[0].cpu_seconds + alone[1], 3)
+                memory_by_zoom[str(tile.z)] = alone[0].peak_memory_mb
     if kind == "meta-low":
         stats["cpu_seconds_by_zoom"], stats["peak_memory_mb_by_zoom"] = cpu_by_zoom, memory_by_zoom
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}
+
+
+def _run_unit(kind: str, unit: tuple, config_path: str | None, run_id: str, env: dict, store, db_cpu):
+    """One process doing the jobs of `unit`: its use (measure.run), the database's CPU for it, and the jobs'
+    completion records."""
+    db_cpu.start()
+    use = measure.run(local.job_command(kind, unit[0], config_path, run_id, more=list(unit[1:])), env=env)
+    db_seconds = db_cpu.seconds()
+    if use.returncode != 0:
+        raise SystemExit(f"bench: {kind} job {','.join(map(str, unit))} failed:\n{use.stderr[-2000:]}")
+    return use, db_seconds, [records.read_record(store, run_id, kind, tile) for tile in unit]
 
 
 def build(ds: Dataset, config_path: str | None, jobs: int, log) -> dict:

@@ -108,8 +108,9 @@ def size_section(results: dict, size: str) -> list[str]:
     ours = r["tilebatch"]
     rows = []
     for kind in NAMES:
-        n = ours[kind]["jobs"]
-        rows.append(_row(f"tilebatch {kind} ({n} job{'s' * (n > 1)})", ours[kind]))
+        n, processes = ours[kind]["jobs"], ours[kind].get("processes", ours[kind]["jobs"])
+        apart = f", {processes} processes" if processes != n else ""
+        rows.append(_row(f"tilebatch {kind} ({n} job{'s' * (n > 1)}{apart})", ours[kind]))
         if kind in RANGE_OF_KIND:
             rows += _peer_rows(results, r, RANGE_OF_KIND[kind])
     rows.append(_row("tilebatch end to end (3 kinds)", end_to_end(ours)))
@@ -121,8 +122,9 @@ def size_section(results: dict, size: str) -> list[str]:
              f"{rounds} round{'s' * (rounds > 1)} =="]
     lines += _table(HEADER, rows)
     lines.append("  (rawr: RAWR tiles, rows and RAWR zip bytes; the others: MVT tiles, features and uncompressed "
-                 "MVT bytes. tilebatch: whole job processes, interpreter start included, and the database's CPU "
-                 "for them; job-only CPU s from the completion records: "
+                 "MVT bytes. tilebatch: whole processes, one a Batch job (a box's low-zoom meta-low jobs share "
+                 "one), interpreter start included, and the database's CPU for them; job-only CPU s from the "
+                 "completion records: "
                  + ", ".join(f"{k} {ours[k]['job_cpu_seconds']:.3g}" for k in NAMES) + ")")
     return lines
 

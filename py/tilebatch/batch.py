@@ -9,7 +9,7 @@ boto3 honours AWS_ENDPOINT_URL, so the same code drives any Batch endpoint.
 import json
 
 from . import faults, log, runs
-from .enqueue import Dependency, as_submissions, depends_on, list_text, read_tile_file, select_tiles
+from .enqueue import Dependency, as_submissions, depends_on, job_units, list_text, read_tile_file, select_tiles
 from .errors import BadInput
 from .jobs import add_run_id_option, check_run_id
 from .kinds import NAMES
@@ -89,7 +89,8 @@ def enqueue(args, cfg) -> int:
     run_id = check_run_id(args.run_id if args.run_id is not None else cfg["batch"]["run_id"])
     log.bind(run_id=run_id, job=args.job)
     b = cfg["batch"]
-    subs = as_submissions(args.job, run_id, b["job-name-prefix"], _tiles(args, cfg))
+    units = job_units(args.job, _tiles(args, cfg), b["queue-zoom"])
+    subs = as_submissions(args.job, run_id, b["job-name-prefix"], units)
     if not b["job-queue"]:
         raise BadInput("no job queue: set batch.job-queue")
     definition = definition_name(cfg, args.job)
@@ -102,14 +103,14 @@ def enqueue(args, cfg) -> int:
     client = batch_client(cfg)
     check_queue(client, b["job-queue"])
     check_definition(client, definition)
-    deps = dependencies(client, store, args.depends_on, {len(s.tiles) for s in arrays})
+    deps = dependencies(client, store, args.depends_on, {len(s.units) for s in arrays})
     needs = depends_on(subs, deps)
     # A list already there from an earlier enqueue of this run may feed running
     # children: it is reused when it holds the same tiles and never overwritten.
     reused = set()
     for sub in arrays:
         old = store.read(sub.list_key)
-        if old is not None and old.decode() != list_text(sub.tiles):
+        if old is not None and old.decode() != list_text(sub.units):
             raise BadInput(f"tile list {sub.list_key} already holds other tiles: use a new run id")
         if old is not None:
             reused.add(sub.list_key)
@@ -117,10 +118,10 @@ def enqueue(args, cfg) -> int:
     log.info("enqueue planned", jobs=len(subs), tiles=sum(len(s.tiles) for s in subs),
              job_definition=definition, job_queue=b["job-queue"], dry_run=args.dry_run)
     if not args.dry_run:
-        written = runs.add_expected(store, run_id, args.job, [t for s in subs for t in s.tiles])
+        written = runs.add_expected(store, run_id, args.job, [u for s in subs for u in s.units])
         # Another enqueue of this run at the same moment may have taken these list numbers.
         for sub in arrays:
-            if sub.list_key not in reused and written.get(sub.list_key) != sub.tiles:
+            if sub.list_key not in reused and written.get(sub.list_key) != sub.units:
                 raise BadInput(f"tile list {sub.list_key} was just written with other tiles by another "
                                "enqueue of this run: use a new run id")
     # add_expected wrote the array jobs' lists: the run's expected tiles, chunked as plan chunks them.
@@ -160,7 +161,7 @@ def submit_jobs(client, store, cfg: dict, run_id: str, job: str, subs: list, nee
         request = {"jobName": sub.name, "jobQueue": cfg["batch"]["job-queue"], "jobDefinition": definition,
                    "parameters": {"tile": sub.tile_parameter, "run_id": run_id}}
         if sub.list_key:
-            request["arrayProperties"] = {"size": len(sub.tiles)}
+            request["arrayProperties"] = {"size": len(sub.units)}
         if need:
             request["dependsOn"] = need
         if memory:
@@ -168,7 +169,7 @@ def submit_jobs(client, store, cfg: dict, run_id: str, job: str, subs: list, nee
         line = {**request, "tiles": len(sub.tiles)}
         if not dry_run:
             if sub.list_key and write_lists:
-                store.write(sub.list_key, list_text(sub.tiles).encode())
+                store.write(sub.list_key, list_text(sub.units).encode())
             line["jobId"] = call(f"submit {sub.name}", client.submit_job, **request)["jobId"]
             ids.append(line["jobId"])
             record = {"jobId": line["jobId"], "jobName": sub.name, "list": sub.list_key,

@@ -11,7 +11,7 @@ import math
 import time
 
 from . import batch, runs
-from .enqueue import Dependency, as_submissions, depends_on, parse_tile_lines, sort_tiles
+from .enqueue import Dependency, as_submissions, depends_on, job_units, parse_units, sort_tiles
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -66,12 +66,12 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
     ListJobs finds an array job's failed children; DescribeJobs, a hundred at a
     time, says why each failed.
     """
-    failed = {}  # job id -> (tile, memory it had)
+    failed = {}  # job id -> (its unit: the tiles it did, memory it had)
     for s in subs:
         if not s["list"]:
-            failed[s["jobId"]] = (parse_tile(s["tile"]), s.get("memory"))
+            failed[s["jobId"]] = (parse_units(s["tile"], s["jobName"])[0], s.get("memory"))
             continue
-        tiles = parse_tile_lines(store.read(s["list"]).decode(), s["list"])
+        units = parse_units(store.read(s["list"]).decode(), s["list"])
         token = {}
         while True:
             page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
@@ -79,16 +79,16 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
             for child in page.get("jobSummaryList", []):
                 # A child's id is its parent's and its index: `{parent}:{index}`.
                 index = child.get("arrayProperties", {}).get("index", int(child["jobId"].rsplit(":", 1)[1]))
-                if index < len(tiles):
-                    failed[child["jobId"]] = (tiles[index], s.get("memory"))
+                if index < len(units):
+                    failed[child["jobId"]] = (units[index], s.get("memory"))
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
     out = {}
     for job_id, job in _describe(client, list(failed)).items():
         if job.get("status") == "FAILED":
-            tile, memory = failed[job_id]
-            out[tile] = (_out_of_memory(job), memory)
+            unit, memory = failed[job_id]
+            out.update(dict.fromkeys(unit, (_out_of_memory(job), memory)))
     return out
 
 
@@ -152,7 +152,8 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []
         for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            subs = as_submissions(job, run_id, b["job-name-prefix"], sort_tiles(tiles), f"r{round_no:02d}m{n}")
+            units = job_units(job, sort_tiles(tiles), b["queue-zoom"])
+            subs = as_submissions(job, run_id, b["job-name-prefix"], units, f"r{round_no:02d}m{n}")
             ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
                                memory=memory, round_no=round_no)
         submitted[job] = ids

@@ -3,6 +3,11 @@
 Pure planning, no AWS (batch.py sends the plan). Tiles come out sorted by
 (z, x, y), so the same selection always gives the same tile lists in the same
 order: that is what lets meta-high wait for rawr child by child (N_TO_N).
+
+A Batch job (an array child, or a plain job) does one unit: one tile, or a
+box's few low-zoom meta-low tiles one after another in one process
+(`job_units`, split.groups_of), each recorded as its own job. A tile list
+holds a unit a line, its tiles comma-separated (jobs.resolve_tiles).
 """
 
 import re
@@ -12,6 +17,7 @@ from typing import Iterable, NamedTuple
 from .errors import BadInput
 from .kinds import KINDS
 from .runkeys import list_key
+from .split import groups_of
 from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
 
 # An array job has 2..10,000 children; a single tile goes as a plain job.
@@ -21,17 +27,25 @@ MAX_DEPENDENCIES = 20
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
+Unit = tuple[Tile, ...]  # what one Batch job does: its tiles, in turn
+
+
 class Submission(NamedTuple):
-    """One job to submit: a plain job for one tile, or an array job over a tile list."""
+    """One job to submit: a plain job for one unit, or an array job over a tile list, a child a unit."""
 
     name: str
-    tiles: list
+    units: list[Unit]
     list_key: str | None  # where the array job's tile list goes in the store; None for a plain job
 
     @property
+    def tiles(self) -> list[Tile]:
+        """Every tile its jobs do, in order."""
+        return [t for unit in self.units for t in unit]
+
+    @property
     def tile_parameter(self) -> str:
-        """The job's `tile` parameter: `z/x/y`, or `@KEY` naming its tile list (jobs.resolve_tiles)."""
-        return f"@{self.list_key}" if self.list_key else format_tile(self.tiles[0])
+        """The job's `tile` parameter: `z/x/y[,z/x/y...]`, or `@KEY` naming its tile list (jobs.resolve_tiles)."""
+        return f"@{self.list_key}" if self.list_key else unit_text(self.units[0])
 
 
 def sort_tiles(tiles: Iterable[Tile]) -> list[Tile]:
@@ -39,8 +53,9 @@ def sort_tiles(tiles: Iterable[Tile]) -> list[Tile]:
     return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
 
 
-def parse_tile_lines(text: str, where: str) -> list[Tile]:
-    """The tiles of a list, one `z/x/y` a line (an osm2pgsql expire list as it is).
+def parse_units(text: str, where: str) -> list[Unit]:
+    """The units of a list, one a line: `z/x/y`, or several comma-separated (an osm2pgsql expire list
+    as it is, a tile list as `list_text` writes it).
 
     Blank lines and `#` comments are skipped; a bad line is an error naming it.
     """
@@ -49,10 +64,15 @@ def parse_tile_lines(text: str, where: str) -> list[Tile]:
         line = line.split("#", 1)[0].strip()
         if line:
             try:
-                out.append(parse_tile(line))
+                out.append(tuple(parse_tile(t.strip()) for t in line.split(",")))
             except BadInput as e:
                 raise BadInput(f"{where} line {number}: {e}") from None
     return out
+
+
+def parse_tile_lines(text: str, where: str) -> list[Tile]:
+    """Every tile of a list (`parse_units`), in order."""
+    return [t for unit in parse_units(text, where) for t in unit]
 
 
 def read_tile_file(path: str) -> list[Tile]:
@@ -111,23 +131,45 @@ def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | N
             for k in KINDS}
 
 
-def list_text(tiles: list[Tile]) -> str:
-    """A tile list as stored: one `z/x/y` a line, in array index order."""
-    return "".join(format_tile(t) + "\n" for t in tiles)
+def job_units(kind: str, tiles: list[Tile], queue_zoom: int) -> list[Unit]:
+    """The units the Batch jobs of `kind` over `tiles` (sorted) do, in the order of their first tiles: a
+    tile each, but a box's few low-zoom meta-low tiles in one (split.groups_of).
+
+    Those are a fraction of a second's work each, less than a job costs to
+    start (a container, the interpreter, numpy and shapely, the schema, a
+    connection); a planet's 5,461 are work enough each to stay apart.
+    """
+    grouped = groups_of(kind, tiles, queue_zoom)
+    together = {t: tuple(group) for group in grouped for t in group}
+    units = []
+    for t in tiles:
+        unit = together.get(t, (t,))
+        if unit[0] == t:
+            units.append(unit)
+    return units
 
 
-def as_submissions(job: str, run_id: str, prefix: str, tiles: list[Tile], group: str = "") -> list[Submission]:
-    """The submissions for `tiles`: an array job per 10,000 of them, a plain job for a lone tile.
+def unit_text(unit: Unit) -> str:
+    return ",".join(map(format_tile, unit))
 
-    Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job, `{prefix}-{run_id}-{NNNN}`
+
+def list_text(units: list[Unit]) -> str:
+    """A tile list as stored: a unit a line, in array index order."""
+    return "".join(unit_text(unit) + "\n" for unit in units)
+
+
+def as_submissions(job: str, run_id: str, prefix: str, units: list[Unit], group: str = "") -> list[Submission]:
+    """The submissions for `units`: an array job per 10,000 of them, a plain job for a lone unit.
+
+    Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job (its first tile), `{prefix}-{run_id}-{NNNN}`
     for array job NNNN (whose list is runkeys.list_key's); a re-submission's
     `group` goes between run id and number, and into its lists' keys.
     """
     subs = []
-    for index, start in enumerate(range(0, len(tiles), MAX_ARRAY_SIZE)):
-        chunk = tiles[start:start + MAX_ARRAY_SIZE]
+    for index, start in enumerate(range(0, len(units), MAX_ARRAY_SIZE)):
+        chunk = units[start:start + MAX_ARRAY_SIZE]
         if len(chunk) == 1:
-            t = chunk[0]
+            t = chunk[0][0]
             subs.append(Submission(f"{prefix}-{run_id}-{t.z}-{t.x}-{t.y}", chunk, None))
         else:
             name = f"{prefix}-{run_id}-{group + '-' if group else ''}{index:04d}"
@@ -153,7 +195,7 @@ def depends_on(subs: list[Submission], deps: list[Dependency]) -> list[list[dict
     child by child (N_TO_N: child i waits only for child i); any other job is
     waited for as a whole by every submission.
     """
-    texts = [list_text(s.tiles) if s.list_key else None for s in subs]
+    texts = [list_text(s.units) if s.list_key else None for s in subs]
     paired = {d.job_id: texts.index(d.tile_list) for d in deps if d.tile_list and d.tile_list in texts}
     out = []
     for i, _ in enumerate(subs):

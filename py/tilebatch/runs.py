@@ -17,7 +17,7 @@ import time
 from typing import NamedTuple
 
 from . import log
-from .enqueue import MAX_ARRAY_SIZE, list_text, parse_tile_lines
+from .enqueue import MAX_ARRAY_SIZE, Unit, list_text, parse_tile_lines
 from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import done_tiles
@@ -35,9 +35,10 @@ def expected_tiles(store: Store, run_id: str, job: str) -> set[Tile]:
     return out
 
 
-def add_expected(store: Store, run_id: str, job: str, tiles: list[Tile],
-                 tries: int = 100) -> dict[str, list[Tile]]:
-    """Add tiles to what the run expects, in lists of at most one array job each; the lists written.
+def add_expected(store: Store, run_id: str, job: str, units: list[Unit],
+                 tries: int = 100) -> dict[str, list[Unit]]:
+    """Add units (enqueue.job_units) to what the run expects, in lists of at most one array job each; the
+    lists written.
 
     Lists already written are never changed (running array children read
     them); new tiles go into new lists after them. A list number another
@@ -45,8 +46,8 @@ def add_expected(store: Store, run_id: str, job: str, tiles: list[Tile],
     first tiles also note when it began.
     """
     store.write_new(run_key(run_id), json.dumps({"run_id": run_id, "began": time.time()}).encode())
-    written: dict[str, list[Tile]] = {}
-    new, index = _unlisted(store, run_id, job, tiles)
+    written: dict[str, list[Unit]] = {}
+    new, index = _unlisted(store, run_id, job, units)
     for _ in range(tries):
         while new:
             key = list_key(run_id, job, index)
@@ -60,12 +61,12 @@ def add_expected(store: Store, run_id: str, job: str, tiles: list[Tile],
                     f"the next list number; try again")
 
 
-def _unlisted(store: Store, run_id: str, job: str, tiles: list[Tile]) -> tuple[list[Tile], int]:
-    """The tiles no list of the run holds yet, and the number of the next list."""
+def _unlisted(store: Store, run_id: str, job: str, units: list[Unit]) -> tuple[list[Unit], int]:
+    """The units with a tile no list of the run holds yet, and the number of the next list."""
     numbers = [n for n in map(expected_index, store.list(expected_prefix(run_id, job))) if n is not None]
     known = expected_tiles(store, run_id, job) if numbers else set()
     index = max(numbers, default=-1) + 1
-    return [t for t in tiles if t not in known], index
+    return [u for u in units if not known.issuperset(u)], index
 
 
 def run_ids(store: Store) -> list[str]:
@@ -155,7 +156,7 @@ def rounds(store: Store, run_id: str, group_zoom: int, jobs: dict[str, list[Tile
     the run may add its own.
     """
     for kind, tiles in jobs.items():
-        add_expected(store, run_id, kind, tiles)
+        add_expected(store, run_id, kind, [(t,) for t in tiles])
     ours = {kind: set(tiles) for kind, tiles in jobs.items()}
     states, missing = run_states(store, run_id, group_zoom), []
     for attempt in range(1, attempts + 1):

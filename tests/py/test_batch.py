@@ -37,14 +37,18 @@ def test_a_bbox_goes_as_one_array_job_over_a_stored_tile_list(queue, capsys):
     assert stored("runs/r1/rawr/tiles-0000.txt") == ["7/72/36", "7/72/37", "7/73/36", "7/73/37"]
 
 
-def test_an_array_child_resolves_its_tile_from_its_index(queue, capsys):
+def test_an_array_child_resolves_its_tiles_from_its_index(queue, capsys):
     code, lines = enqueue(capsys, "--bbox", "24,59,27,61", "--pyramid", "--job", "meta-low")
     assert code == 0
     tile = lines[0]["parameters"]["tile"]
-    assert tile == "@runs/r1/meta-low/tiles-0000.txt" and lines[0]["arrayProperties"] == {"size": 11}
+    # The box's seven low-zoom jobs are one child, done in turn; each z7 job a child of its own.
+    assert tile == "@runs/r1/meta-low/tiles-0000.txt" and lines[0]["arrayProperties"] == {"size": 5}
+    assert lines[0]["tiles"] == 11
     cfg = config.load()
-    child = {i: resolve_tiles(tile, cfg, {"AWS_BATCH_JOB_ARRAY_INDEX": str(i)}) for i in (0, 6, 7, 10)}
-    assert child == {0: [Tile(0, 0, 0)], 6: [Tile(36, 18, 6)], 7: [Tile(72, 36, 7)], 10: [Tile(73, 37, 7)]}
+    child = {i: resolve_tiles(tile, cfg, {"AWS_BATCH_JOB_ARRAY_INDEX": str(i)}) for i in (0, 1, 4)}
+    assert child == {0: [Tile(0, 0, 0), Tile(1, 0, 1), Tile(2, 1, 2), Tile(4, 2, 3), Tile(9, 4, 4), Tile(18, 9, 5),
+                         Tile(36, 18, 6)],
+                     1: [Tile(72, 36, 7)], 4: [Tile(73, 37, 7)]}
 
 
 def test_one_tile_goes_as_a_plain_job(queue, capsys):

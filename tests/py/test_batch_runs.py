@@ -94,6 +94,20 @@ def test_missing_enqueue_resubmits_exactly_those_with_more_memory_after_oom(queu
     assert {j["parameters"]["tile"]: memory_of(j) for j in again} == {"7/72/37": "1152", "7/73/36": None}
 
 
+def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_more_memory(queue, capsys):
+    code, out = main(capsys, "batch-enqueue", "--run-id", "r1", "--bbox", BBOX, "--pyramid", "--job", "meta-low")
+    array = json.loads(out.splitlines()[0])
+    low = [Tile(0, 0, 0), Tile(1, 0, 1), Tile(2, 1, 2), Tile(4, 2, 3), Tile(9, 4, 4), Tile(18, 9, 5), Tile(36, 18, 6)]
+    for tile in [*low[:3], Tile(72, 36, 7), Tile(72, 37, 7), Tile(73, 36, 7), Tile(73, 37, 7)]:
+        done(tile, "meta-low")
+    boto3.client("batch").terminate_job(jobId=f"{array['jobId']}:0", reason=OOM)  # child 0: the low zooms
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    jobs = resubmitted(out)
+    # The four it did not finish, in one job again, with 1.5 times the memory the child had.
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in jobs] == [("3/4/2,4/9/4,5/18/9,6/36/18", "768")]
+
+
 def test_the_memory_cap_holds(queue, capsys, monkeypatch):
     array = enqueue(capsys, "rawr")
     boto3.client("batch").terminate_job(jobId=f"{array['jobId']}:0", reason=OOM)
@@ -136,10 +150,13 @@ def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsy
     out = capsys.readouterr().out
     assert code == 1  # moto runs nothing, so no job ever writes its record
     assert "rebuild rb: bbox 24.94,60.165,24.95,60.17: 1 rawr, 1 meta-high, 8 meta-low jobs, on batch" in out
-    assert out.count("submitted 3 Batch jobs") == 2  # rawr and meta-high plain, meta-low an array of 8
+    # rawr and meta-high plain; meta-low an array of 2: its seven low-zoom jobs in one child, its z7 job
+    assert out.count("submitted 3 Batch jobs") == 2
     assert "progress: rawr 0/1 (0 running, 1 failed), meta-high 0/1" in out
     assert "missing: meta-low 7/72/37" in out
     submitted = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     meta_high = [s for s in submitted if s["jobDefinition"] == "tilebatch-meta-high"]
     rawr_ids = {s["jobId"] for s in submitted if s["jobDefinition"] == "tilebatch-rawr"}
     assert len(meta_high) == 2 and all(s["dependsOn"][0]["jobId"] in rawr_ids for s in meta_high)
+    meta_low = [s for s in submitted if s["jobDefinition"] == "tilebatch-meta-low"]
+    assert [(s["arrayProperties"]["size"], s["tiles"]) for s in meta_low] == [(2, 8), (2, 8)]

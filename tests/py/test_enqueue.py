@@ -7,8 +7,10 @@ from tilebatch.enqueue import (
     as_submissions,
     build_jobs,
     depends_on,
+    job_units,
     list_text,
     parse_tile_lines,
+    parse_units,
     select_tiles,
 )
 from tilebatch.errors import BadInput
@@ -49,8 +51,12 @@ def test_a_bad_line_is_named_and_an_empty_list_refused():
         select_tiles(7, listed=parse_tile_lines("# nothing\n", "empty.txt"))
 
 
+def singles(tiles):
+    return [(t,) for t in tiles]
+
+
 def test_plan_cuts_arrays_of_at_most_10000_and_sends_a_lone_tile_plain():
-    subs = as_submissions("meta-low", "r1", "tb", select_tiles(7, with_pyramid=True))
+    subs = as_submissions("meta-low", "r1", "tb", job_units("meta-low", select_tiles(7, with_pyramid=True), 7))
     assert [(s.name, len(s.tiles), s.list_key) for s in subs] == [
         ("tb-r1-0000", 10_000, "runs/r1/meta-low/tiles-0000.txt"),
         ("tb-r1-0001", 10_000, "runs/r1/meta-low/tiles-0001.txt"),
@@ -60,20 +66,20 @@ def test_plan_cuts_arrays_of_at_most_10000_and_sends_a_lone_tile_plain():
 
     # 10,001 tiles: the last one alone cannot be an array job (size 2..10,000).
     tiles = select_tiles(7)[:10_001]
-    last = as_submissions("rawr", "r1", "tb", tiles)[-1]
+    last = as_submissions("rawr", "r1", "tb", singles(tiles))[-1]
     assert (last.name, last.list_key, last.tile_parameter) == ("tb-r1-7-78-16", None, "7/78/16")
 
 
 def test_plan_refuses_a_name_batch_would_refuse():
     with pytest.raises(BadInput, match="shorten batch.job-name-prefix"):
-        as_submissions("rawr", "r" * 64, "p" * 60, [Tile(73, 37, 7)])
+        as_submissions("rawr", "r" * 64, "p" * 60, [(Tile(73, 37, 7),)])
 
 
 def test_an_array_over_the_same_tiles_pairs_child_by_child_anything_else_waits_whole():
     tiles = select_tiles(7, with_pyramid=True)
-    subs = as_submissions("meta-high", "r1", "tb", tiles)
-    same = [Dependency(f"rawr-{i}", list_text(s.tiles)) for i, s in enumerate(subs)]
-    other = Dependency("other", list_text(tiles[:3]))
+    subs = as_submissions("meta-high", "r1", "tb", singles(tiles))
+    same = [Dependency(f"rawr-{i}", list_text(s.units)) for i, s in enumerate(subs)]
+    other = Dependency("other", list_text(singles(tiles[:3])))
     plain = Dependency("plain", None)
     needs = depends_on(subs, same + [other, plain])
     assert needs[1] == [{"jobId": "rawr-1", "type": "N_TO_N"}, {"jobId": "other"}, {"jobId": "plain"}]
@@ -93,3 +99,21 @@ def test_the_jobs_of_a_build_over_a_box_a_list_or_nothing():
     assert listed["rawr"] == [Tile(72, 37, 7), Tile(73, 37, 7)]
     assert listed["meta-low"][:2] == [Tile(0, 0, 0), Tile(1, 0, 1)] and len(listed["meta-low"]) == 9
     assert build_jobs(7, listed=[]) == {"rawr": [], "meta-high": [], "meta-low": []}
+
+
+def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_batch_job_a_planets_are_not():
+    box = parse_bbox("24.0,59.0,27.0,61.0")
+    tiles = build_jobs(7, bbox=box)["meta-low"]
+    low, z7 = tuple(t for t in tiles if t.z < 7), [t for t in tiles if t.z == 7]
+    assert len(low) == 7 and job_units("meta-low", tiles, 7) == [low, *singles(z7)]
+    assert job_units("rawr", z7, 7) == singles(z7)
+    subs = as_submissions("meta-low", "r1", "tb", job_units("meta-low", tiles, 7))
+    assert [len(s.units) for s in subs] == [5] and subs[0].tiles == tiles
+    assert list_text(subs[0].units).splitlines()[:2] == ["0/0/0,1/1/0,2/2/1,3/4/2,4/9/4,5/18/9,6/36/18", "7/72/36"]
+    assert parse_units(list_text(subs[0].units), "list") == subs[0].units
+    # Alone, the unit is a plain job named by its first tile, its tiles its parameter.
+    (alone,) = as_submissions("meta-low", "r1", "tb", [low])
+    assert (alone.name, alone.list_key, alone.tile_parameter) == ("tb-r1-0-0-0", None, ",".join(
+        f"{t.z}/{t.x}/{t.y}" for t in low))
+    planet = select_tiles(7, with_pyramid=True)
+    assert job_units("meta-low", planet, 7) == singles(planet)

@@ -680,10 +680,10 @@ def test_concurrent_writers_of_a_run_never_lose_each_others_tiles(kind, tmp_path
         store = InterleavedS3Store("tiles", "meta")
     else:
         store = InterleavedFileStore(str(tmp_path))
-    mine, theirs = [Tile(72, 37, 7), Tile(73, 37, 7)], [Tile(10, 10, 7)]
+    mine, theirs = [(Tile(72, 37, 7),), (Tile(73, 37, 7),)], [(Tile(10, 10, 7),)]
     store.other = ("r", "rawr", theirs)
     runs.add_expected(store, "r", "rawr", mine)
-    assert runs.expected_tiles(store, "r", "rawr") == set(mine) | set(theirs)
+    assert runs.expected_tiles(store, "r", "rawr") == {t for unit in mine + theirs for t in unit}
     assert list(store.list("runs/r/rawr/")) == ["runs/r/rawr/tiles-0000.txt", "runs/r/rawr/tiles-0001.txt"]
 
 

@@ -41,6 +41,8 @@ DEMO_TILE = "7/72/37"
 # meta-high goes as an array job over the demo tile and its eastern neighbour, which has no data.
 META_HIGH_TILES = [DEMO_TILE, "7/73/37"]
 PYRAMID = ["0/0/0", "1/1/0", "2/2/1", "3/4/2", "4/9/4", "5/18/9", "6/36/18", DEMO_TILE]
+# meta-low's children over it: the box's low-zoom jobs in one (enqueue.job_units), then the z7 job.
+PYRAMID_CHILDREN = [PYRAMID[:-1], [DEMO_TILE]]
 IMAGE_LIMIT = 400_000_000  # bytes
 
 
@@ -257,31 +259,31 @@ def batch_run(jobdef: dict, job: dict, aws: dict, array_index: int | None = None
 @pytest.fixture(scope="module")
 def container_run(request, jobdefs, queue, aws, tmp_path_factory):
     """The whole run: rawr for the demo's z7 tile, meta-high as array children, meta-low over the pyramid.
-    [(job kind, the tile it should have built, the finished container)]."""
+    [(job kind, the tiles it should have built, the finished container)]."""
     tiles = tmp_path_factory.mktemp("enqueue") / "meta-high.txt"
     tiles.write_text("\n".join(META_HIGH_TILES) + "\n")
-    jobs = [("rawr", enqueue(aws, queue, "rawr", f"TILE={DEMO_TILE}"), [DEMO_TILE]),
-            ("meta-high", enqueue(aws, queue, "meta-high", f"FILE={tiles}"), META_HIGH_TILES),
-            ("meta-low", enqueue(aws, queue, "meta-low", f"TILE={DEMO_TILE}", "PYRAMID=1"), PYRAMID)]
+    jobs = [("rawr", enqueue(aws, queue, "rawr", f"TILE={DEMO_TILE}"), [[DEMO_TILE]]),
+            ("meta-high", enqueue(aws, queue, "meta-high", f"FILE={tiles}"), [[t] for t in META_HIGH_TILES]),
+            ("meta-low", enqueue(aws, queue, "meta-low", f"TILE={DEMO_TILE}", "PYRAMID=1"), PYRAMID_CHILDREN)]
     assert "arrayProperties" not in jobs[0][1]
     assert jobs[1][1]["parameters"]["tile"] == f"@runs/{RUN_ID}/meta-high/tiles-0000.txt"
-    assert jobs[2][1]["arrayProperties"] == {"size": len(PYRAMID)}
+    assert jobs[2][1]["arrayProperties"] == {"size": len(PYRAMID_CHILDREN)}
     started = time.monotonic()
     done = []
     for kind, job, expected in jobs:
         children = [None] if "arrayProperties" not in job else range(job["arrayProperties"]["size"])
-        for index, tile in zip(children, expected, strict=True):
-            done.append((kind, tile, batch_run(jobdefs[kind], job, aws, index)))
+        for index, tiles in zip(children, expected, strict=True):
+            done.append((kind, tiles, batch_run(jobdefs[kind], job, aws, index)))
     say(request, f"{len(done)} job containers ran in {time.monotonic() - started:.0f} s")
     return done
 
 
 def test_every_job_succeeds_and_its_last_log_line_is_its_resources(container_run):
-    for kind, tile, proc in container_run:
+    for kind, tiles, proc in container_run:
         assert proc.returncode == 0, proc.stderr[-3000:]
         last = last_line(proc)
         assert last["msg"] == "process resources", proc.stderr[-2000:]
-        assert (last["run_id"], last["job"], last["tile"]) == (RUN_ID, kind, tile)
+        assert (last["run_id"], last["job"], last["tile"]) == (RUN_ID, kind, tiles[-1])  # the last it did
         assert last["peak_memory_kb"] > 0
         assert PASSWORD not in proc.stderr + proc.stdout
 
@@ -298,7 +300,7 @@ def test_the_metatiles_on_s3_equal_a_local_builds_byte_for_byte(container_run, b
     assert rawr and s3_objects(aws, "rawr", "tiles") == rawr
     # Each job's completion record, under the run.
     records = {k for k in remote if k.startswith(f"runs/{RUN_ID}/") and "/batch/" not in k and k.endswith(".json")}
-    assert {f"runs/{RUN_ID}/{kind}/{tile}.json" for kind, tile, _ in container_run} <= records
+    assert {f"runs/{RUN_ID}/{kind}/{tile}.json" for kind, tiles, _ in container_run for tile in tiles} <= records
 
 
 def test_an_unreachable_store_exits_1_and_a_bad_tile_exits_2_writing_nothing(container_run, jobdefs, aws):

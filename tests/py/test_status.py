@@ -74,17 +74,28 @@ def test_unknown_run_is_bad_input(built_store):
 
 def test_expected_lists_grow_but_never_change(tmp_path):
     store = open_store(f"file://{tmp_path}")
-    runs.add_expected(store, "r", "rawr", [Tile(1, 1, 7), Tile(2, 2, 7)])
+    runs.add_expected(store, "r", "rawr", [(Tile(1, 1, 7),), (Tile(2, 2, 7),)])
     first = store.read("runs/r/rawr/tiles-0000.txt")
-    runs.add_expected(store, "r", "rawr", [Tile(2, 2, 7), Tile(3, 3, 7)])
+    runs.add_expected(store, "r", "rawr", [(Tile(2, 2, 7),), (Tile(3, 3, 7),)])
     assert store.read("runs/r/rawr/tiles-0000.txt") == first
     assert store.read("runs/r/rawr/tiles-0001.txt") == b"7/3/3\n"
     assert runs.expected_tiles(store, "r", "rawr") == {Tile(1, 1, 7), Tile(2, 2, 7), Tile(3, 3, 7)}
 
 
+def test_a_line_of_several_tiles_expects_each_and_is_listed_once_all_are(tmp_path):
+    store = open_store(f"file://{tmp_path}")
+    low = (Tile(0, 0, 0), Tile(1, 0, 1))
+    runs.add_expected(store, "r", "meta-low", [low, (Tile(72, 37, 7),)])
+    assert store.read("runs/r/meta-low/tiles-0000.txt") == b"0/0/0,1/1/0\n7/72/37\n"
+    assert runs.expected_tiles(store, "r", "meta-low") == {*low, Tile(72, 37, 7)}
+    # A unit with a tile not listed yet goes again, whole; one whose tiles all are does not.
+    runs.add_expected(store, "r", "meta-low", [(Tile(0, 0, 0),), (Tile(1, 0, 1), Tile(2, 1, 2))])
+    assert store.read("runs/r/meta-low/tiles-0001.txt") == b"1/1/0,2/2/1\n"
+
+
 def test_status_and_missing_default_to_the_latest_run(built_store, tmp_path):
     env, store = copy_run(built_store, tmp_path)
-    runs.add_expected(store, "later", "rawr", [Tile(72, 37, 7)])
+    runs.add_expected(store, "later", "rawr", [(Tile(72, 37, 7),)])
     assert runs.run_ids(store)[-1] == "later"
     proc = run_cli("status", "--config", "config.yaml", env=env)
     assert proc.returncode == 0, proc.stderr
