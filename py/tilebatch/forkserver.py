@@ -16,7 +16,9 @@ The runner sends the job's command line as JSON over a Unix socket with two
 file descriptors, the job's stderr and a status pipe. The server writes the
 job's pid to the status pipe once it is forked, then its exit status, and
 closes it; a status pipe closed without one means the server died and took
-the job with it.
+the job with it. What the server itself says (an error that ended it: a job
+module that would not import) goes to the runner, which names it in the
+ServerGone of the jobs it could not run.
 """
 
 import ctypes
@@ -36,7 +38,9 @@ from . import log
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 _MESSAGE_BYTES = 1 << 16  # a request's most: a job's command line
-_SERVER_MAIN = "import sys; del sys.path[0]; from tilebatch import forkserver; sys.exit(forkserver.main(int(sys.argv[1])))"
+_SERVER_MAIN = ("import sys; del sys.path[0]; from tilebatch import forkserver; "
+                "sys.exit(forkserver.main(int(sys.argv[1]), sys.argv[2]))")
+_GONE_WAIT = 5  # seconds to wait for a server whose socket failed to end, so that its last words can be read
 TITLE = "tilebatch job server"  # what ps shows of it
 LOST_CODE = -signal.SIGKILL  # the exit status of a job whose server died: it was killed, not failed
 
@@ -105,25 +109,29 @@ class Server:
     children's (a job still running then gets SIGTERM, as when the runner dies: the server's end of the
     socket hears the runner's close, however it comes)."""
 
-    def __init__(self):
+    def __init__(self, run_id: str | None = None):
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Its own session: a terminal's Ctrl-C is the runner's to answer. Not `-m`, which would
             # put the working directory first on the jobs' import path, as a `tilebatch` command does not.
+            # Its stderr is read once it has ended (`_gone`): it writes only the error that ends it.
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno()), run_id or ""],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:  # out of memory or processes: its jobs fail, a retry may help
             self._sock.close()
             raise ServerGone(f"the job server cannot start: {e.strerror}") from None
         finally:
             theirs.close()
         self.gone = False
+        self.why: str | None = None  # once gone: why, as ServerGone says it
 
     def start(self, cmd: list[str]) -> Job:
-        """The job `cmd`, forked; ServerGone (and `gone` from then on) when the server is not there."""
+        """The job `cmd`, forked; ServerGone (and `gone` from then on) when the server is not there,
+        saying why it ended."""
         if self.gone:
-            raise ServerGone("the job server is gone")
+            raise ServerGone(self.why)
         stderr_r, stderr_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
@@ -131,16 +139,37 @@ class Server:
         except OSError:
             for fd in (stderr_r, status_r):
                 os.close(fd)
-            self.gone = True
-            raise ServerGone("the job server is gone") from None
+            raise self._gone() from None
         finally:
             os.close(stderr_w)
             os.close(status_w)
         try:
             return Job(stderr_r, status_r)
         except ServerGone:
-            self.gone = True
-            raise
+            raise self._gone() from None
+
+    def _gone(self) -> ServerGone:
+        """The server has ended (or is ending): ServerGone with the error it logged last, else how it ended."""
+        self.gone = True
+        try:
+            code = self._proc.wait(_GONE_WAIT)
+        except subprocess.TimeoutExpired:
+            self.why = "the job server is gone"
+            return ServerGone(self.why)
+        os.set_blocking(self._proc.stderr.fileno(), False)  # a job it forked may hold the pipe open
+        try:
+            said = (self._proc.stderr.read() or b"").decode(errors="replace").splitlines()
+        except OSError:
+            said = []
+        last = said[-1] if said else ""
+        try:
+            entry = json.loads(last)
+            last = f"{entry['msg']}: {entry['error']}" if "error" in entry else entry["msg"]
+        except (ValueError, TypeError, KeyError):
+            pass
+        how = last or (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
+        self.why = f"the job server is gone ({how})"
+        return ServerGone(self.why)
 
     @property
     def pid(self) -> int:
@@ -153,6 +182,7 @@ class Server:
     def close(self) -> None:
         self._sock.close()
         self._proc.wait()
+        self._proc.stderr.close()
 
 
 def _preload() -> None:
@@ -263,8 +293,9 @@ def serve(sock: socket.socket) -> None:
                 _report(status, os.waitstatus_to_exitcode(wait_status), last=True)
 
 
-def main(fd: int) -> int:
+def main(fd: int, run_id: str = "") -> int:
     setproctitle.setproctitle(TITLE)
+    log.bind(run_id=run_id or None)
     try:
         _preload()
         serve(socket.socket(fileno=fd))

@@ -267,11 +267,11 @@ class Runner:
             with self._lock:
                 if self._server is None or self._server.gone:
                     if self._servers == SERVER_STARTS:
-                        raise forkserver.ServerGone(f"the job server is gone, started {SERVER_STARTS} times")
+                        raise forkserver.ServerGone(f"{self._server.why}, started {SERVER_STARTS} times")
                     if self._server is not None:
-                        log.warning("the job server is gone: starting another")
+                        log.warning("the job server is gone: starting another", why=self._server.why)
                         self._server.close()
-                    self._server, self._servers = forkserver.Server(), self._servers + 1
+                    self._server, self._servers = forkserver.Server(self.run_id), self._servers + 1
                 server = self._server
             try:
                 return server.start(cmd)

@@ -20,7 +20,7 @@ import zipfile
 import psycopg2
 import pytest
 
-from tilebatch import batch, cli, config, forkserver, metatile, oom, runs
+from tilebatch import batch, cli, config, forkserver, local, metatile, oom, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
@@ -454,12 +454,40 @@ def test_kill_9_of_the_job_server_fails_its_job_and_a_new_server_runs_the_next(b
     lines = log_lines(err)
     [failed] = [line for line in lines if line["msg"] == "job failed"]
     assert (failed["failed_tile"], failed["exit_code"], failed["reason"]) == ("6/36/18", -9, "killed")
-    assert "the job server is gone: starting another" in [line["msg"] for line in lines]
+    [gone] = [line for line in lines if line["msg"] == "the job server is gone: starting another"]
+    assert (gone["run_id"], gone["why"]) == ("test-build", "the job server is gone (killed by signal 9)")
     assert store.exists("runs/test-build/meta-low/7/72/37.json")
 
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"] == ["6/36/18"]
+    assert metatiles(tmp_path / "out") == metatiles(root / "out")
+    assert_intact(tmp_path)
+
+
+@faults
+def test_a_job_server_that_cannot_load_the_job_code_fails_the_job_saying_why(built_store, tmp_path):
+    """A broken install (msgpack, which only the jobs import, does not import): each of the round's job
+    servers fails as it loads the job code, and the job fails with the error they logged, which carries
+    the run id, not only 'gone'."""
+    root, _ = built_store
+    env = copy_build(built_store, tmp_path)
+    store = open_store(f"file://{tmp_path}/out")
+    store.delete(f"runs/test-build/meta-low/{HELSINKI.z}/{HELSINKI.x}/{HELSINKI.y}.json")
+    broken = tmp_path / "broken" / "msgpack"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('msgpack is broken here')\n")
+    proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", "--jobs", "1",
+                   env={**env, "PYTHONPATH": str(broken.parent)})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = log_lines(proc.stderr)
+    why = "the job server is gone (the job server failed: ImportError: msgpack is broken here)"
+    [failed] = [line for line in lines if line["msg"] == "job failed"]
+    assert (failed["failed_tile"], failed["exit_code"]) == ("7/72/37", 1)
+    assert failed["reason"] == f"{why}, started {local.SERVER_STARTS} times"
+    gone = [line for line in lines if line["msg"] == "the job server is gone: starting another"]
+    assert [(line["run_id"], line["why"]) for line in gone] == [("test-build", why)] * (local.SERVER_STARTS - 1)
+    assert "Traceback" not in proc.stderr
     assert metatiles(tmp_path / "out") == metatiles(root / "out")
     assert_intact(tmp_path)
 

@@ -88,7 +88,7 @@ def test_the_jobs_of_a_server_that_dies_are_ended_and_told_killed(server):
     job.communicate()
     assert job.returncode == forkserver.LOST_CODE
     wait_for("the job to end with its server", lambda: not alive(job.pid))
-    with pytest.raises(forkserver.ServerGone, match="the job server is gone"):
+    with pytest.raises(forkserver.ServerGone, match=r"the job server is gone \(killed by signal 9\)"):
         server.start(tilebatch("--version"))
     assert server.gone
 
@@ -104,3 +104,18 @@ def test_a_server_that_cannot_start_is_gone_with_the_reason(monkeypatch):
     monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
     with pytest.raises(forkserver.ServerGone, match="the job server cannot start: No such file or directory"):
         forkserver.Server()
+
+
+def test_a_server_that_fails_as_it_loads_the_job_code_says_why(tmp_path, monkeypatch):
+    broken = tmp_path / "numpy"  # an install whose numpy does not import, ahead of the real one
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('numpy is broken here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    server = forkserver.Server("r1")
+    try:
+        with pytest.raises(forkserver.ServerGone, match=r"the job server is gone \(the job server failed: "
+                                                         r"ImportError: numpy is broken here\)"):
+            server.start(tilebatch("--version"))
+        assert server.gone and not server.alive
+    finally:
+        server.close()
