@@ -36,16 +36,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.147, 9.56e-06), "memory": (32.3, 7.61e-05)},
-    "meta-high": {"cpu": (0.354, 1.51e-05), "memory": (57.3, 0.000848)},
-    "meta-low/0": {"cpu": (0.23, 0), "memory": (46, 1.68e-08)},
-    "meta-low/1": {"cpu": (0.27, 0), "memory": (49.4, 1.3e-06)},
-    "meta-low/2": {"cpu": (0.257, 0), "memory": (49.3, 1.31e-06)},
-    "meta-low/3": {"cpu": (0.247, 0), "memory": (49.4, 1.3e-06)},
-    "meta-low/4": {"cpu": (0.245, 1.12e-09), "memory": (49.4, 1.27e-06)},
-    "meta-low/5": {"cpu": (0.276, 8.9e-07), "memory": (52.2, 5.55e-05)},
-    "meta-low/6": {"cpu": (0.252, 1.51e-06), "memory": (54.9, 8.36e-05)},
-    "meta-low/7": {"cpu": (0.157, 8.33e-06), "memory": (58.1, 0.000208)},
+    "rawr": {"cpu": (0.0933, 9.69e-06), "memory": (32.1, 7.82e-05)},
+    "meta-high": {"cpu": (0.142, 1.64e-05), "memory": (58.3, 0.000844)},
+    "meta-low/0": {"cpu": (0.225, 1.4e-09), "memory": (46.1, 0)},
+    "meta-low/1": {"cpu": (0.239, 9.23e-09), "memory": (49.5, 1.28e-06)},
+    "meta-low/2": {"cpu": (0.234, 7.83e-09), "memory": (49.5, 1.31e-06)},
+    "meta-low/3": {"cpu": (0.244, 7.55e-09), "memory": (49.4, 1.33e-06)},
+    "meta-low/4": {"cpu": (0.229, 9.23e-09), "memory": (49.5, 1.28e-06)},
+    "meta-low/5": {"cpu": (0.229, 9.58e-07), "memory": (52.3, 5.52e-05)},
+    "meta-low/6": {"cpu": (0.244, 1.45e-06), "memory": (54.5, 8.37e-05)},
+    "meta-low/7": {"cpu": (0.19, 8.06e-06), "memory": (58.3, 0.000208)},
 }
 
 
