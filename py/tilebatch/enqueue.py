@@ -133,13 +133,17 @@ def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | N
 
 def job_units(kind: str, tiles: list[Tile], queue_zoom: int) -> list[Unit]:
     """The units the Batch jobs of `kind` over `tiles` (sorted) do, in the order of their first tiles: a
-    tile each, but a box's few low-zoom meta-low tiles in one (split.groups_of).
+    tile each, but a box's few low-zoom meta-low tiles in as many units as it has tiles at the zoom
+    above the queue zoom (split.groups_of: each unit one of those and a share of the coarser ones).
 
-    Those are a fraction of a second's work each, less than a job costs to
-    start (a container, the interpreter, numpy and shapely, the schema, a
-    connection); a planet's 5,461 are work enough each to stay apart.
+    Over a city those are a fraction of a second's work each, less than a job
+    costs to start (a container, the interpreter, numpy and shapely, the
+    schema, a connection). Over a country they are work, and Batch runs
+    units side by side: with one z6 tile a unit, none does much more than a
+    z6 job. A planet's 5,461 stay one a unit.
     """
-    grouped = groups_of(kind, tiles, queue_zoom)
+    finest = sum(1 for t in tiles if t.z == queue_zoom - 1)
+    grouped = groups_of(kind, tiles, queue_zoom, max(finest, 1))
     together = {t: tuple(group) for group in grouped for t in group}
     units = []
     for t in tiles:

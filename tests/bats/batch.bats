@@ -173,7 +173,7 @@ prefix: rawr"
   run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low
   assert_success
   run jq -c '[.jobName, .jobDefinition, .parameters, .arrayProperties.size, has("jobId")]' <<<"$output"
-  assert_output '["eq-r1-0000","eq-meta-low",{"tile":"@runs/r1/meta-low/tiles-0000.txt","run_id":"r1"},13,false]'
+  assert_output '["eq-r1-0000","eq-meta-low",{"tile":"@runs/r1/meta-low/tiles-0000.txt","run_id":"r1"},16,false]'
   run "$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 --depends-on nope r1 rawr
   assert_failure 2
   assert_output --partial "depends-on: no job 'nope'"

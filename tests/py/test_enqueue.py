@@ -115,5 +115,11 @@ def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_batch_job_a_planets_are_not()
     (alone,) = as_submissions("meta-low", "r1", "tb", [low])
     assert (alone.name, alone.list_key, alone.tile_parameter) == ("tb-r1-0-0-0", None, ",".join(
         f"{t.z}/{t.x}/{t.y}" for t in low))
+    # A country's are work: as many units as it has z6 tiles, each with one of them, side by side on Batch.
+    country = build_jobs(7, bbox=parse_bbox("5.8,47.2,15.1,55.1"))["meta-low"]
+    units = [u for u in job_units("meta-low", country, 7) if u[0].z < 7]
+    z6 = [t for t in country if t.z == 6]
+    assert len(units) == len(z6) == 6 and sorted(t for u in units for t in u if t.z == 6) == sorted(z6)
+    assert sorted(t for u in units for t in u) == sorted(t for t in country if t.z < 7)
     planet = select_tiles(7, with_pyramid=True)
     assert job_units("meta-low", planet, 7) == singles(planet)
