@@ -2,7 +2,8 @@
 
 The jobs are the very command lines Batch runs for the dataset's box
 (enqueue.build_jobs, enqueue.job_units, local.job_command): a process a Batch
-job, the box's low-zoom meta-low jobs in one. They are pointed at the
+job, the box's low-zoom meta-low jobs one a z6 tile (the bench's boxes have
+one). They are pointed at the
 dataset's database and at a fresh store, run one after another so that none
 competes with another for a core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
 completion records; the tiles, features and MVT bytes of meta-high and

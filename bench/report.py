@@ -123,8 +123,8 @@ def size_section(results: dict, size: str) -> list[str]:
     lines += _table(HEADER, rows)
     lines.append("  (rawr: RAWR tiles, rows and RAWR zip bytes; the others: MVT tiles, features and uncompressed "
                  "MVT bytes. tilebatch: whole processes, one a Batch job (a box's low-zoom meta-low jobs share "
-                 "one), interpreter start included, and the database's CPU for them; job-only CPU s from the "
-                 "completion records: "
+                 "one a z6 tile), interpreter start included, and the database's CPU for them; job-only CPU s "
+                 "from the completion records: "
                  + ", ".join(f"{k} {ours[k]['job_cpu_seconds']:.3g}" for k in NAMES) + ")")
     return lines
 

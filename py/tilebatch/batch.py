@@ -111,7 +111,8 @@ def enqueue(args, cfg) -> int:
     for sub in arrays:
         old = store.read(sub.list_key)
         if old is not None and old.decode() != list_text(sub.units):
-            raise BadInput(f"tile list {sub.list_key} already holds other tiles: use a new run id")
+            raise BadInput(f"tile list {sub.list_key} already holds other tiles (or the same in other lines): "
+                           "use a new run id")
         if old is not None:
             reused.add(sub.list_key)
 

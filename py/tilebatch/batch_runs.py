@@ -21,8 +21,9 @@ RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 
 def submissions(store, run_id: str, job: str) -> list[dict]:
-    """Every submission of a job kind in this run, oldest first."""
-    return [json.loads(store.read(k)) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
+    """Every submission of a job kind in this run, oldest first (by round: names alone do not order them)."""
+    subs = [json.loads(store.read(k)) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
+    return sorted(subs, key=lambda s: s.get("round", 0))
 
 
 def _describe(client, job_ids: list[str]) -> dict:
@@ -84,10 +85,11 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
+    described = _describe(client, list(failed))
     out = {}
-    for job_id, job in _describe(client, list(failed)).items():
+    for job_id, (unit, memory) in failed.items():  # oldest first: a tile's latest failure says last
+        job = described.get(job_id, {})
         if job.get("status") == "FAILED":
-            unit, memory = failed[job_id]
             out.update(dict.fromkeys(unit, (_out_of_memory(job), memory)))
     return out
 
@@ -152,7 +154,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []
         for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            units = job_units(job, sort_tiles(tiles), b["queue-zoom"])
+            units = job_units(job, sort_tiles(tiles), b["queue-zoom"], run_tiles=state.expected)
             subs = as_submissions(job, run_id, b["job-name-prefix"], units, f"r{round_no:02d}m{n}")
             ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
                                memory=memory, round_no=round_no)

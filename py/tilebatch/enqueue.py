@@ -4,10 +4,10 @@ Pure planning, no AWS (batch.py sends the plan). Tiles come out sorted by
 (z, x, y), so the same selection always gives the same tile lists in the same
 order: that is what lets meta-high wait for rawr child by child (N_TO_N).
 
-A Batch job (an array child, or a plain job) does one unit: one tile, or a
-box's few low-zoom meta-low tiles one after another in one process
+A Batch job (an array child, or a plain job) does one unit: one tile, or
+some of a box's few low-zoom meta-low tiles one after another in one process
 (`job_units`, split.groups_of), each recorded as its own job. A tile list
-holds a unit a line, its tiles comma-separated (jobs.resolve_tiles).
+holds a unit a line, its tiles comma-separated (`parse_unit`).
 """
 
 import re
@@ -53,9 +53,14 @@ def sort_tiles(tiles: Iterable[Tile]) -> list[Tile]:
     return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
 
 
+def parse_unit(text: str) -> Unit:
+    """The tiles of a unit: `z/x/y`, or several comma-separated (a line of a tile list, a job's --tile)."""
+    return tuple(parse_tile(t.strip()) for t in text.split(","))
+
+
 def parse_units(text: str, where: str) -> list[Unit]:
-    """The units of a list, one a line: `z/x/y`, or several comma-separated (an osm2pgsql expire list
-    as it is, a tile list as `list_text` writes it).
+    """The units of a list, one a line (an osm2pgsql expire list as it is, a tile list as `list_text`
+    writes it).
 
     Blank lines and `#` comments are skipped; a bad line is an error naming it.
     """
@@ -64,7 +69,7 @@ def parse_units(text: str, where: str) -> list[Unit]:
         line = line.split("#", 1)[0].strip()
         if line:
             try:
-                out.append(tuple(parse_tile(t.strip()) for t in line.split(",")))
+                out.append(parse_unit(line))
             except BadInput as e:
                 raise BadInput(f"{where} line {number}: {e}") from None
     return out
@@ -76,7 +81,8 @@ def parse_tile_lines(text: str, where: str) -> list[Tile]:
 
 
 def read_tile_file(path: str) -> list[Tile]:
-    """The tiles of a file (`-`: standard input), one `z/x/y` a line (see parse_tile_lines)."""
+    """The tiles of a file (`-`: standard input), one `z/x/y` a line or several comma-separated (see
+    parse_units)."""
     if path == "-":
         return parse_tile_lines(sys.stdin.read(), "stdin")
     try:
@@ -131,17 +137,22 @@ def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | N
             for k in KINDS}
 
 
-def job_units(kind: str, tiles: list[Tile], queue_zoom: int) -> list[Unit]:
+def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Tile] | None = None) -> list[Unit]:
     """The units the Batch jobs of `kind` over `tiles` (sorted) do, in the order of their first tiles: a
     tile each, but a box's few low-zoom meta-low tiles in as many units as it has tiles at the zoom
-    above the queue zoom (split.groups_of: each unit one of those and a share of the coarser ones).
+    above the queue zoom (split.groups_of deals the finest first: each unit one of those and a share
+    of the coarser ones).
 
     Over a city those are a fraction of a second's work each, less than a job
     costs to start (a container, the interpreter, numpy and shapely, the
     schema, a connection). Over a country they are work, and Batch runs
     units side by side: with one z6 tile a unit, none does much more than a
-    z6 job. A planet's 5,461 stay one a unit.
+    z6 job. A planet's 5,461 stay one a unit, and so do the few of them a
+    planet run sends again: `run_tiles`, all the run's tiles of the kind when
+    `tiles` are some of them, tells a box's run from a planet's.
     """
+    if run_tiles is not None and not groups_of(kind, run_tiles, queue_zoom):
+        return [(t,) for t in tiles]
     finest = sum(1 for t in tiles if t.z == queue_zoom - 1)
     grouped = groups_of(kind, tiles, queue_zoom, max(finest, 1))
     together = {t: tuple(group) for group in grouped for t in group}
@@ -154,6 +165,7 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int) -> list[Unit]:
 
 
 def unit_text(unit: Unit) -> str:
+    """A unit as a tile list line or a job's --tile: its tiles comma-separated."""
     return ",".join(map(format_tile, unit))
 
 

@@ -125,13 +125,14 @@ class Server:
         finally:
             theirs.close()
         self.gone = False
-        self.why: str | None = None  # once gone: why, as ServerGone says it
+        self.why: str | None = None  # once gone: why (its last error, or the signal that killed it)
+        self._lock = threading.Lock()  # the runner's threads start jobs on one server
 
     def start(self, cmd: list[str]) -> Job:
         """The job `cmd`, forked; ServerGone (and `gone` from then on) when the server is not there,
         saying why it ended."""
         if self.gone:
-            raise ServerGone(self.why)
+            raise self._gone()
         stderr_r, stderr_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
@@ -149,27 +150,36 @@ class Server:
             raise self._gone() from None
 
     def _gone(self) -> ServerGone:
-        """The server has ended (or is ending): ServerGone with the error it logged last, else how it ended."""
-        self.gone = True
+        """The server has ended (or is ending): ServerGone saying why, found out once (`why`)."""
+        with self._lock:
+            if self.why is None:
+                self.why = self._cause()
+            self.gone = True
+        return ServerGone(f"the job server is gone ({self.why})")
+
+    def _cause(self) -> str:
+        """How the server ended: the signal that killed it, or its exit code; and the last error it logged."""
         try:
             code = self._proc.wait(_GONE_WAIT)
         except subprocess.TimeoutExpired:
-            self.why = "the job server is gone"
-            return ServerGone(self.why)
-        os.set_blocking(self._proc.stderr.fileno(), False)  # a job it forked may hold the pipe open
+            return "it does not answer"
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        errors = [entry for entry in map(_json_line, self._drain().splitlines()) if entry.get("level") == "error"]
+        if not errors:
+            return how
+        said = f"{errors[-1]['msg']}: {errors[-1]['error']}" if "error" in errors[-1] else errors[-1]["msg"]
+        return said if code > 0 else f"{how}: {said}"
+
+    def _drain(self) -> str:
+        """What the server wrote to its stderr, once it has ended (a job it forked may still hold the pipe
+        for a moment: what is there is read, without waiting for more)."""
+        if self._proc.stderr.closed:
+            return ""
+        os.set_blocking(self._proc.stderr.fileno(), False)
         try:
-            said = (self._proc.stderr.read() or b"").decode(errors="replace").splitlines()
+            return (self._proc.stderr.read() or b"").decode(errors="replace")
         except OSError:
-            said = []
-        last = said[-1] if said else ""
-        try:
-            entry = json.loads(last)
-            last = f"{entry['msg']}: {entry['error']}" if "error" in entry else entry["msg"]
-        except (ValueError, TypeError, KeyError):
-            pass
-        how = last or (f"killed by signal {-code}" if code < 0 else f"exit code {code}")
-        self.why = f"the job server is gone ({how})"
-        return ServerGone(self.why)
+            return ""
 
     @property
     def pid(self) -> int:
@@ -180,9 +190,12 @@ class Server:
         return self._proc.poll() is None
 
     def close(self) -> None:
-        self._sock.close()
-        self._proc.wait()
-        self._proc.stderr.close()
+        with self._lock:
+            self._sock.close()
+            if self._proc.stderr.closed:
+                self._proc.wait()
+            else:
+                self._proc.communicate()  # its stderr read to the end: it cannot block on a full pipe
 
 
 def _preload() -> None:
@@ -244,6 +257,15 @@ def _child(message: bytes, stderr: int, server: int) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _json_line(line: str) -> dict:
+    """A log line as a dict; {} for one that is not JSON (a line cut short by a kill)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def _report(status: int, what, last: bool = False) -> None:

@@ -2,14 +2,14 @@
 
 A job is one command line (`tilebatch rawr-tile --tile 7/73/37 --run-id R`),
 the same on this machine and on Batch. `--tile @KEY` names a tile list in the
-store (one `z/x/y` a line): a Batch array child takes the line at
+store (enqueue.list_text): a Batch array child takes the line at
 AWS_BATCH_JOB_ARRAY_INDEX, so one submission covers thousands of tiles.
 
 One process may do several jobs of a kind (`--tile 0/0/0,1/1/0`, or such a
 line in a list), one after another, each recorded as if it ran alone: a box's
 low-zoom meta-low jobs are a fraction of a second's work each, less than a
 process costs to start, load the schema and connect (split.groups_of; on Batch
-enqueue.job_units makes them one array child).
+enqueue.job_units puts them in a few array children, a line of several tiles each).
 """
 
 import gc
@@ -19,6 +19,7 @@ import resource
 import time
 
 from . import __version__, log, records, split
+from .enqueue import parse_unit
 from .errors import BadInput
 from .kinds import KINDS, JobKind
 from .schema import load_schema
@@ -75,9 +76,9 @@ def resolve_tiles(text: str, cfg: dict, environ=os.environ) -> list[Tile]:
         lines = data.decode(errors="replace").split()  # a damaged list fails on its bad line, by name
         index = int(index_text)
         if index >= len(lines):
-            raise BadInput(f"tile list {text[1:]!r} has {len(lines)} tiles, no index {index}")
+            raise BadInput(f"tile list {text[1:]!r} has {len(lines)} lines, no index {index}")
         text = lines[index]
-    return [parse_tile(t) for t in text.split(",")]
+    return list(parse_unit(text))
 
 
 def peak_memory_mb() -> float:

@@ -267,7 +267,8 @@ class Runner:
             with self._lock:
                 if self._server is None or self._server.gone:
                     if self._servers == SERVER_STARTS:
-                        raise forkserver.ServerGone(f"{self._server.why}, started {SERVER_STARTS} times")
+                        raise forkserver.ServerGone(f"the job server is gone ({self._server.why}), "
+                                                    f"started {SERVER_STARTS} times")
                     if self._server is not None:
                         log.warning("the job server is gone: starting another", why=self._server.why)
                         self._server.close()

@@ -101,7 +101,8 @@ def parts_of(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: 
 
 def groups_of(kind: str, jobs: list[Tile], queue_zoom: int, workers: int = 1) -> list[list[Tile]]:
     """The processes a kind's low-zoom meta-low jobs run in when they are few (GROUP_AT_MOST), one a
-    worker (a Batch run's: one, enqueue.job_units), each its jobs coarsest first; [] when they are not.
+    worker (on Batch, one a z6 tile: enqueue.job_units), each its jobs coarsest first; [] when they are
+    not.
 
     The jobs are dealt finest first (the finer, the more work: a city's z6
     job has 15 to 30 times its z2 job's CPU), so that each worker's last gap gets

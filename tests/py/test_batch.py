@@ -140,5 +140,5 @@ def test_a_run_never_overwrites_a_tile_list_with_other_tiles(queue, capsys):
     # The same tiles again (a retried enqueue) reuse the list; other tiles are refused.
     assert enqueue(capsys, "--bbox", "24,59,27,61")[0] == 0
     assert cli.main(["batch-enqueue", "--run-id", "r1", "--bbox", "0,0,5,5"]) == 2
-    assert "already holds other tiles: use a new run id" in capsys.readouterr().err
+    assert "already holds other tiles (or the same in other lines): use a new run id" in capsys.readouterr().err
     assert stored("runs/r1/rawr/tiles-0000.txt") == ["7/72/36", "7/72/37", "7/73/36", "7/73/37"]

@@ -106,6 +106,11 @@ def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_mor
     jobs = resubmitted(out)
     # The four it did not finish, in one job again, with 1.5 times the memory the child had.
     assert [(j["parameters"]["tile"], memory_of(j)) for j in jobs] == [("3/4/2,4/9/4,5/18/9,6/36/18", "768")]
+    # That plain job runs out too: its four go again with 1.5 times that (the later failure counts).
+    boto3.client("batch").terminate_job(jobId=jobs[0]["jobId"], reason=OOM)
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [
+        ("3/4/2,4/9/4,5/18/9,6/36/18", "1152")]
 
 
 def test_the_memory_cap_holds(queue, capsys, monkeypatch):

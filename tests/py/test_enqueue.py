@@ -101,7 +101,7 @@ def test_the_jobs_of_a_build_over_a_box_a_list_or_nothing():
     assert build_jobs(7, listed=[]) == {"rawr": [], "meta-high": [], "meta-low": []}
 
 
-def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_batch_job_a_planets_are_not():
+def test_a_boxs_few_low_zoom_meta_low_jobs_share_batch_jobs_a_planets_do_not():
     box = parse_bbox("24.0,59.0,27.0,61.0")
     tiles = build_jobs(7, bbox=box)["meta-low"]
     low, z7 = tuple(t for t in tiles if t.z < 7), [t for t in tiles if t.z == 7]
@@ -123,3 +123,6 @@ def test_a_boxs_few_low_zoom_meta_low_jobs_are_one_batch_job_a_planets_are_not()
     assert sorted(t for u in units for t in u) == sorted(t for t in country if t.z < 7)
     planet = select_tiles(7, with_pyramid=True)
     assert job_units("meta-low", planet, 7) == singles(planet)
+    # Nor a planet run's few low-zoom jobs sent again: each is a planet-sized job.
+    assert job_units("meta-low", list(low), 7, run_tiles=planet) == singles(low)
+    assert job_units("meta-low", list(low[3:]), 7, run_tiles=tiles) == [low[3:]]

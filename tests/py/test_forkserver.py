@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -117,5 +118,33 @@ def test_a_server_that_fails_as_it_loads_the_job_code_says_why(tmp_path, monkeyp
                                                          r"ImportError: numpy is broken here\)"):
             server.start(tilebatch("--version"))
         assert server.gone and not server.alive
+        assert server.why == "the job server failed: ImportError: numpy is broken here"
     finally:
         server.close()
+
+
+def test_threads_that_find_a_server_gone_at_once_all_hear_why(tmp_path, monkeypatch):
+    """The runner's workers start jobs on one server side by side: each hears the same cause, whichever
+    finds the server gone first, and none of them an error of another kind."""
+    broken = tmp_path / "numpy"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('numpy is broken here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    server = forkserver.Server("r1")
+    heard = []
+
+    def start():
+        try:
+            server.start(tilebatch("--version"))
+        except forkserver.ServerGone as e:
+            heard.append(str(e))
+
+    try:
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        server.close()
+    assert heard == ["the job server is gone (the job server failed: ImportError: numpy is broken here)"] * 4
