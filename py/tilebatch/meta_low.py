@@ -96,7 +96,7 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
     every = job_metatiles(tile, queue_zoom, build_max_zoom(cfg, schema))
     metas = [m for m in every if m not in parts]
     job_area = ancestor(tile, queue_zoom)
-    src = postgis.Tables(postgis.connect(cfg), schema)
+    src = postgis.job_tables(cfg, schema)
     out = metatile_store(cfg)
     members = {meta: {} for meta in metas}
     counts = {"metatiles": 0, "tiles": 0, "features": 0}
@@ -119,7 +119,7 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
                     features = features_at(src, schema, meta, zoom, job_area)
                     counts["features"] += _render(schema, features, zoom, {meta: members[meta]})
     finally:
-        src.conn.close()
+        postgis.end_job(src)
     for meta in metas:
         if render.write_metatile(out, meta, members[meta]):
             counts["metatiles"] += 1

@@ -317,3 +317,30 @@ class Tables:
                     yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None
+
+
+_shared: dict = {}  # the configuration, and the tables over the connection its jobs share (job_tables)
+
+
+def job_tables(cfg: dict, schema: Schema) -> Tables:
+    """The schema's tables over the connection this process's jobs share, made by the first of them.
+
+    A process may do several jobs in turn (a box's low-zoom meta-low jobs,
+    enqueue.job_units): a new connection costs the database a backend and
+    its catalog caches, about as much CPU as such a job's queries. Each job
+    reads in a transaction of its own, which `end_job` ends, so each sees
+    the data as it is when it starts, as a job alone would.
+    """
+    tables = _shared.get("tables")
+    if _shared.get("cfg") is not cfg or tables is None or tables.schema is not schema or tables.conn.closed:
+        _shared.update(cfg=cfg, tables=Tables(connect(cfg), schema))
+    return _shared["tables"]
+
+
+def end_job(tables: Tables) -> None:
+    """End a job's reading: its transaction rolled back (it wrote nothing), the connection kept for the next
+    job; closed if that fails, and the next job connects again."""
+    try:
+        tables.conn.rollback()
+    except psycopg2.Error:
+        tables.conn.close()

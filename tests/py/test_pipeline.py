@@ -169,6 +169,42 @@ def test_an_array_childs_line_may_hold_several_jobs(tmp_path, db_url):
     assert json.loads((records / "1" / "1" / "0.json").read_text())["tile"] == "1/1/0"
 
 
+def test_a_processs_jobs_share_a_connection_each_in_a_transaction_of_its_own(db_url):
+    """The jobs one process does in turn (postgis.job_tables) read over one connection, one backend; each
+    in a transaction of its own, so a later job sees a row written after an earlier one began."""
+    cfg = config.load("config.yaml")
+    schema = schemas.load_schema(cfg)
+    count = "SELECT count(*) FROM planet_osm_point WHERE osm_id = -424242"
+
+    def counted(src) -> int:
+        with src.conn.cursor() as cur:
+            cur.execute(count)
+            return cur.fetchone()[0]
+
+    writer = psycopg2.connect(db_url)
+    writer.autocommit = True
+    first = postgis.job_tables(cfg, schema)
+    try:
+        assert counted(first) == 0
+        with writer.cursor() as cur:
+            cur.execute("INSERT INTO planet_osm_point (osm_id, way) "
+                        "VALUES (-424242, ST_SetSRID(ST_MakePoint(0, 0), 3857))")
+        assert counted(first) == 0  # the job's snapshot
+        postgis.end_job(first)
+        second = postgis.job_tables(cfg, schema)
+        assert second is first and second.conn.get_backend_pid() == first.conn.get_backend_pid()
+        assert counted(second) == 1
+        postgis.end_job(second)
+        other = postgis.job_tables(config.load("config.yaml"), schema)  # another configuration: its own
+        assert other is not first
+        other.conn.close()
+    finally:
+        with writer.cursor() as cur:
+            cur.execute("DELETE FROM planet_osm_point WHERE osm_id = -424242")
+        writer.close()
+        first.conn.close()
+
+
 def test_meta_high_needs_no_database(built_store, tmp_path):
     root, _ = built_store
     z7 = tile_at(*CENTRAL, 7)
