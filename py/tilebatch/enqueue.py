@@ -147,9 +147,12 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Til
     costs to start (a container, the interpreter, numpy and shapely, the
     schema, a connection). Over a country they are work, and Batch runs
     units side by side: with one z6 tile a unit, none does much more than a
-    z6 job. A planet's 5,461 stay one a unit, and so do the few of them a
-    planet run sends again: `run_tiles`, all the run's tiles of the kind when
-    `tiles` are some of them, tells a box's run from a planet's.
+    z6 job. A box within one queue-zoom tile (a city's) is one unit, its
+    low-zoom tiles and then that tile: one job instead of two, the big one
+    longer by what the small ones do. A planet's 5,461 stay one a unit, and
+    so do the few of them a planet run sends again: `run_tiles`, all the
+    run's tiles of the kind when `tiles` are some of them, tells a box's run
+    from a planet's.
     """
     if run_tiles is not None and not groups_of(kind, run_tiles, queue_zoom):
         return [(t,) for t in tiles]
@@ -161,6 +164,8 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Til
         unit = together.get(t, (t,))
         if unit[0] == t:
             units.append(unit)
+    if len(grouped) == 1 and len(units) == 2 and len(units[1]) == 1 and units[1][0].z == queue_zoom:
+        return [units[0] + units[1]]
     return units
 
 

@@ -121,6 +121,9 @@ def test_a_boxs_few_low_zoom_meta_low_jobs_share_batch_jobs_a_planets_do_not():
     z6 = [t for t in country if t.z == 6]
     assert len(units) == len(z6) == 6 and sorted(t for u in units for t in u if t.z == 6) == sorted(z6)
     assert sorted(t for u in units for t in u) == sorted(t for t in country if t.z < 7)
+    # A city's box, within one z7 tile: one unit, the low zooms then the z7 tile.
+    city = build_jobs(7, bbox=parse_bbox("24.94,60.165,24.95,60.17"))["meta-low"]
+    assert job_units("meta-low", city, 7) == [tuple(city)] and city[-1].z == 7
     planet = select_tiles(7, with_pyramid=True)
     assert job_units("meta-low", planet, 7) == singles(planet)
     # Nor a planet run's few low-zoom jobs sent again: each is a planet-sized job.

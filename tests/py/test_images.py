@@ -41,8 +41,6 @@ DEMO_TILE = "7/72/37"
 # meta-high goes as an array job over the demo tile and its eastern neighbour, which has no data.
 META_HIGH_TILES = [DEMO_TILE, "7/73/37"]
 PYRAMID = ["0/0/0", "1/1/0", "2/2/1", "3/4/2", "4/9/4", "5/18/9", "6/36/18", DEMO_TILE]
-# meta-low's children over it: the box's low-zoom jobs in one (enqueue.job_units), then the z7 job.
-PYRAMID_CHILDREN = [PYRAMID[:-1], [DEMO_TILE]]
 IMAGE_LIMIT = 400_000_000  # bytes
 
 
@@ -264,10 +262,11 @@ def container_run(request, jobdefs, queue, aws, tmp_path_factory):
     tiles.write_text("\n".join(META_HIGH_TILES) + "\n")
     jobs = [("rawr", enqueue(aws, queue, "rawr", f"TILE={DEMO_TILE}"), [[DEMO_TILE]]),
             ("meta-high", enqueue(aws, queue, "meta-high", f"FILE={tiles}"), [[t] for t in META_HIGH_TILES]),
-            ("meta-low", enqueue(aws, queue, "meta-low", f"TILE={DEMO_TILE}", "PYRAMID=1"), PYRAMID_CHILDREN)]
+            ("meta-low", enqueue(aws, queue, "meta-low", f"TILE={DEMO_TILE}", "PYRAMID=1"), [PYRAMID])]
     assert "arrayProperties" not in jobs[0][1]
     assert jobs[1][1]["parameters"]["tile"] == f"@runs/{RUN_ID}/meta-high/tiles-0000.txt"
-    assert jobs[2][1]["arrayProperties"] == {"size": len(PYRAMID_CHILDREN)}
+    # One z7 tile's pyramid is one meta-low job (enqueue.job_units): its low zooms, then the z7 tile.
+    assert "arrayProperties" not in jobs[2][1] and jobs[2][1]["parameters"]["tile"] == ",".join(PYRAMID)
     started = time.monotonic()
     done = []
     for kind, job, expected in jobs:
