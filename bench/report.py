@@ -109,7 +109,7 @@ def size_section(results: dict, size: str) -> list[str]:
     rows = []
     for kind in NAMES:
         n, processes = ours[kind]["jobs"], ours[kind].get("processes", ours[kind]["jobs"])
-        apart = f", {processes} processes" if processes != n else ""
+        apart = f", {processes} process{'es' * (processes > 1)}" if processes != n else ""
         rows.append(_row(f"tilebatch {kind} ({n} job{'s' * (n > 1)}{apart})", ours[kind]))
         if kind in RANGE_OF_KIND:
             rows += _peer_rows(results, r, RANGE_OF_KIND[kind])

@@ -37,16 +37,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row).
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.194, 8.73e-06), "memory": (32.1, 7.86e-05)},
-    "meta-high": {"cpu": (0.24, 1.52e-05), "memory": (57.6, 0.000845)},
+    "rawr": {"cpu": (0.183, 9.13e-06), "memory": (32.0, 8.05e-05)},
+    "meta-high": {"cpu": (0.111, 1.64e-05), "memory": (60.0, 0.000846)},
     "meta-low/0": {"cpu": (0.223, 0), "memory": (46.1, 0)},
-    "meta-low/1": {"cpu": (0.25, 0), "memory": (49.5, 1.25e-06)},
-    "meta-low/2": {"cpu": (0.243, 1.71e-08), "memory": (49.5, 1.27e-06)},
-    "meta-low/3": {"cpu": (0.229, 9.23e-09), "memory": (49.5, 1.25e-06)},
-    "meta-low/4": {"cpu": (0.223, 1.99e-08), "memory": (49.5, 1.25e-06)},
-    "meta-low/5": {"cpu": (0.227, 9.7e-07), "memory": (52.3, 5.51e-05)},
-    "meta-low/6": {"cpu": (0.245, 1.48e-06), "memory": (54.8, 8.32e-05)},
-    "meta-low/7": {"cpu": (0.15, 8.03e-06), "memory": (57.8, 0.000208)},
+    "meta-low/1": {"cpu": (0.224, 1.06e-08), "memory": (49.6, 1.28e-06)},
+    "meta-low/2": {"cpu": (0.224, 1.09e-08), "memory": (49.5, 1.25e-06)},
+    "meta-low/3": {"cpu": (0.234, 7.55e-09), "memory": (49.5, 1.33e-06)},
+    "meta-low/4": {"cpu": (0.234, 4.76e-09), "memory": (49.6, 1.31e-06)},
+    "meta-low/5": {"cpu": (0.228, 9.67e-07), "memory": (52.4, 5.49e-05)},
+    "meta-low/6": {"cpu": (0.221, 1.53e-06), "memory": (55.0, 8.36e-05)},
+    "meta-low/7": {"cpu": (0.182, 8.05e-06), "memory": (57.8, 0.000208)},
 }
 
 
