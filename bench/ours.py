@@ -2,8 +2,8 @@
 
 The jobs are the very command lines Batch runs for the dataset's box
 (enqueue.build_jobs, enqueue.job_units, local.job_command): a process a Batch
-job, the box's low-zoom meta-low jobs one a z6 tile (the bench's boxes have
-one). They are pointed at the
+job, so meta-low is one (the bench's boxes lie within one z7 tile). They are
+pointed at the
 dataset's database and at a fresh store, run one after another so that none
 competes with another for a core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
 completion records; the tiles, features and MVT bytes of meta-high and
@@ -16,7 +16,7 @@ import shutil
 import sys
 
 from tilebatch import config, local, records
-from tilebatch.enqueue import build_jobs, job_units
+from tilebatch.enqueue import build_jobs, job_units, unit_text
 from tilebatch.kinds import NAMES
 from tilebatch.store import metatile_store
 
@@ -104,7 +104,7 @@ def _run_unit(kind: str, unit: tuple, config_path: str | None, run_id: str, env:
     use = measure.run(local.job_command(kind, unit[0], config_path, run_id, more=list(unit[1:])), env=env)
     db_seconds = db_cpu.seconds()
     if use.returncode != 0:
-        raise SystemExit(f"bench: {kind} job {','.join(map(str, unit))} failed:\n{use.stderr[-2000:]}")
+        raise SystemExit(f"bench: {kind} job {unit_text(unit)} failed:\n{use.stderr[-2000:]}")
     return use, db_seconds, [records.read_record(store, run_id, kind, tile) for tile in unit]
 
 

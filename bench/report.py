@@ -122,9 +122,9 @@ def size_section(results: dict, size: str) -> list[str]:
              f"{rounds} round{'s' * (rounds > 1)} =="]
     lines += _table(HEADER, rows)
     lines.append("  (rawr: RAWR tiles, rows and RAWR zip bytes; the others: MVT tiles, features and uncompressed "
-                 "MVT bytes. tilebatch: whole processes, one a Batch job (a box's low-zoom meta-low jobs share "
-                 "one a z6 tile), interpreter start included, and the database's CPU for them; job-only CPU s "
-                 "from the completion records: "
+                 "MVT bytes. tilebatch: whole processes, one a Batch job (enqueue.job_units: a box's few "
+                 "meta-low jobs share them), interpreter start included, and the database's CPU for them; "
+                 "job-only CPU s from the completion records: "
                  + ", ".join(f"{k} {ours[k]['job_cpu_seconds']:.3g}" for k in NAMES) + ")")
     return lines
 

@@ -157,16 +157,13 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Til
     if run_tiles is not None and not groups_of(kind, run_tiles, queue_zoom):
         return [(t,) for t in tiles]
     finest = sum(1 for t in tiles if t.z == queue_zoom - 1)
-    grouped = groups_of(kind, tiles, queue_zoom, max(finest, 1))
-    together = {t: tuple(group) for group in grouped for t in group}
-    units = []
-    for t in tiles:
-        unit = together.get(t, (t,))
-        if unit[0] == t:
-            units.append(unit)
-    if len(grouped) == 1 and len(units) == 2 and len(units[1]) == 1 and units[1][0].z == queue_zoom:
-        return [units[0] + units[1]]
-    return units
+    grouped = [tuple(g) for g in groups_of(kind, tiles, queue_zoom, max(finest, 1))]
+    whole = [t for t in tiles if t.z == queue_zoom]
+    if len(grouped) == 1 and len(whole) == 1:
+        grouped = [grouped[0] + (whole[0],)]
+    by_first = {group[0]: group for group in grouped}
+    in_group = {t for group in grouped for t in group}
+    return [by_first.get(t, (t,)) for t in tiles if t in by_first or t not in in_group]
 
 
 def unit_text(unit: Unit) -> str:

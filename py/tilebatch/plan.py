@@ -3,7 +3,8 @@
 The jobs of each kind (a tile each, as `batch-enqueue` lists them; a box's
 few low-zoom meta-low jobs, which Batch runs a few to a process, are each
 charged a process's start-up, some tenths of a CPU-second too many), their
-vCPU-hours and cost at a price per vCPU-hour, and the memory each kind needs. The model is linear in the data: a job's CPU seconds and peak memory are
+vCPU-hours and cost at a price per vCPU-hour, and the memory each kind needs.
+The model is linear in the data: a job's CPU seconds and peak memory are
 `base + per_row * rows`, rows being the osm2pgsql rows (points, lines,
 polygons) under the job's tile, fitted per job kind (meta-low per job zoom)
 to the figures `make bench` measured (bench/results.json). Rows per z7 tile
