@@ -500,7 +500,7 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     watcher.autocommit = True
     try:
         runner = start_build(env, "--run-id", "killed", "--jobs", "2")
-        pid = job_child(runner, "rawr-tile")
+        server, pid = job_server(runner), job_child(runner, "rawr-tile")
 
         def working():  # the job is under way: it has logged its start and reads the database
             with watcher.cursor() as cur:
@@ -513,6 +513,8 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     os.kill(pid, signal.SIGSTOP)  # held, so that it cannot finish before the runner is gone
     runner.kill()
     runner.communicate()
+    # The job hears of it from its server's end: let go of it before that, and it may finish first.
+    wait_for("the job server to end with its runner", lambda: not alive(server))
     os.kill(pid, signal.SIGCONT)
     wait_for("the orphaned job to end", lambda: not alive(pid))
     # It was ended, not left to finish its work: no completion record.
