@@ -1,23 +1,25 @@
 """`tilebatch plan`: what a run over a box (default: the planet) will take, before it starts.
 
-The jobs of each kind (a tile each, as `batch-enqueue` lists them; a box's
-few low-zoom meta-low jobs, which Batch runs a few to a process, are each
-charged a process's start-up, some tenths of a CPU-second too many), their
+The jobs of each kind (a tile each, as `batch-enqueue` lists them), their
 vCPU-hours and cost at a price per vCPU-hour, and the memory each kind needs.
 The model is linear in the data: a job's CPU seconds and peak memory are
 `base + per_row * rows`, rows being the osm2pgsql rows (points, lines,
 polygons) under the job's tile, fitted per job kind (meta-low per job zoom)
-to the figures `make bench` measured (bench/results.json). Rows per z7 tile
-are counted in the configured database when its data covers the box; else an
-assumed density is used, and the output says so.
+to the figures `make bench` measured (bench/results.json). Batch runs a
+box's few low-zoom meta-low jobs a few to a process (enqueue.job_units): such
+a process pays one start-up, not one a job, and the model's "start-up" is
+what each job after the first saves. Rows per z7 tile are counted in the
+configured database when its data covers the box; else an assumed density is
+used, and the output says so.
 """
 
 import json
 import math
+import statistics
 from typing import NamedTuple
 
 from . import load, postgis
-from .enqueue import build_jobs
+from .enqueue import build_jobs, job_units
 from .errors import BadInput
 from .tiles import MERCATOR_MAX_LAT, Bbox, Tile, ancestor, children, make_bbox, parse_bbox
 
@@ -31,12 +33,14 @@ ASSUMED_ROWS_PER_Z7 = 67_000
 # rawr and meta-high hold one z10 tile's rows at a time, meta-low a z7 tile's.
 ASSUMED_DENSEST_Z7 = 6_000_000
 ASSUMED_DENSEST_Z10 = 600_000
+START_UP = "start-up"  # the model's key for what a job process costs before its first job
 # Batch memory is given with room above the predicted peak, in steps of 256 MiB.
 MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 
 # The fit of bench/results.json as committed (make bench on 2 AMD EPYC cores, CPU
 # of the job and of the database for it): used when no results file is given.
-# Per model key: CPU seconds and peak MiB as (base, per row).
+# Per model key: CPU seconds and peak MiB as (base, per row); "start-up": what a job
+# process costs before its first job, saved by each job a process does after it.
 DEFAULT_MODEL = {
     "rawr": {"cpu": (0.183, 9.13e-06), "memory": (32.0, 8.05e-05)},
     "meta-high": {"cpu": (0.111, 1.64e-05), "memory": (60.0, 0.000846)},
@@ -48,6 +52,7 @@ DEFAULT_MODEL = {
     "meta-low/5": {"cpu": (0.228, 9.67e-07), "memory": (52.4, 5.49e-05)},
     "meta-low/6": {"cpu": (0.221, 1.53e-06), "memory": (55.0, 8.36e-05)},
     "meta-low/7": {"cpu": (0.182, 8.05e-06), "memory": (57.8, 0.000208)},
+    START_UP: {"cpu": (0.227, 0), "memory": (0, 0)},
 }
 
 
@@ -74,7 +79,7 @@ def model_from_results(results: dict) -> dict:
     """The per-job model fitted to make bench's figures (every job there covers all of a size's rows)."""
     try:
         sizes = list(results["sizes"].values())
-        points = {}
+        points, saved = {}, []
         for r in sizes:
             ours, rows = r["tilebatch"], r["rows"]
             z10_rows = r.get("densest_z10_rows", rows)
@@ -85,10 +90,19 @@ def model_from_results(results: dict) -> dict:
             for z, cpu in low["cpu_seconds_by_zoom"].items():
                 peak = low.get("peak_memory_mb_by_zoom", {}).get(z, low["peak_memory_mb"])
                 points.setdefault(f"meta-low/{z}", []).append((rows, cpu, rows, peak))
+            # The bench runs a size's meta-low jobs as Batch does, a few to a process, and each alone.
+            if low.get("processes", low["jobs"]) < low["jobs"]:
+                alone = sum(low["cpu_seconds_by_zoom"].values())
+                saved.append((alone - low["cpu_seconds"]) / (low["jobs"] - low["processes"]))
     except (KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
         raise BadInput(f"benchmark results lack {e} (write them with make bench)") from None
-    return {key: {"cpu": fit([(x, c) for x, c, _, _ in p]), "memory": fit([(x, m) for _, _, x, m in p])}
-            for key, p in points.items()}
+    model = {key: {"cpu": fit([(x, c) for x, c, _, _ in p]), "memory": fit([(x, m) for _, _, x, m in p])}
+             for key, p in points.items()}
+    if saved:
+        # The median of the sizes: at the largest, the saving is a small difference of large figures
+        # measured once. A process's peak memory is its largest job's: a start-up has none of its own.
+        model[START_UP] = {"cpu": (max(statistics.median(saved), 0.0), 0.0), "memory": (0.0, 0.0)}
+    return model
 
 
 def read_results(path: str) -> dict:
@@ -163,6 +177,12 @@ def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) ->
                    f"counted in database {db}: {sum(rows.values()):,} rows")
 
 
+def _process_cpu(jobs: list[float], start_up: float) -> float:
+    """The CPU seconds of a process doing jobs of these CPU seconds (each as if alone) in turn: one start-up,
+    not one a job; never less than its largest job."""
+    return max(sum(jobs) - start_up * (len(jobs) - 1), max(jobs))
+
+
 def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:
     """Jobs, CPU seconds, vCPU-hours, cost and memory per job kind for a run over `bbox`."""
     jobs = build_jobs(queue_zoom, bbox=bbox)
@@ -171,21 +191,26 @@ def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom
         for z in range(queue_zoom + 1):
             a = ancestor(t, z)
             under[a] = under.get(a, 0) + r
+    start_up = model.get(START_UP, {"cpu": (0.0, 0.0)})["cpu"][0]
     out = {}
     for kind, tiles in jobs.items():
         cpu, peak, longest = 0.0, 0.0, 0.0
-        for t in tiles:
-            m = model[f"meta-low/{t.z}" if kind == "meta-low" else kind]
-            rows = under.get(t, 0)
-            cpu += m["cpu"][0] + m["cpu"][1] * rows
-            # The longest job and the memory are those of the densest tile (an
-            # assumed density spreads rows evenly, but cities are not even).
-            densest = max(rows, density.largest) if t.z == queue_zoom else rows
-            longest = max(longest, m["cpu"][0] + m["cpu"][1] * densest)
-            # A rawr or meta-high job holds one z10 tile's rows at a time, a
-            # meta-low job the rows of its whole tile.
-            mem_rows = density.largest_z10 if kind != "meta-low" else densest
-            peak = max(peak, m["memory"][0] + m["memory"][1] * mem_rows)
+        for unit in job_units(kind, tiles, queue_zoom):
+            cost, cost_densest = [], []
+            for t in unit:
+                m = model[f"meta-low/{t.z}" if kind == "meta-low" else kind]
+                rows = under.get(t, 0)
+                cost.append(m["cpu"][0] + m["cpu"][1] * rows)
+                # The longest job and the memory are those of the densest tile (an
+                # assumed density spreads rows evenly, but cities are not even).
+                densest = max(rows, density.largest) if t.z == queue_zoom else rows
+                cost_densest.append(m["cpu"][0] + m["cpu"][1] * densest)
+                # A rawr or meta-high job holds one z10 tile's rows at a time, a
+                # meta-low job the rows of its whole tile.
+                mem_rows = density.largest_z10 if kind != "meta-low" else densest
+                peak = max(peak, m["memory"][0] + m["memory"][1] * mem_rows)
+            cpu += _process_cpu(cost, start_up)
+            longest = max(longest, _process_cpu(cost_densest, start_up))
         hours = cpu / 3600
         out[kind] = {"jobs": len(tiles), "cpu_seconds": round(cpu, 1), "vcpu_hours": round(hours, 3),
                      "cost": round(hours * price, 2), "longest_job_seconds": round(longest),

@@ -4,15 +4,15 @@ import os
 import time
 
 
-def wait_for(what: str, probe, timeout: float = 60):
-    """probe()'s first truthy answer; fails after `timeout` seconds of falsy ones."""
+def wait_for(what: str, probe, timeout: float = 60, every: float = 0.05):
+    """probe()'s first truthy answer, asked `every` seconds; fails after `timeout` seconds of falsy ones."""
     deadline = time.monotonic() + timeout
     while True:
         found = probe()
         if found:
             return found
         assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def children(pid: int) -> list[int]:

@@ -85,9 +85,10 @@ def copy_build(built_store, tmp_path) -> dict:
 
 
 def job_child(runner, command: str):
-    """The pid of the runner's running job `command`, once there is one (a child of its job server)."""
+    """The pid of the runner's running job `command`, once there is one (a child of its job server).
+    Looked for often: a small job may be over in a few hundredths of a second, and the tests hold it."""
     return wait_for(f"a {command} job", lambda: next(
-        (pid for pid in descendants(runner.pid) if f" {command} " in cmdline(pid)), None))
+        (pid for pid in descendants(runner.pid) if f" {command} " in cmdline(pid)), None), every=0.005)
 
 
 def job_server(runner) -> int:
@@ -411,7 +412,8 @@ def test_a_process_of_several_jobs_killed_half_way_keeps_those_it_recorded(built
     runner = start_build(env, "--run-id", "test-build", "--jobs", "1")
     pid = job_child(runner, "meta-tile-low-zoom")
     assert f"--tile {','.join(f'{t.z}/{t.x}/{t.y}' for t in low)} " in cmdline(pid)
-    wait_for("the first job's record", lambda: store.exists(key[low[0]]), timeout=120)
+    # Looked for often: the next jobs are a few hundredths of a second each, and one must be caught running.
+    wait_for("the first job's record", lambda: store.exists(key[low[0]]), timeout=120, every=0.002)
     os.kill(pid, signal.SIGSTOP)
     done = [t for t in low if store.exists(key[t])]
     assert low[:len(done)] == done and len(done) < len(low)

@@ -40,6 +40,35 @@ def test_a_model_is_fitted_per_kind_and_meta_low_zoom():
     assert model["rawr"]["memory"] == pytest.approx((50.0, 0.02))
 
 
+def test_the_start_up_is_what_a_process_saves_a_job_after_its_first():
+    """Jobs alone cost 8 x 1.5 s; as Batch runs them, one process, 5.0 s: each after the first saved
+    1.0 s. The median of the sizes: the largest's saving is a small difference of large figures."""
+    sizes = results([(1000, 1.5, 60), (4000, 1.5, 60), (16000, 1.5, 60)])
+    for size, grouped in zip(sizes["sizes"].values(), (5.0, 4.3, 11.9)):
+        size["tilebatch"]["meta-low"].update(processes=1, cpu_seconds=grouped)
+    model = plan.model_from_results(sizes)
+    assert model[plan.START_UP]["cpu"] == pytest.approx((1.0, 0.0))
+    assert "start-up" not in plan.model_from_results(results([(1000, 1.5, 60)]))  # a job a process
+
+
+def test_a_city_pays_one_start_up_for_its_meta_low_jobs():
+    """A box within one z7 tile is one meta-low process on Batch (enqueue.job_units): its eight jobs pay
+    one start-up; the process is the longest job. Over a country the low zooms share processes too."""
+    model = {**plan.model_from_results(results([(1000, 1.5, 60), (4000, 3.0, 90)])),
+             plan.START_UP: {"cpu": (0.5, 0.0), "memory": (0.0, 0.0)}}
+    density = plan.Density({Tile(72, 37, 7): 4000}, 4000, 1000, "test")
+    low = plan.estimate(plan.parse_bbox(HELSINKI_INSIDE), density, model, 1.0)["kinds"]["meta-low"]
+    each = 1 + 0.0005 * 4000
+    assert low["jobs"] == 8
+    assert low["cpu_seconds"] == pytest.approx(8 * each - 7 * 0.5, abs=0.05)
+    assert low["longest_job_seconds"] == round(8 * each - 7 * 0.5)
+    # Two z7 tiles: their seven low-zoom jobs in one process, each z7 job alone.
+    density = plan.Density({Tile(72, 37, 7): 4000, Tile(73, 37, 7): 2000}, 4000, 1000, "test")
+    low = plan.estimate(plan.parse_bbox("22.6,59,27,60"), density, model, 1.0)["kinds"]["meta-low"]
+    assert low["cpu_seconds"] == pytest.approx(7 * (1 + 0.0005 * 6000) - 6 * 0.5 + (1 + 0.0005 * 4000)
+                                               + (1 + 0.0005 * 2000), abs=0.05)
+
+
 def test_the_committed_results_give_a_model():
     with open(TOP / "bench" / "results.json") as f:
         model = plan.model_from_results(json.load(f))
