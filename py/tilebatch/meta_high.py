@@ -5,7 +5,7 @@ time and lets each go before reading the next, so its memory is that of one
 RAWR tile whatever the size of the job.
 """
 
-from . import rawr, render, split
+from . import rawrtile, render, split
 from .schema import build_max_zoom, load_schema
 from .store import metatile_store, rawr_source
 from .tiles import METATILE_ZOOMS, Tile, children
@@ -22,7 +22,7 @@ def meta_high_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict
     for group in children(tile, group_zoom):
         if split.covered("meta-high", group, parts):
             continue
-        members = rawr.read_tile(rawr_store, group, queue_zoom, schema)
+        members = rawrtile.read_tile(rawr_store, group, queue_zoom, schema)
         if members is None:
             continue
         features = render.collect(schema, ((table_keys[name], records)

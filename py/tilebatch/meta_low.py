@@ -13,7 +13,7 @@ job clips them.
 """
 
 from . import postgis, render
-from .rawr import rawr_box
+from .rawrtile import rawr_box
 from .schema import Schema, build_max_zoom, load_schema, simplify_tolerance
 from .store import metatile_store
 from .tiles import METATILE_ZOOMS, Tile, ancestor, children, metatile_zooms

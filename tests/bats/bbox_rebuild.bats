@@ -56,7 +56,7 @@ bad_box() {
 }
 
 @test "a local rebuild inside Helsinki: exit 0 and a timestamped plain-text log with progress" {
-  BBOX_WEST=24.94 BBOX_SOUTH=60.165 BBOX_EAST=24.95 BBOX_NORTH=60.17 EXECUTOR=local PROGRESS_SECONDS=1 \
+  BBOX_WEST=24.94 BBOX_SOUTH=60.165 BBOX_EAST=24.95 BBOX_NORTH=60.17 EXECUTOR=local PROGRESS_SECONDS=0.1 \
     RUN_ID=bats-rebuild run "$TOP/bin/bbox_rebuild.sh"
   assert_success
   assert_output --partial "run bats-rebuild, log $LOG"

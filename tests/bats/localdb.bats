@@ -65,7 +65,7 @@ setup() { load helpers; }
   port=$(free_port)
   python3 -c 'import socket, sys, time; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' "$port" &
   holder=$!
-  sleep 0.5
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done  # listening
   TILEQUEUE__postgresql__port=$port run "$CHECKOUT/bin/localdb" start
   kill "$holder"
   assert_failure 2

@@ -22,7 +22,7 @@ import pytest
 
 from tilebatch import batch, cli, config, forkserver, local, metatile, oom, runs
 from tilebatch.errors import JobFailed
-from tilebatch.store import FileStore, S3Store, open_store
+from tilebatch.store import STALE_TEMP_SECONDS, FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
 
 import motoserver
@@ -69,6 +69,16 @@ def assert_intact(*roots) -> None:
                 if name.endswith(".zip"):
                     with zipfile.ZipFile(os.path.join(folder, name)) as z:
                         assert z.testzip() is None
+
+
+def age_killed_writes(root) -> None:
+    """Make the temporary files that writes killed half-way left old, as if the rerun came hours later:
+    its sweep must take them (younger ones might be another writer's)."""
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.startswith(".tmp-"):
+                os.utime(os.path.join(folder, name), (old, old))
 
 
 def job(command: str, env: dict, tile: Tile = HELSINKI, run_id: str = "faults"):
@@ -371,6 +381,7 @@ def test_a_job_killed_by_hand_is_not_out_of_memory_and_a_rerun_clears_its_failur
     missing = run_cli("missing", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert missing.stdout == "meta-low 7/72/37  # failed, exit -9\n"
 
+    age_killed_writes(tmp_path)
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert runs.failures(store, "test-build", "meta-low") == {}
@@ -425,6 +436,7 @@ def test_a_process_of_several_jobs_killed_half_way_keeps_those_it_recorded(built
     assert (failed["failed_tile"], failed["exit_code"]) == (f"{stopped.z}/{stopped.x}/{stopped.y}", -9)
     assert runs.failures(store, "test-build", "meta-low") == {stopped: runs.Failure(-9, False, None)}
 
+    age_killed_writes(tmp_path)
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     started = [line["tile"] for line in log_lines(proc.stderr) if line["msg"] == "job started"]
@@ -513,12 +525,13 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     finally:
         watcher.close()
     os.kill(pid, signal.SIGSTOP)  # held, so that it cannot finish before the runner is gone
+    jobs = children(server)  # the held one, and the other worker's
     runner.kill()
     runner.communicate()
     # The job hears of it from its server's end: let go of it before that, and it may finish first.
     wait_for("the job server to end with its runner", lambda: not alive(server))
     os.kill(pid, signal.SIGCONT)
-    wait_for("the orphaned job to end", lambda: not alive(pid))
+    wait_for("the orphaned jobs to end", lambda: not any(map(alive, jobs)))
     # It was ended, not left to finish its work: no completion record.
     assert not os.path.exists(tmp_path / "out" / "runs" / "killed" / "rawr" / "7" / "72" / "37.json")
     assert_intact(tmp_path)

@@ -14,7 +14,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilebatch import config, metatile, mvt, postgis, rawr, render
+from tilebatch import config, metatile, mvt, postgis, rawrtile, render
 from tilebatch import schema as schemas
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
@@ -64,8 +64,8 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
             meta = Tile(x, y, z)
             members = metatile.unpack(store.read(key))
             if meta.z >= group_zoom:  # built from its RAWR tile, as meta-high does
-                data = rawr_store.read(rawr_store.tile_key(ancestor(meta, group_zoom), rawr.EXT))
-                found = render.collect(schema, ((keys[n], rows) for n, rows in rawr.unpack(data, schema, group_zoom) if n in keys))
+                data = rawr_store.read(rawr_store.tile_key(ancestor(meta, group_zoom), rawrtile.EXT))
+                found = render.collect(schema, ((keys[n], rows) for n, rows in rawrtile.unpack(data, schema, group_zoom) if n in keys))
             for tile, name in metatile_members(meta):
                 if meta.z < group_zoom:  # from PostGIS, zoom by zoom, as meta-low does
                     area = ancestor(meta, queue_zoom)

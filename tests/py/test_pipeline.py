@@ -7,7 +7,7 @@ import psycopg2
 import pytest
 
 import tilebatch
-from tilebatch import classify, config, metatile, postgis, rawr, render
+from tilebatch import classify, config, metatile, postgis, rawr, rawrtile, render
 from tilebatch import schema as schemas
 from tilebatch.errors import BadInput
 from tilebatch.kinds import KINDS, NAMES
@@ -39,7 +39,7 @@ def both_paths(name: str, tile) -> tuple[bytes, bytes]:
     schema = schemas.load(schemas.schema_path(name))
     src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
     try:
-        rawr_tile = rawr.unpack(rawr.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema, 10)[0], schema, 10)
+        rawr_tile = rawrtile.unpack(rawrtile.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema, 10)[0], schema, 10)
         keys = {t.name: t.key for t in schema.tables.values()}
         from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
         from_db = features_at(src, schema, ancestor(tile, 7), tile.z)
@@ -206,13 +206,19 @@ def test_a_processs_jobs_share_a_connection_each_in_a_transaction_of_its_own(db_
 
 
 def test_meta_high_needs_no_database(built_store, tmp_path):
+    """Nor its driver: a meta-high process does not load psycopg2 (a tenth of its start-up), here one
+    that fails to import."""
     root, _ = built_store
     z7 = tile_at(*CENTRAL, 7)
-    env = {"TILEQUEUE__store__url": f"file://{tmp_path}", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr",
-           "TILEQUEUE__postgresql__port": str(free_port())}
+    broken = tmp_path / "broken" / "psycopg2"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('psycopg2 is not here')\n")
+    out = tmp_path / "out"
+    env = {"TILEQUEUE__store__url": f"file://{out}", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr",
+           "TILEQUEUE__postgresql__port": str(free_port()), "PYTHONPATH": str(broken.parent)}
     proc = run_cli("meta-tile", "--config", "config.yaml", "--tile", f"7/{z7.x}/{z7.y}", "--run-id", "nodb", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert any(f.endswith(".zip") for _, _, fs in os.walk(tmp_path) for f in fs)
+    assert any(f.endswith(".zip") for _, _, fs in os.walk(out) for f in fs)
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -271,20 +277,20 @@ def test_rawr_tile_format(db_url, tmp_path):
     schema = schemas.load(schemas.schema_path('tilezen'))
     src = postgis.Tables(postgis.connect(cfg), schema)
     group = ancestor(tile_at(*CENTRAL, 15), 10)
-    data, count = rawr.pack(rawr.build_rawr_tile(src, group), schema, group.z)
-    unpacked = {name: list(rows) for name, rows in rawr.unpack(data, schema, group.z)}
+    data, count = rawrtile.pack(rawr.build_rawr_tile(src, group), schema, group.z)
+    unpacked = {name: list(rows) for name, rows in rawrtile.unpack(data, schema, group.z)}
     # Only the rows some rule may show from z13 on: of the points, fewer than touch the tile.
     with src.conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM planet_osm_point WHERE way && ST_MakeEnvelope(%s, %s, %s, %s, 3857)",
-                    rawr.rawr_box(group))
+                    rawrtile.rawr_box(group))
         assert 0 < len(unpacked["planet_osm_point"]) < cur.fetchone()[0]
     src.conn.close()
     assert count == sum(map(len, unpacked.values()))
     # Tilezen's rows: a reader whose schema chooses other rows (or of a RAWR tile without the stamp) stops.
     shortbread = schemas.load(schemas.schema_path('shortbread'))
     with pytest.raises(BadInput, match=f"not a RAWR tile of format 2 with the rows schema shortbread reads .* "
-                                       f"its comment says {rawr.stamp(schema, group.z).decode()}"):
-        next(rawr.unpack(data, shortbread, group.z))
+                                       f"its comment says {rawrtile.stamp(schema, group.z).decode()}"):
+        next(rawrtile.unpack(data, shortbread, group.z))
     # A schema that gives the same rows other kinds, properties and zooms reads the same tiles.
     edited = tmp_path / "tilezen-edited.yaml"
     text = open(schemas.schema_path('tilezen')).read()
@@ -292,7 +298,7 @@ def test_rawr_tile_format(db_url, tmp_path):
     edited.write_text(text.replace("kind_detail", "kind_detail_edited").replace("min_zoom: 14", "min_zoom: 15")
                       .replace("\nmax_zoom: 16", "\nmax_zoom: 15"))
     assert schemas.load(str(edited)).digest != schema.digest
-    assert sum(len(list(rows)) for _, rows in rawr.unpack(data, schemas.load(str(edited)), group.z)) == count
+    assert sum(len(list(rows)) for _, rows in rawrtile.unpack(data, schemas.load(str(edited)), group.z)) == count
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon", "water_polygons",
                              "land_polygons"}
@@ -377,7 +383,7 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
             cur.execute(settings)
             cur.execute("SELECT count(*) FROM (SELECT osm_id FROM planet_osm_line GROUP BY osm_id HAVING count(*) > 1) d")
             assert cur.fetchone()[0] > 0  # the demo data has rows sharing an id
-        packed.append(rawr.pack(rawr.build_rawr_tile(src, group), src.schema, group.z))
+        packed.append(rawrtile.pack(rawr.build_rawr_tile(src, group), src.schema, group.z))
         src.conn.close()
     assert packed[0] == packed[1]
 

@@ -6,7 +6,7 @@ import pytest
 
 from tilebatch import classify, config, postgis, rulecode, sqlfilter
 from tilebatch import schema as schemas
-from tilebatch.rawr import rawr_box
+from tilebatch.rawrtile import rawr_box
 from tilebatch.tiles import tile_at
 
 CENTRAL = (24.945, 60.170)  # the demo data's centre

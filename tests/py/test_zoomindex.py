@@ -8,7 +8,7 @@ import pytest
 from tilebatch import config, postgis, zoomindex
 from tilebatch import schema as schemas
 from tilebatch.meta_low import query_zooms
-from tilebatch.rawr import rawr_box
+from tilebatch.rawrtile import rawr_box
 from tilebatch.tiles import Tile, tile_at
 
 from conftest import last_error, run_cli
