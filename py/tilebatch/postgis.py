@@ -290,8 +290,7 @@ class Tables:
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
         clipped = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
-        geoms = [f"ST_AsBinary(ST_SimplifyPreserveTopology({clipped}, {float(s)!r}))" if s > 0
-                 else f"ST_AsBinary({clipped})" for s in simplify]
+        geoms = [f"ST_AsBinary({simplified(clipped, table.geometry_column, s)})" for s in simplify]
         # One geometry a row, or an array of them, one a tolerance: a row is always (id, geometry, tags).
         several = len(geoms) > 1
         geom = f"ARRAY[{', '.join(geoms)}]" if several else geoms[0]
@@ -317,6 +316,24 @@ class Tables:
                     yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None
+
+
+def simplified(geometry: str, column: str, tolerance: float) -> str:
+    """SQL simplifying `geometry` (made of `column`) by `tolerance` metres; itself for 0.
+
+    A polygon keeps its topology (its rings must not cross). Points and lines
+    are simplified by Douglas-Peucker, as render.tile_layers simplifies lines
+    after: a line that comes to cross itself draws the same, and keeping its
+    topology costs a round trip through GEOS, most of a low-zoom query's
+    time on a city's roads. A line shorter than the tolerance is kept
+    (preserveCollapsed), as topology-preserving simplification keeps it: a NULL
+    would drop its row from every zoom of the query.
+    """
+    if tolerance <= 0:
+        return geometry
+    t = repr(float(tolerance))
+    return (f"CASE WHEN ST_Dimension({column}) < 2 THEN ST_Simplify({geometry}, {t}, true)"
+            f" ELSE ST_SimplifyPreserveTopology({geometry}, {t}) END")
 
 
 _shared: dict = {}  # the configuration, and the tables over the connection its jobs share (job_tables)

@@ -205,6 +205,24 @@ def test_a_processs_jobs_share_a_connection_each_in_a_transaction_of_its_own(db_
         first.conn.close()
 
 
+@pytest.mark.parametrize("wkt, expected", [
+    # A line: Douglas-Peucker drops the bend within the tolerance.
+    ("LINESTRING(0 0, 50 4, 100 0)", "LINESTRING(0 0,100 0)"),
+    # A line that collapses stays (render drops it), not NULL: its row stays in every zoom of a query.
+    ("LINESTRING(0 0, 1 0, 1 1, 0 0)", "LINESTRING(0 0,0 0)"),
+    ("POINT(3 4)", "POINT(3 4)"),
+    # A polygon keeps its topology: simplified alone, a small ring would lose a corner.
+    ("POLYGON((0 0, 100 0, 100 100, 50 102, 0 100, 0 0))", "POLYGON((0 0,100 0,100 100,0 100,0 0))"),
+    ("POLYGON((0 0, 2 0, 2 2, 0 2, 0 0))", "POLYGON((0 0,2 0,2 2,0 2,0 0))"),
+])
+def test_the_database_simplifies_lines_by_douglas_peucker_and_polygons_keeping_their_topology(db_url, wkt,
+                                                                                               expected):
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT ST_AsText({postgis.simplified('g', 'g', 10.0)}) FROM ST_GeomFromText(%s) AS g", (wkt,))
+        assert cur.fetchone()[0] == expected
+        assert postgis.simplified("g", "g", 0.0) == "g"
+
+
 def test_meta_high_needs_no_database(built_store, tmp_path):
     """Nor its driver: a meta-high process does not load psycopg2 (a tenth of its start-up), here one
     that fails to import."""
