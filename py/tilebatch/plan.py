@@ -42,17 +42,17 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # Per model key: CPU seconds and peak MiB as (base, per row); "start-up": what a job
 # process costs before its first job, saved by each job a process does after it.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.183, 9.13e-06), "memory": (32.0, 8.05e-05)},
-    "meta-high": {"cpu": (0.111, 1.64e-05), "memory": (60.0, 0.000846)},
-    "meta-low/0": {"cpu": (0.223, 0), "memory": (46.1, 0)},
-    "meta-low/1": {"cpu": (0.224, 1.06e-08), "memory": (49.6, 1.28e-06)},
-    "meta-low/2": {"cpu": (0.224, 1.09e-08), "memory": (49.5, 1.25e-06)},
-    "meta-low/3": {"cpu": (0.234, 7.55e-09), "memory": (49.5, 1.33e-06)},
-    "meta-low/4": {"cpu": (0.234, 4.76e-09), "memory": (49.6, 1.31e-06)},
-    "meta-low/5": {"cpu": (0.228, 9.67e-07), "memory": (52.4, 5.49e-05)},
-    "meta-low/6": {"cpu": (0.221, 1.53e-06), "memory": (55.0, 8.36e-05)},
-    "meta-low/7": {"cpu": (0.182, 8.05e-06), "memory": (57.8, 0.000208)},
-    START_UP: {"cpu": (0.227, 0), "memory": (0, 0)},
+    "rawr": {"cpu": (0.148, 8.69e-06), "memory": (32.1, 7.82e-05)},
+    "meta-high": {"cpu": (0.192, 1.51e-05), "memory": (51.7, 0.000848)},
+    "meta-low/0": {"cpu": (0.22, 0), "memory": (46.1, 6.15e-08)},
+    "meta-low/1": {"cpu": (0.229, 9.23e-09), "memory": (49.6, 1.3e-06)},
+    "meta-low/2": {"cpu": (0.239, 6.15e-09), "memory": (49.5, 1.33e-06)},
+    "meta-low/3": {"cpu": (0.219, 1.23e-08), "memory": (49.6, 1.3e-06)},
+    "meta-low/4": {"cpu": (0.234, 4.76e-09), "memory": (49.6, 1.25e-06)},
+    "meta-low/5": {"cpu": (0.229, 8.59e-07), "memory": (52.3, 5.52e-05)},
+    "meta-low/6": {"cpu": (0.234, 1.41e-06), "memory": (54.9, 8.33e-05)},
+    "meta-low/7": {"cpu": (0.119, 7.5e-06), "memory": (58.3, 0.000208)},
+    START_UP: {"cpu": (0.226, 0), "memory": (0, 0)},
 }
 
 
