@@ -39,8 +39,7 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 
 # The fit of bench/results.json as committed (make bench on 2 AMD EPYC cores, CPU
 # of the job and of the database for it): used when no results file is given.
-# Per model key: CPU seconds and peak MiB as (base, per row); "start-up": what a job
-# process costs before its first job, saved by each job a process does after it.
+# Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
     "rawr": {"cpu": (0.148, 8.69e-06), "memory": (32.1, 7.82e-05)},
     "meta-high": {"cpu": (0.192, 1.51e-05), "memory": (51.7, 0.000848)},
@@ -178,9 +177,13 @@ def measured_density(cfg: dict, bbox: Bbox, tiles: list[Tile], per_tile: int) ->
 
 
 def _process_cpu(jobs: list[float], start_up: float) -> float:
-    """The CPU seconds of a process doing jobs of these CPU seconds (each as if alone) in turn: one start-up,
-    not one a job; never less than its largest job."""
-    return max(sum(jobs) - start_up * (len(jobs) - 1), max(jobs))
+    """The CPU seconds of a process doing jobs of these CPU seconds (each as if alone) in turn: its largest
+    job, and each other one less the start-up it does not pay (a fitted job cheaper than that costs nothing
+    more, not less)."""
+    largest = max(jobs)
+    rest = list(jobs)
+    rest.remove(largest)
+    return largest + sum(max(cpu - start_up, 0.0) for cpu in rest)
 
 
 def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:

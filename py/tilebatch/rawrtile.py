@@ -17,7 +17,7 @@ chooses other rows, or a tile of an older format, stops
 the rows it lacks.
 
 Apart from the job (rawr.py), so that meta-high, which never connects, does
-not load the database driver: a tenth of its process's start-up.
+not load the database driver.
 """
 
 import hashlib

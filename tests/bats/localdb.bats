@@ -65,7 +65,11 @@ setup() { load helpers; }
   port=$(free_port)
   python3 -c 'import socket, sys, time; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(60)' "$port" &
   holder=$!
-  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done  # listening
+  for _ in $(seq 200); do  # until it listens (10 s at most)
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$holder" || fail "the process holding port $port died"
+    sleep 0.05
+  done
   TILEQUEUE__postgresql__port=$port run "$CHECKOUT/bin/localdb" start
   kill "$holder"
   assert_failure 2

@@ -17,7 +17,8 @@ def wait_for(what: str, probe, timeout: float = 60, every: float = 0.05):
 
 def children(pid: int) -> list[int]:
     """The live child processes of `pid`, as the kernel lists each of its threads' (cheap enough to ask
-    every few milliseconds, which a scan of all of /proc is not)."""
+    every few milliseconds, which a scan of all of /proc is not); by that scan where the kernel keeps
+    no such lists."""
     out = []
     try:
         threads = os.listdir(f"/proc/{pid}/task")
@@ -27,9 +28,25 @@ def children(pid: int) -> list[int]:
         try:
             with open(f"/proc/{pid}/task/{thread}/children") as f:
                 out += [int(child) for child in f.read().split()]
-        except OSError:
+        except FileNotFoundError:
+            return _children_by_scan(pid)
+        except OSError:  # the thread has ended
             continue
     return [child for child in out if alive(child)]
+
+
+def _children_by_scan(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
 
 
 def alive(pid: int) -> bool:

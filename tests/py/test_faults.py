@@ -22,7 +22,7 @@ import pytest
 
 from tilebatch import batch, cli, config, forkserver, local, metatile, oom, runs
 from tilebatch.errors import JobFailed
-from tilebatch.store import STALE_TEMP_SECONDS, FileStore, S3Store, open_store
+from tilebatch.store import STALE_TEMP_SECONDS, TEMP_PREFIX, FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
 
 import motoserver
@@ -65,7 +65,7 @@ def assert_intact(*roots) -> None:
     for root in roots:
         for folder, _, files in os.walk(root):
             for name in files:
-                assert not name.startswith(".tmp-"), os.path.join(folder, name)
+                assert not name.startswith(TEMP_PREFIX), os.path.join(folder, name)
                 if name.endswith(".zip"):
                     with zipfile.ZipFile(os.path.join(folder, name)) as z:
                         assert z.testzip() is None
@@ -77,7 +77,7 @@ def age_killed_writes(root) -> None:
     old = time.time() - STALE_TEMP_SECONDS - 60
     for folder, _, files in os.walk(root):
         for name in files:
-            if name.startswith(".tmp-"):
+            if name.startswith(TEMP_PREFIX):
                 os.utime(os.path.join(folder, name), (old, old))
 
 
@@ -525,7 +525,7 @@ def test_kill_9_of_the_runner_ends_its_jobs_and_a_rerun_recovers(built_store, db
     finally:
         watcher.close()
     os.kill(pid, signal.SIGSTOP)  # held, so that it cannot finish before the runner is gone
-    jobs = children(server)  # the held one, and the other worker's
+    jobs = {pid, *children(server)}  # the held one, and the other worker's
     runner.kill()
     runner.communicate()
     # The job hears of it from its server's end: let go of it before that, and it may finish first.

@@ -1,5 +1,6 @@
 """The tile pipeline against the real local PostGIS with the Helsinki extract."""
 
+import contextlib
 import json
 import os
 
@@ -210,6 +211,7 @@ def test_a_processs_jobs_share_a_connection_each_in_a_transaction_of_its_own(db_
     ("LINESTRING(0 0, 50 4, 100 0)", "LINESTRING(0 0,100 0)"),
     # A line that collapses stays (render drops it), not NULL: its row stays in every zoom of a query.
     ("LINESTRING(0 0, 1 0, 1 1, 0 0)", "LINESTRING(0 0,0 0)"),
+    ("MULTILINESTRING((0 0, 1 0, 1 1, 0 0), (5 5, 50 5))", "MULTILINESTRING((0 0,0 0),(5 5,50 5))"),
     ("POINT(3 4)", "POINT(3 4)"),
     # A polygon keeps its topology: simplified alone, a small ring would lose a corner.
     ("POLYGON((0 0, 100 0, 100 100, 50 102, 0 100, 0 0))", "POLYGON((0 0,100 0,100 100,0 100,0 0))"),
@@ -217,15 +219,18 @@ def test_a_processs_jobs_share_a_connection_each_in_a_transaction_of_its_own(db_
 ])
 def test_the_database_simplifies_lines_by_douglas_peucker_and_polygons_keeping_their_topology(db_url, wkt,
                                                                                                expected):
-    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+    with contextlib.closing(psycopg2.connect(db_url)) as conn, conn.cursor() as cur:
         cur.execute(f"SELECT ST_AsText({postgis.simplified('g', 'g', 10.0)}) FROM ST_GeomFromText(%s) AS g", (wkt,))
         assert cur.fetchone()[0] == expected
-        assert postgis.simplified("g", "g", 0.0) == "g"
+
+
+def test_no_tolerance_leaves_the_geometry_as_it_is():
+    assert postgis.simplified("ST_ClipByBox2D(way, box)", "way", 0.0) == "ST_ClipByBox2D(way, box)"
 
 
 def test_meta_high_needs_no_database(built_store, tmp_path):
-    """Nor its driver: a meta-high process does not load psycopg2 (a tenth of its start-up), here one
-    that fails to import."""
+    """Nor its driver: a meta-high process does not load psycopg2 (part of every Batch job's start-up),
+    here one that fails to import."""
     root, _ = built_store
     z7 = tile_at(*CENTRAL, 7)
     broken = tmp_path / "broken" / "psycopg2"

@@ -48,7 +48,13 @@ def test_the_start_up_is_what_a_process_saves_a_job_after_its_first():
         size["tilebatch"]["meta-low"].update(processes=1, cpu_seconds=grouped)
     model = plan.model_from_results(sizes)
     assert model[plan.START_UP]["cpu"] == pytest.approx((1.0, 0.0))
-    assert "start-up" not in plan.model_from_results(results([(1000, 1.5, 60)]))  # a job a process
+    assert plan.START_UP not in plan.model_from_results(results([(1000, 1.5, 60)]))  # no process counts: older
+
+
+def test_a_process_pays_its_largest_job_and_the_others_less_their_start_up():
+    assert plan._process_cpu([2.0], 0.5) == 2.0
+    # A job the fit makes cheaper than a start-up adds nothing; it takes nothing off the others either.
+    assert plan._process_cpu([3.0, 0.1, 2.0], 0.5) == pytest.approx(3.0 + 0.0 + 1.5)
 
 
 def test_a_city_pays_one_start_up_for_its_meta_low_jobs():
