@@ -11,7 +11,7 @@ import math
 import time
 
 from . import batch, runs
-from .enqueue import Dependency, as_submissions, depends_on, job_units, parse_units, sort_tiles
+from .enqueue import Dependency, as_submissions, depends_on, job_units, parse_unit, parse_units, sort_tiles
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -70,7 +70,7 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
     failed = {}  # job id -> (its unit: the tiles it did, memory it had)
     for s in subs:
         if not s["list"]:
-            failed[s["jobId"]] = (parse_units(s["tile"], s["jobName"])[0], s.get("memory"))
+            failed[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
             continue
         units = parse_units(store.read(s["list"]).decode(), s["list"])
         token = {}

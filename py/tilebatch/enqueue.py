@@ -48,9 +48,13 @@ class Submission(NamedTuple):
         return f"@{self.list_key}" if self.list_key else unit_text(self.units[0])
 
 
+def tile_order(t: Tile) -> tuple[int, int, int]:
+    return t.z, t.x, t.y
+
+
 def sort_tiles(tiles: Iterable[Tile]) -> list[Tile]:
     """Each tile once, in (z, x, y) order."""
-    return sorted(set(tiles), key=lambda t: (t.z, t.x, t.y))
+    return sorted(set(tiles), key=tile_order)
 
 
 def parse_unit(text: str) -> Unit:
@@ -161,9 +165,8 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Til
     whole = [t for t in tiles if t.z == queue_zoom]
     if len(grouped) == 1 and len(whole) == 1:
         grouped = [grouped[0] + (whole[0],)]
-    by_first = {group[0]: group for group in grouped}
     in_group = {t for group in grouped for t in group}
-    return [by_first.get(t, (t,)) for t in tiles if t in by_first or t not in in_group]
+    return sorted(grouped + [(t,) for t in tiles if t not in in_group], key=lambda unit: tile_order(unit[0]))
 
 
 def unit_text(unit: Unit) -> str:
@@ -181,17 +184,17 @@ def as_submissions(job: str, run_id: str, prefix: str, units: list[Unit], group:
 
     Names: `{prefix}-{run_id}-{z}-{x}-{y}` for a plain job (its first tile), `{prefix}-{run_id}-{NNNN}`
     for array job NNNN (whose list is runkeys.list_key's); a re-submission's
-    `group` goes between run id and number, and into its lists' keys.
+    `group` goes between run id and tile or number, and into its lists' keys,
+    so that no round's job takes another's name (and its submission record).
     """
-    subs = []
+    subs, named = [], f"{prefix}-{run_id}-{group + '-' if group else ''}"
     for index, start in enumerate(range(0, len(units), MAX_ARRAY_SIZE)):
         chunk = units[start:start + MAX_ARRAY_SIZE]
         if len(chunk) == 1:
             t = chunk[0][0]
-            subs.append(Submission(f"{prefix}-{run_id}-{t.z}-{t.x}-{t.y}", chunk, None))
+            subs.append(Submission(f"{named}{t.z}-{t.x}-{t.y}", chunk, None))
         else:
-            name = f"{prefix}-{run_id}-{group + '-' if group else ''}{index:04d}"
-            subs.append(Submission(name, chunk, list_key(run_id, job, index, group)))
+            subs.append(Submission(f"{named}{index:04d}", chunk, list_key(run_id, job, index, group)))
     for sub in subs:
         if not JOB_NAME_RE.match(sub.name):
             raise BadInput(f"bad job name {sub.name!r}: Batch allows 128 letters, digits, '-' or '_'; "

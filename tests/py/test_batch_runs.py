@@ -10,8 +10,9 @@ import json
 import boto3
 import pytest
 
-from tilebatch import cli, config, records
-from tilebatch.store import metatile_store
+from tilebatch import batch_runs, cli, config, records
+from tilebatch.runkeys import submission_key
+from tilebatch.store import FileStore, metatile_store
 from tilebatch.tiles import Tile, children
 
 import motoserver
@@ -83,7 +84,8 @@ def test_missing_enqueue_resubmits_exactly_those_with_more_memory_after_oom(queu
     code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
     assert code == 0
     jobs = resubmitted(out)
-    assert [(j["parameters"]["tile"], memory_of(j)) for j in jobs] == [("7/72/37", "768"), ("7/73/36", None)]
+    # A job a memory, the default first: names carry the round and the memory group (r01m0, r01m1).
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in jobs] == [("7/73/36", None), ("7/72/37", "768")]
     assert all(j["jobName"].startswith("tilebatch-r1-") for j in jobs)
 
     # The retried OOM job failed again (this moto fails everything): next time 1.5x again, up to the cap.
@@ -111,6 +113,15 @@ def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_mor
     code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
     assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [
         ("3/4/2,4/9/4,5/18/9,6/36/18", "1152")]
+
+
+def test_submissions_come_oldest_round_first_whatever_their_names(tmp_path):
+    """A tile's latest failure decides its memory (failed_on_batch reads them in turn): the order is the
+    rounds', not the names' the store lists them by."""
+    store = FileStore(str(tmp_path))
+    for name, round_no in (("tb-r1-a", 2), ("tb-r1-b", 1), ("tb-r1-c", 0)):  # listed a, b, c
+        store.write(submission_key("r1", "meta-low", name), json.dumps({"jobName": name, "round": round_no}).encode())
+    assert [s["round"] for s in batch_runs.submissions(store, "r1", "meta-low")] == [0, 1, 2]
 
 
 def test_the_memory_cap_holds(queue, capsys, monkeypatch):

@@ -115,6 +115,8 @@ def test_a_boxs_few_low_zoom_meta_low_jobs_share_batch_jobs_a_planets_do_not():
     (alone,) = as_submissions("meta-low", "r1", "tb", [low])
     assert (alone.name, alone.list_key, alone.tile_parameter) == ("tb-r1-0-0-0", None, ",".join(
         f"{t.z}/{t.x}/{t.y}" for t in low))
+    # A re-submission's group is in its name, so that a later round's plain job does not take it.
+    assert as_submissions("meta-low", "r1", "tb", [low], "r01m0")[0].name == "tb-r1-r01m0-0-0-0"
     # A country's are work: as many units as it has z6 tiles, each with one of them, side by side on Batch.
     country = build_jobs(7, bbox=parse_bbox("5.8,47.2,15.1,55.1"))["meta-low"]
     units = [u for u in job_units("meta-low", country, 7) if u[0].z < 7]
