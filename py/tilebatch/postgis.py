@@ -1,6 +1,6 @@
 """Rows from the osm2pgsql PostGIS database, as `(id, WKB, tags)` for both paths.
 
-One connection per job. A row's tags are the hstore `tags` merged with the
+One connection per process (`job_tables`), a transaction per job. A row's tags are the hstore `tags` merged with the
 tag columns osm2pgsql keeps apart under `--hstore`, plus `way_area` for
 polygons, so a rule sees every tag whichever way the database was loaded.
 """
@@ -83,8 +83,8 @@ def connect(cfg: dict, section: str = "postgresql"):
             # above a parallel scan of the whole table).
             conn = psycopg2.connect(**params, application_name="tilebatch",
                                     options="-c jit=off -c cursor_tuple_fraction=1 -c max_parallel_workers_per_gather=0")
-            # One read-only transaction a connection: the server-side cursors of
-            # `rows` live in one, and a job reads one snapshot of the data.
+            # Read-only transactions: the server-side cursors of `rows` live in one,
+            # and a job reads one snapshot of the data (`end_job` ends it).
             conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
             return conn
         except psycopg2.Error as e:
@@ -290,7 +290,8 @@ class Tables:
         envelope = "ST_MakeEnvelope(%(minx)s, %(miny)s, %(maxx)s, %(maxy)s, 3857)"
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
         clipped = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
-        geoms = [f"ST_AsBinary({simplified(clipped, table.geometry_column, s)})" for s in simplify]
+        declared = self._columns[table_key][table.geometry_column]
+        geoms = [f"ST_AsBinary({simplified(clipped, table.geometry_column, s, declared)})" for s in simplify]
         # One geometry a row, or an array of them, one a tolerance: a row is always (id, geometry, tags).
         several = len(geoms) > 1
         geom = f"ARRAY[{', '.join(geoms)}]" if several else geoms[0]
@@ -318,22 +319,30 @@ class Tables:
             raise faults.db_error(f"database query on {table.name} failed", e) from None
 
 
-def simplified(geometry: str, column: str, tolerance: float) -> str:
-    """SQL simplifying `geometry` (made of `column`) by `tolerance` metres; itself for 0.
+def simplified(geometry: str, column: str, tolerance: float, declared: str = "geometry") -> str:
+    """SQL simplifying `geometry` (made of `column`, of type `declared` as PostgreSQL writes it:
+    `geometry(LineString,3857)`) by `tolerance` metres; itself for 0.
 
-    A polygon keeps its topology (its rings must not cross). Points and lines
-    are simplified by Douglas-Peucker, as render.tile_layers simplifies lines
+    A polygon keeps its topology (its rings must not cross). Lines are
+    simplified by Douglas-Peucker, as render.tile_layers simplifies them
     after: a line that comes to cross itself draws the same, and keeping its
     topology costs a round trip through GEOS, most of a low-zoom query's
     time on a city's roads. A line shorter than the tolerance is kept
     (preserveCollapsed), as topology-preserving simplification keeps it: a NULL
-    would drop its row from every zoom of the query.
+    would drop its row from every zoom of the query. Points stay as they are.
+    What a column's type allows is chosen here, once; only a column of any
+    geometry (osm2pgsql's polygons and multipolygons) is looked at row by row.
     """
-    if tolerance <= 0:
+    shape = declared.removeprefix("geometry(").split(",")[0].lower().removeprefix("multi")
+    if tolerance <= 0 or shape == "point":
         return geometry
     t = repr(float(tolerance))
-    return (f"CASE WHEN ST_Dimension({column}) < 2 THEN ST_Simplify({geometry}, {t}, true)"
-            f" ELSE ST_SimplifyPreserveTopology({geometry}, {t}) END")
+    lines, polygons = f"ST_Simplify({geometry}, {t}, true)", f"ST_SimplifyPreserveTopology({geometry}, {t})"
+    if shape == "linestring":
+        return lines
+    if shape == "polygon":
+        return polygons
+    return f"CASE WHEN ST_Dimension({column}) < 2 THEN {lines} ELSE {polygons} END"
 
 
 _shared: dict = {}  # the configuration, and the tables over the connection its jobs share (job_tables)
@@ -350,6 +359,8 @@ def job_tables(cfg: dict, schema: Schema) -> Tables:
     """
     tables = _shared.get("tables")
     if _shared.get("cfg") is not cfg or tables is None or tables.schema is not schema or tables.conn.closed:
+        if tables is not None:
+            tables.conn.close()  # another configuration's or schema's: not to be left open
         _shared.update(cfg=cfg, tables=Tables(connect(cfg), schema))
     return _shared["tables"]
 
