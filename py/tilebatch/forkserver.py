@@ -38,8 +38,7 @@ from . import log
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 _MESSAGE_BYTES = 1 << 16  # a request's most: a job's command line
-_SERVER_MAIN = ("import sys; del sys.path[0]; from tilebatch import forkserver; "
-                "sys.exit(forkserver.main(int(sys.argv[1]), sys.argv[2]))")
+_SERVER_MAIN = "import sys; del sys.path[0]; from tilebatch import forkserver; sys.exit(forkserver.main(int(sys.argv[1])))"
 _GONE_WAIT = 5  # seconds to wait for a server whose socket failed to end, so that its last words can be read
 TITLE = "tilebatch job server"  # what ps shows of it
 LOST_CODE = -signal.SIGKILL  # the exit status of a job whose server died: it was killed, not failed
@@ -109,14 +108,14 @@ class Server:
     children's (a job still running then gets SIGTERM, as when the runner dies: the server's end of the
     socket hears the runner's close, however it comes)."""
 
-    def __init__(self, run_id: str | None = None):
+    def __init__(self):
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Its own session: a terminal's Ctrl-C is the runner's to answer. Not `-m`, which would
             # put the working directory first on the jobs' import path, as a `tilebatch` command does not.
             # Its stderr is read once it has ended (`_gone`): it writes only the error that ends it.
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno()), run_id or ""],
+                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:  # out of memory or processes: its jobs fail, a retry may help
@@ -124,9 +123,13 @@ class Server:
             raise ServerGone(f"the job server cannot start: {e.strerror}") from None
         finally:
             theirs.close()
-        self.gone = False
         self.why: str | None = None  # once gone: why (its last error, or the signal that killed it)
         self._lock = threading.Lock()  # the runner's threads start jobs on one server
+
+    @property
+    def gone(self) -> bool:
+        """Whether it has been found gone: it starts no job from then on."""
+        return self.why is not None
 
     def start(self, cmd: list[str]) -> Job:
         """The job `cmd`, forked; ServerGone (and `gone` from then on) when the server is not there,
@@ -154,7 +157,6 @@ class Server:
         with self._lock:
             if self.why is None:
                 self.why = self._cause()
-            self.gone = True
         return ServerGone(f"the job server is gone ({self.why})")
 
     def _cause(self) -> str:
@@ -164,7 +166,7 @@ class Server:
         except subprocess.TimeoutExpired:
             return "it does not answer"
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        errors = [entry for entry in map(_json_line, self._drain().splitlines()) if entry.get("level") == "error"]
+        errors = [entry for entry in map(log.parse, self._drain().splitlines()) if entry and entry.get("level") == "error"]
         if not errors:
             return how
         said = f"{errors[-1]['msg']}: {errors[-1]['error']}" if "error" in errors[-1] else errors[-1]["msg"]
@@ -259,15 +261,6 @@ def _child(message: bytes, stderr: int, server: int) -> None:
             os._exit(code)
 
 
-def _json_line(line: str) -> dict:
-    """A log line as a dict; {} for one that is not JSON (a line cut short by a kill)."""
-    try:
-        entry = json.loads(line)
-    except ValueError:
-        return {}
-    return entry if isinstance(entry, dict) else {}
-
-
 def _report(status: int, what, last: bool = False) -> None:
     """A line to a job's status pipe, then closed if `last`; none if the runner no longer reads it."""
     try:
@@ -315,9 +308,8 @@ def serve(sock: socket.socket) -> None:
                 _report(status, os.waitstatus_to_exitcode(wait_status), last=True)
 
 
-def main(fd: int, run_id: str = "") -> int:
+def main(fd: int) -> int:
     setproctitle.setproctitle(TITLE)
-    log.bind(run_id=run_id or None)
     try:
         _preload()
         serve(socket.socket(fileno=fd))

@@ -17,7 +17,6 @@ forks them dies with the runner, and they with it). A job killed
 for memory is told from one killed by hand by the kernel's own count.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -88,11 +87,10 @@ def failure_reason(stderr: str, code: int, out_of_memory: bool) -> str:
     if code in KILLED_CODES:
         return "out of memory" if out_of_memory else "killed"
     for line in reversed(stderr.strip().splitlines()):
-        try:
-            entry = json.loads(line)
-        except ValueError:
+        entry = log.parse(line)
+        if entry is None:
             return line.strip()[:300]  # not one of ours: it died before logging could start
-        if isinstance(entry, dict) and entry.get("level") == "error":
+        if entry.get("level") == "error":
             return str(entry.get("msg"))
     return f"exit {code} with no error line"
 
@@ -272,7 +270,7 @@ class Runner:
                     if self._server is not None:
                         log.warning("the job server is gone: starting another", why=self._server.why)
                         self._server.close()
-                    self._server, self._servers = forkserver.Server(self.run_id), self._servers + 1
+                    self._server, self._servers = forkserver.Server(), self._servers + 1
                 server = self._server
             try:
                 return server.start(cmd)

@@ -67,3 +67,13 @@ def warning(msg: str, **fields) -> None:
 
 def error(msg: str, **fields) -> None:
     emit("error", msg, **fields)
+
+
+def parse(line: str) -> dict | None:
+    """A line these functions wrote, as the dict it holds; None for a line that is not one (a traceback
+    before logging started, a line cut short by a kill)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None

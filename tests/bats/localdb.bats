@@ -70,6 +70,7 @@ setup() { load helpers; }
     kill -0 "$holder" || fail "the process holding port $port died"
     sleep 0.05
   done
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || fail "nothing listens on port $port after 10 s"
   TILEQUEUE__postgresql__port=$port run "$CHECKOUT/bin/localdb" start
   kill "$holder"
   assert_failure 2

@@ -95,6 +95,15 @@ def metatiles(root) -> dict[str, bytes]:
     return out
 
 
+def broken_install(folder, module: str) -> str:
+    """A folder holding a package `module` that fails to import, for PYTHONPATH to put ahead of the real
+    one: a broken install, for real. The folder, as PYTHONPATH takes it."""
+    package = folder / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"raise ImportError('{module} is broken here')\n")
+    return str(folder)
+
+
 def build_env(root) -> dict:
     """Overrides that send a build's metatiles and RAWR tiles under `root`."""
     return {"TILEQUEUE__store__url": f"file://{root}/out", "TILEQUEUE__rawr__sink__url": f"file://{root}/rawr"}

@@ -27,7 +27,7 @@ from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_
 
 import motoserver
 import smallstore
-from conftest import BIN, TOP, build_env, metatiles, run_cli
+from conftest import BIN, TOP, broken_install, build_env, metatiles, run_cli
 from motoserver import free_port
 from procs import alive, children, cmdline, descendants, wait_for
 
@@ -71,14 +71,19 @@ def assert_intact(*roots) -> None:
                         assert z.testzip() is None
 
 
+def aged(path) -> None:
+    """A file made older than a sweep spares (younger ones might be another writer's)."""
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(path, (old, old))
+
+
 def age_killed_writes(root) -> None:
     """Make the temporary files that writes killed half-way left old, as if the rerun came hours later:
-    its sweep must take them (younger ones might be another writer's)."""
-    old = time.time() - STALE_TEMP_SECONDS - 60
+    its sweep must take them."""
     for folder, _, files in os.walk(root):
         for name in files:
             if name.startswith(TEMP_PREFIX):
-                os.utime(os.path.join(folder, name), (old, old))
+                aged(os.path.join(folder, name))
 
 
 def job(command: str, env: dict, tile: Tile = HELSINKI, run_id: str = "faults"):
@@ -482,17 +487,14 @@ def test_kill_9_of_the_job_server_fails_its_job_and_a_new_server_runs_the_next(b
 @faults
 def test_a_job_server_that_cannot_load_the_job_code_fails_the_job_saying_why(built_store, tmp_path):
     """A broken install (msgpack, which only the jobs import, does not import): each of the round's job
-    servers fails as it loads the job code, and the job fails with the error they logged, which carries
-    the run id, not only 'gone'."""
+    servers fails as it loads the job code, and the job fails with the error they logged, not only
+    'gone'; the runner's warnings carry the run id."""
     root, _ = built_store
     env = copy_build(built_store, tmp_path)
     store = open_store(f"file://{tmp_path}/out")
     store.delete(f"runs/test-build/meta-low/{HELSINKI.z}/{HELSINKI.x}/{HELSINKI.y}.json")
-    broken = tmp_path / "broken" / "msgpack"
-    broken.mkdir(parents=True)
-    (broken / "__init__.py").write_text("raise ImportError('msgpack is broken here')\n")
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", "--jobs", "1",
-                   env={**env, "PYTHONPATH": str(broken.parent)})
+                   env={**env, "PYTHONPATH": broken_install(tmp_path / "broken", "msgpack")})
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = log_lines(proc.stderr)
     why = "the job server failed: ImportError: msgpack is broken here"
@@ -578,7 +580,7 @@ def test_old_temporary_files_are_swept_and_young_ones_kept(built_store, tmp_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a metatile")
     for path in stale:
-        os.utime(path, (time.time() - 7200, time.time() - 7200))
+        aged(path)
     proc = run_cli("build", "--config", CONFIG, "--run-id", "test-build", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not any(p.exists() for p in stale) and young.exists()
@@ -596,7 +598,7 @@ def test_export_terminated_removes_its_file_and_a_killed_ones_is_swept_later(tmp
     dest.mkdir()
     left = dest / ".tmp-killed.mbtiles"
     left.write_bytes(b"an export killed with -9")
-    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    aged(left)
     proc = subprocess.Popen([str(BIN / "tilebatch"), "export", "--config", CONFIG, str(dest / "t.mbtiles")],
                             cwd=TOP, text=True, env={**os.environ, "TILEQUEUE__store__url": store.url},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -13,7 +13,7 @@ from tilebatch import forkserver, metatile
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile
 
-from conftest import BIN
+from conftest import BIN, broken_install
 from procs import alive, cmdline, wait_for
 
 
@@ -107,44 +107,37 @@ def test_a_server_that_cannot_start_is_gone_with_the_reason(monkeypatch):
         forkserver.Server()
 
 
-def test_a_server_that_fails_as_it_loads_the_job_code_says_why(tmp_path, monkeypatch):
-    broken = tmp_path / "numpy"  # an install whose numpy does not import, ahead of the real one
-    broken.mkdir()
-    (broken / "__init__.py").write_text("raise ImportError('numpy is broken here')\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    server = forkserver.Server("r1")
-    try:
-        with pytest.raises(forkserver.ServerGone, match=r"the job server is gone \(the job server failed: "
-                                                         r"ImportError: numpy is broken here\)"):
-            server.start(tilebatch("--version"))
-        assert server.gone and not server.alive
-        assert server.why == "the job server failed: ImportError: numpy is broken here"
-    finally:
-        server.close()
+@pytest.fixture
+def broken_server(tmp_path, monkeypatch):
+    """A server whose numpy does not import (an install broken ahead of the real one)."""
+    monkeypatch.setenv("PYTHONPATH", broken_install(tmp_path, "numpy"))
+    started = forkserver.Server()
+    yield started
+    started.close()
 
 
-def test_threads_that_find_a_server_gone_at_once_all_hear_why(tmp_path, monkeypatch):
+def test_a_server_that_fails_as_it_loads_the_job_code_says_why(broken_server):
+    with pytest.raises(forkserver.ServerGone, match=r"the job server is gone \(the job server failed: "
+                                                     r"ImportError: numpy is broken here\)"):
+        broken_server.start(tilebatch("--version"))
+    assert broken_server.gone and not broken_server.alive
+    assert broken_server.why == "the job server failed: ImportError: numpy is broken here"
+
+
+def test_threads_that_find_a_server_gone_at_once_all_hear_why(broken_server):
     """The runner's workers start jobs on one server side by side: each hears the same cause, whichever
     finds the server gone first, and none of them an error of another kind."""
-    broken = tmp_path / "numpy"
-    broken.mkdir()
-    (broken / "__init__.py").write_text("raise ImportError('numpy is broken here')\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    server = forkserver.Server("r1")
     heard = []
 
     def start():
         try:
-            server.start(tilebatch("--version"))
+            broken_server.start(tilebatch("--version"))
         except forkserver.ServerGone as e:
             heard.append(str(e))
 
-    try:
-        threads = [threading.Thread(target=start) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        server.close()
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert heard == ["the job server is gone (the job server failed: ImportError: numpy is broken here)"] * 4

@@ -16,7 +16,7 @@ from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
 from tilebatch.tiles import ancestor, metatile_of, tile_at
 
-from conftest import build_env, built_tile, counted_in_database, last_error, run_cli
+from conftest import broken_install, build_env, built_tile, counted_in_database, last_error, run_cli
 from motoserver import free_port
 
 CENTRAL = (24.945, 60.170)
@@ -236,12 +236,9 @@ def test_meta_high_needs_no_database(built_store, tmp_path):
     here one that fails to import."""
     root, _ = built_store
     z7 = tile_at(*CENTRAL, 7)
-    broken = tmp_path / "broken" / "psycopg2"
-    broken.mkdir(parents=True)
-    (broken / "__init__.py").write_text("raise ImportError('psycopg2 is not here')\n")
     out = tmp_path / "out"
     env = {"TILEQUEUE__store__url": f"file://{out}", "TILEQUEUE__rawr__source__url": f"file://{root}/rawr",
-           "TILEQUEUE__postgresql__port": str(free_port()), "PYTHONPATH": str(broken.parent)}
+           "TILEQUEUE__postgresql__port": str(free_port()), "PYTHONPATH": broken_install(tmp_path / "broken", "psycopg2")}
     proc = run_cli("meta-tile", "--config", "config.yaml", "--tile", f"7/{z7.x}/{z7.y}", "--run-id", "nodb", env=env)
     assert proc.returncode == 0, proc.stderr
     assert any(f.endswith(".zip") for _, _, fs in os.walk(out) for f in fs)
