@@ -1,11 +1,11 @@
-"""tilebatch's own jobs on a benchmark dataset: every job of a build, one at a time, measured.
+"""tilebatch's own jobs on a benchmark dataset: every job of a build, one process at a time, measured.
 
 The jobs are the very command lines Batch runs for the dataset's box
 (enqueue.build_jobs, enqueue.job_units, local.job_command): a process a Batch
-job, so meta-low is one (the bench's boxes lie within one z7 tile). They are
-pointed at the
-dataset's database and at a fresh store, run one after another so that none
-competes with another for a core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
+job, so meta-low's eight are one (the bench's boxes lie within one z7 tile),
+and each of them runs alone once more, as a planet's do, for `make plan`'s
+figures by zoom. They are pointed at the dataset's database and at a fresh
+store, run one after another so that none competes with another for a core. rawr's counts (RAWR tiles, rows, RAWR bytes) come from the jobs'
 completion records; the tiles, features and MVT bytes of meta-high and
 meta-low are counted in the store afterwards (bench.counts), as the peers'
 output is.
@@ -40,8 +40,8 @@ def run(ds: Dataset, config_path: str | None, ranges: dict, log) -> dict:
 
     CPU seconds are the job processes' and the database's for them (db_cpu_seconds
     says how much of it), as a tool that reads the data itself pays for both.
-    meta-low also keeps CPU seconds and peak memory by job zoom (the plan's model
-    needs them). `ranges` are the tile zooms of meta-high ("high") and meta-low ("low").
+    meta-low also keeps CPU seconds and peak memory by job zoom, each job run alone
+    once more (the plan's model needs them). `ranges` are the tile zooms of meta-high ("high") and meta-low ("low").
     """
     env = job_env(ds)
     shutil.rmtree(env["TILEQUEUE__store__url"][len("file://"):], ignore_errors=True)
@@ -86,12 +86,12 @@ def _run_kind(ds: Dataset, kind: str, cfg: dict, config_path: str | None, run_id
                 stats["features"] += record["counts"]["rows"]
                 stats["rawr_bytes"] += sum(record["counts"]["rawr_bytes"].values())
         if kind == "meta-low":
-            # The plan's model wants each zoom's job as a planet's runs: alone.
+            # The plan's model wants each zoom's job as a planet's runs: alone (not in the figures above).
             for tile in unit:
-                alone = (use, db_seconds) if len(unit) == 1 else _run_unit(kind, (tile,), config_path, run_id, env,
-                                                                           store, db_cpu)
-                cpu_by_zoom[str(tile.z)] = round(alone[0].cpu_seconds + alone[1], 3)
-                memory_by_zoom[str(tile.z)] = alone[0].peak_memory_mb
+                alone, alone_db = ((use, db_seconds) if len(unit) == 1 else
+                                   _run_unit(kind, (tile,), config_path, run_id, env, store, db_cpu)[:2])
+                cpu_by_zoom[str(tile.z)] = round(alone.cpu_seconds + alone_db, 3)
+                memory_by_zoom[str(tile.z)] = alone.peak_memory_mb
     if kind == "meta-low":
         stats["cpu_seconds_by_zoom"], stats["peak_memory_mb_by_zoom"] = cpu_by_zoom, memory_by_zoom
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}

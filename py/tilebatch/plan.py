@@ -89,8 +89,9 @@ def model_from_results(results: dict) -> dict:
             for z, cpu in low["cpu_seconds_by_zoom"].items():
                 peak = low.get("peak_memory_mb_by_zoom", {}).get(z, low["peak_memory_mb"])
                 points.setdefault(f"meta-low/{z}", []).append((rows, cpu, rows, peak))
-            # The bench runs a size's meta-low jobs as Batch does, a few to a process, and each alone.
-            if low.get("processes", low["jobs"]) < low["jobs"]:
+            # The bench runs a size's meta-low jobs as Batch does, a few to a process, and each alone
+            # (one a zoom: its boxes lie within one z7 tile; another box would need its own sum).
+            if low.get("processes", low["jobs"]) < low["jobs"] == len(low["cpu_seconds_by_zoom"]):
                 alone = sum(low["cpu_seconds_by_zoom"].values())
                 saved.append((alone - low["cpu_seconds"]) / (low["jobs"] - low["processes"]))
     except (KeyError, TypeError, AttributeError, ZeroDivisionError) as e:
@@ -180,10 +181,7 @@ def _process_cpu(jobs: list[float], start_up: float) -> float:
     """The CPU seconds of a process doing jobs of these CPU seconds (each as if alone) in turn: its largest
     job, and each other one less the start-up it does not pay (a fitted job cheaper than that costs nothing
     more, not less)."""
-    largest = max(jobs)
-    rest = list(jobs)
-    rest.remove(largest)
-    return largest + sum(max(cpu - start_up, 0.0) for cpu in rest)
+    return min(max(jobs), start_up) + sum(max(cpu - start_up, 0.0) for cpu in jobs)
 
 
 def estimate(bbox: Bbox, density: Density, model: dict, price: float, queue_zoom: int = 7) -> dict:
