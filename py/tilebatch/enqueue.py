@@ -17,7 +17,7 @@ from typing import Iterable, NamedTuple
 from .errors import BadInput
 from .kinds import KINDS
 from .runkeys import list_key
-from .split import groups_of
+from .split import few_low_jobs, groups_of
 from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
 
 # An array job has 2..10,000 children; a single tile goes as a plain job.
@@ -158,7 +158,7 @@ def job_units(kind: str, tiles: list[Tile], queue_zoom: int, run_tiles: list[Til
     run's tiles of the kind when `tiles` are some of them, tells a box's run
     from a planet's.
     """
-    if run_tiles is not None and not groups_of(kind, run_tiles, queue_zoom):
+    if run_tiles is not None and not few_low_jobs(kind, run_tiles, queue_zoom):
         return [(t,) for t in tiles]
     finest = sum(1 for t in tiles if t.z == queue_zoom - 1)
     grouped = [tuple(g) for g in groups_of(kind, tiles, queue_zoom, max(finest, 1))]

@@ -99,6 +99,13 @@ def parts_of(kind: str, jobs: list[Tile], bbox: Bbox, workers: int, queue_zoom: 
     return {job: p for job, p in cut.items() if len(p) > 1}
 
 
+def few_low_jobs(kind: str, jobs: list[Tile], queue_zoom: int) -> list[Tile]:
+    """A kind's low-zoom meta-low jobs, sorted, when they are few enough to share processes (a box's, not
+    a planet's: GROUP_AT_MOST); [] when they are not."""
+    low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []
+    return low if 1 < len(low) <= GROUP_AT_MOST else []
+
+
 def groups_of(kind: str, jobs: list[Tile], queue_zoom: int, workers: int = 1) -> list[list[Tile]]:
     """The processes a kind's low-zoom meta-low jobs run in when they are few (GROUP_AT_MOST), one a
     worker (on Batch, one a z6 tile: enqueue.job_units), each its jobs coarsest first; [] when they are
@@ -108,8 +115,8 @@ def groups_of(kind: str, jobs: list[Tile], queue_zoom: int, workers: int = 1) ->
     job has 15 to 30 times its z2 job's CPU), so that each worker's last gap gets
     a fair share, the schedule running these groups after the kind's other jobs.
     """
-    low = sorted((t for t in jobs if t.z < queue_zoom), key=lambda t: (t.z, t.x, t.y)) if kind == "meta-low" else []
-    if not 1 < len(low) <= GROUP_AT_MOST:
+    low = few_low_jobs(kind, jobs, queue_zoom)
+    if not low:
         return []
     finest_first, n = low[::-1], min(workers, len(low))
     return [finest_first[i::n][::-1] for i in range(n)]
