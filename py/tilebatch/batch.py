@@ -14,19 +14,13 @@ from .errors import BadInput
 from .jobs import add_run_id_option, check_run_id
 from .kinds import NAMES
 from .runkeys import submission_key
-from .store import FileStore, client_config, metatile_store
+from .store import FileStore, aws_client, metatile_store
 from .tiles import parse_bbox, parse_tile
 
 
 def batch_client(cfg: dict):
     """A Batch client with adaptive retries: a planet's submissions should not trip throttling."""
-    import boto3
-    from botocore.exceptions import NoRegionError
-
-    try:
-        return boto3.client("batch", region_name=cfg["batch"]["region"], config=client_config(cfg["aws"]))
-    except NoRegionError:
-        raise BadInput("no AWS region: set batch.region or AWS_DEFAULT_REGION") from None
+    return aws_client("batch", cfg["batch"]["region"], cfg["aws"], "batch.region or AWS_DEFAULT_REGION, AWS_* settings")
 
 
 def call(what: str, fn, **kwargs):

@@ -1,7 +1,7 @@
 """The `tilebatch` command: one subcommand per verb, errors as one log line and an exit code.
 
 Exit codes: 0 done; 1 failed, a retry may help; 2 bad input or configuration;
-130 interrupted, 143 terminated (SIGTERM). Whatever goes wrong is said in one
+130 interrupted, 141 standard output closed, 143 terminated (SIGTERM). Whatever goes wrong is said in one
 JSON log line at level error, a bug included: never a traceback on stderr.
 Each command module adds its own subcommands (`add_commands`), each bound to a
 function `(args, cfg) -> exit code`.
@@ -100,6 +100,9 @@ def _command(argv: list[str]) -> str | None:
     return None
 
 
+SIGPIPE_EXIT = 128 + signal.SIGPIPE
+
+
 def _terminate(signum, frame):
     raise Terminated()
 
@@ -124,14 +127,16 @@ def main(argv=None) -> int:
         log.error("interrupted", exit_code=130)
         return 130
     except BrokenPipeError:
-        # The reader went away (`tilebatch config show | head`): nothing more to say to it.
+        # The reader went away (`tilebatch batch-enqueue … | head`): the command stopped
+        # part way, so it fails as a shell's pipeline sees a writer killed by SIGPIPE.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        log.error("standard output closed by its reader: stopped part way", exit_code=SIGPIPE_EXIT)
+        return SIGPIPE_EXIT
     except MemoryError:
         log.error("out of memory", exit_code=1)
         return 1
     except OSError as e:
-        error = faults.os_error(type(e).__name__, e)
+        error = faults.os_error(" ".join([type(e).__name__, *(str(f) for f in (e.filename, e.filename2) if f)]), e)
         log.error(str(error), exit_code=error.exit_code, traceback=faults.one_line_traceback(e))
         return error.exit_code
     except Exception as e:  # a bug: said in one line, so that the log filter for errors finds it

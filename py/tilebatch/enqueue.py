@@ -94,6 +94,8 @@ def read_tile_file(path: str) -> list[Tile]:
             return parse_tile_lines(f.read(), path)
     except OSError as e:
         raise BadInput(f"tile file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"tile file {path}: not UTF-8 text (a z/x/y a line)") from None
 
 
 def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = None,

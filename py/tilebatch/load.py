@@ -10,6 +10,7 @@ the database is touched.
 """
 
 import bz2
+import contextlib
 import gzip
 import hashlib
 import math
@@ -162,14 +163,32 @@ class Target(NamedTuple):
 
 
 def target(cfg: dict, database_url: str | None) -> Target:
-    """The database to load into: `database_url`, else the configured one (a single host: loads need the primary)."""
+    """The database to load into: `database_url`, else the configured one (a single host: loads need the primary).
+
+    The password goes to libpq and osm2pgsql in PGPASSWORD, never on a command
+    line (`ps` shows those) nor in a message: what is shown is host, port and
+    database.
+    """
     if database_url:
-        shown = re.sub(r"//[^@/]*@", "//", database_url) if "://" in database_url else "DATABASE_URL"
-        return Target(database_url, {}, shown)
+        try:
+            params = psycopg2.extensions.parse_dsn(database_url)
+        except psycopg2.ProgrammingError:  # libpq's reason quotes the text it could not read: the password too
+            raise BadInput("--database-url is neither a postgresql:// URI nor key=value settings") from None
+        # An @ or / left unescaped in a URI's password splits it elsewhere: part of
+        # the password would become the host or port, and be shown.
+        authority = re.match(r"[^:/]*://([^/?#]*)", database_url)
+        if authority and authority.group(1).count("@") > 1 or not re.fullmatch(r"[\d,]*", params.get("port", "")):
+            raise BadInput("--database-url cannot be read as user:password@host:port/database: "
+                           "write an @ or / in the user or password as %40 or %2F")
+        password = params.pop("password", None)
+        log.hide(password)
+        params.setdefault("connect_timeout", cfg["postgresql"]["connect-timeout"])
+        shown = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+        return Target(psycopg2.extensions.make_dsn(**params), {"PGPASSWORD": password} if password else {}, shown)
     if isinstance(cfg["postgresql"]["host"], list) and len(cfg["postgresql"]["host"]) > 1:
         raise BadInput("postgresql.host lists several hosts (read replicas): give the primary's --database-url")
     p = postgis.connection_params(cfg)[0]
-    conninfo = " ".join(f"{k}={v}" for k, v in p.items() if k in ("host", "port", "dbname", "user"))
+    conninfo = psycopg2.extensions.make_dsn(**{k: v for k, v in p.items() if k != "password"})
     return Target(conninfo, {"PGPASSWORD": p["password"]} if p["password"] else {},
                   f"{p['host']}:{p['port']}/{p['dbname']}")
 
@@ -182,6 +201,19 @@ def _connect(t: Target):
         raise faults.db_error(f"cannot connect to the database {t.shown}", e) from None
     conn.autocommit = True
     return conn
+
+
+@contextlib.contextmanager
+def _database(t: Target, doing: str):
+    """A connection to the target, closed after; a database error on it said in one line (faults.db_error:
+    no right to create a schema is bad input, a dropped connection a failure a retry may mend)."""
+    conn = _connect(t)
+    try:
+        yield conn
+    except psycopg2.Error as e:
+        raise faults.db_error(f"{doing} in {t.shown}", e) from None
+    finally:
+        conn.close()
 
 
 def osm2pgsql_command(t: Target, path: str, cache: int, flat_nodes: str | None) -> list[str]:
@@ -242,8 +274,7 @@ def load(cfg: dict, path: str, database_url: str | None = None, force: bool = Fa
     t = target(cfg, database_url)
     name = os.path.basename(path)
     log.bind(file=name)
-    conn = _connect(t)
-    try:
+    with _database(t, "load") as conn:
         with conn.cursor() as cur:
             previous = read_record(cur)
         if previous and previous.sha256 == sha and not force:
@@ -261,8 +292,6 @@ def load(cfg: dict, path: str, database_url: str | None = None, force: bool = Fa
         loaded = _load_staged(conn, t, path, fmt, cache, flat_nodes,
                               lambda bounds: Loaded(name, sha, size, bounds, "", flat_nodes))
         _zoom_indexes(conn, cfg)
-    finally:
-        conn.close()
     if previous and previous.flat_nodes and previous.flat_nodes != flat_nodes:
         _remove(previous.flat_nodes)
     log.info("loaded", database=t.shown, bytes=size, sha256=sha, bounds=list(loaded.bounds),
@@ -305,7 +334,8 @@ def _load_staged(conn, t: Target, path: str, fmt: str, cache: int, flat_nodes: s
                            "the previous load is unchanged")
         _swap(conn, record(bounds))
     except BaseException:
-        _drop_staging(conn)
+        with contextlib.suppress(psycopg2.Error):  # on a dead connection: what went wrong first is the error
+            _drop_staging(conn)
         if flat_nodes:
             _remove(flat_nodes)
         raise
@@ -331,22 +361,15 @@ def _load(args, cfg) -> int:
 
 
 def _zoom_indexes_command(args, cfg) -> int:
-    conn = _connect(target(cfg, args.database_url))
-    try:
+    with _database(target(cfg, args.database_url), "making the zoom indexes") as conn:
         _zoom_indexes(conn, cfg)
-    finally:
-        conn.close()
     return 0
 
 
 def _loaded(args, cfg) -> int:
     t = target(cfg, args.database_url)
-    conn = _connect(t)
-    try:
-        with conn.cursor() as cur:
-            record = read_record(cur)
-    finally:
-        conn.close()
+    with _database(t, "reading the load record") as conn, conn.cursor() as cur:
+        record = read_record(cur)
     if args.field:
         print(_shown(record, args.field))
         return 0

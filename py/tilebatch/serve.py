@@ -23,7 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from . import log, metatile, public_styles, style, tileset
-from .errors import BadInput, TilebatchError
+from .errors import BadInput, Terminated, TilebatchError
 from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
 from .tiles import Tile, metatile_of
@@ -278,6 +278,8 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_time
     print(f"preview: {url}  (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
+    except Terminated:
+        raise  # SIGTERM: exit 143 as any command, not Ctrl-C's quiet end
     except KeyboardInterrupt:
         pass
     finally:

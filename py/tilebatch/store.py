@@ -198,7 +198,12 @@ class FileStore:
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key that starts with `prefix`, in sorted order."""
         base = os.path.join(self.root, os.path.dirname(prefix))
-        for folder, dirs, files in os.walk(base):
+
+        def unreadable(e: OSError) -> None:  # os.walk would leave the folder out, and a listing be short
+            if not isinstance(e, FileNotFoundError):
+                raise faults.os_error(f"store {self.url}: cannot list {e.filename}", e)
+
+        for folder, dirs, files in os.walk(base, onerror=unreadable):
             dirs.sort()
             rel = os.path.relpath(folder, self.root)
             for name in sorted(files):
@@ -251,14 +256,12 @@ class S3Store:
 
     def __init__(self, bucket: str, prefix: str = "", key_format: str = "hash-prefix",
                  date_prefix: str = "", region: str | None = None, aws: dict | None = None):
-        import boto3
-
         self.bucket, self.prefix = bucket, prefix
         self.url = f"s3://{bucket}/{prefix}".rstrip("/")
         self.key_format = _check_key_format(key_format)
         self.date_prefix = date_prefix
-        self.client = boto3.client("s3", region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-                                   config=client_config(aws))
+        self.client = aws_client("s3", region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1", aws,
+                                 "store.region, AWS_* settings")
 
     def tile_key(self, tile: Tile, ext: str) -> str:
         return tile_key(tile, ext, self.key_format, self.date_prefix)
@@ -296,7 +299,8 @@ class S3Store:
 
     def read(self, key: str) -> bytes | None:
         try:
-            return self._call(f"read {key}", self.client.get_object, Key=self._full(key))["Body"].read()
+            return self._call(f"read {key}", lambda **kw: self.client.get_object(**kw)["Body"].read(),
+                              Key=self._full(key))
         except KeyError:
             return None
 
@@ -336,6 +340,20 @@ class S3Store:
             if not page.get("IsTruncated"):
                 return sorted(names)
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def aws_client(service: str, region: str | None, aws: dict | None, settings: str):
+    """A boto3 client for `service`; a region, profile or endpoint it cannot use is bad input naming
+    `settings`, where they come from."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.client(service, region_name=region, config=client_config(aws))
+    except ValueError as e:  # an endpoint URL botocore cannot read (AWS_ENDPOINT_URL=host:port)
+        raise BadInput(f"AWS {service} client ({settings}): {faults.first_line(e)}") from None
+    except BotoCoreError as e:
+        raise faults.aws_error(f"AWS {service} client ({settings})", e) from None
 
 
 def client_config(aws: dict | None):

@@ -766,13 +766,28 @@ def test_empty_and_trailing_values_are_refused(tmp_path, args, message):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_a_closed_stdout_ends_quietly():
+def test_a_closed_stdout_stops_the_command_as_sigpipe_would_in_one_line():
+    """A reader gone half-way (`tilebatch batch-enqueue … | head`) leaves the work part done: not exit 0."""
     read, write = os.pipe()
     os.close(read)  # the reader is gone before a byte is written: `tilebatch config show | true`
     proc = subprocess.run([str(BIN / "tilebatch"), "config", "show"], stdout=write, stderr=subprocess.PIPE,
                           text=True, cwd=TOP)
     os.close(write)
-    assert (proc.returncode, proc.stderr) == (0, "")
+    one_error(proc, 141, "standard output closed")
+
+
+def test_a_tile_file_that_is_not_text_is_bad_input(tmp_path):
+    bad = tmp_path / "tiles.txt"
+    bad.write_bytes(b"7/72/37\n\xff\xfe\n")
+    proc = run_cli("batch-enqueue", "--file", bad, "--run-id", "r1", "--dry-run", "--config", CONFIG,
+                   env={**build_env(tmp_path), "TILEQUEUE__batch__job_queue": "q"})
+    one_error(proc, 2, f"tile file {bad}: not UTF-8 text")
+
+
+def test_a_file_error_reaching_the_top_names_the_file(tmp_path):
+    proc = run_cli("status", "--run-id", "r1", "--config", CONFIG,
+                   env={**build_env(tmp_path), "TILEBATCH_LOG_CONTEXT": str(tmp_path / "no-such-folder/context.json")})
+    one_error(proc, 1, f"FileNotFoundError {tmp_path}/no-such-folder/context.json: No such file or directory")
 
 
 def test_a_bug_is_one_error_line_with_its_type_and_where(monkeypatch, capsys):

@@ -17,7 +17,7 @@ import pytest
 from tilebatch import load
 from tilebatch.tiles import tile_at
 
-from conftest import TOP, built_tile, counted_in_database, last_error
+from conftest import TOP, built_tile, counted_in_database, last_error, run_cli
 
 DB = "gis_own_area_test"
 SHIFT = (-83.3, -94.8)  # degrees: Helsinki's centre lands near (-58.36, -34.63)
@@ -202,6 +202,27 @@ def test_a_failed_load_leaves_the_previous_one(area, tmp_path):
     assert record() == before and polygons() == count
     assert os.path.exists(before.flat_nodes)
     assert set(os.listdir(TOP / ".tilebatch")) == flat_files  # its own flat-nodes file is gone
+
+
+def test_a_load_by_a_role_without_the_right_to_is_refused_in_one_line(area):
+    """A database error after the connection (here no right to read the load record) is said as the connection's
+    are: no retry gives the role rights, so exit 2, not a bug's exit 1, and the load stays."""
+    pbf, env, _, _ = area
+    before, count = record(), polygons()
+    admin = psycopg2.connect(db_url("postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS tilebatch_reader; CREATE ROLE tilebatch_reader LOGIN")
+    try:
+        proc = run_cli("load", pbf, "--force", "--database-url",
+                       db_url().replace("://postgres@", "://tilebatch_reader@"), env=env)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute("DROP ROLE tilebatch_reader")
+        admin.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "permission denied" in last_error(proc) and "Traceback" not in proc.stderr
+    assert record() == before and polygons() == count
 
 
 def test_make_update_keeps_your_area_and_its_flat_nodes(area, tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tilebatch import cli, config, log
+from tilebatch import cli, config, load, log
 
 from conftest import TOP, build_env, run_cli
 from motoserver import free_port
@@ -16,6 +16,12 @@ SECRET = "S3cretXYZ"
 # Values that YAML would choke on or rewrite: each once made a parse error echo the password.
 AWKWARD = [f"@{SECRET}", f"`{SECRET}", f"%{SECRET}", f"*{SECRET}", f"[{SECRET}", f"{{{SECRET}",
            f'a": "{SECRET}', f"{SECRET}: x", f"- {SECRET}", f"!{SECRET}", f"'{SECRET}"]
+
+
+@pytest.fixture(autouse=True)
+def own_secrets(monkeypatch):
+    """What a test's config loads hide stays hidden in that test only: a later test's lines are its own."""
+    monkeypatch.setattr(log, "_secrets", set())
 
 
 def shown(proc) -> str:
@@ -138,3 +144,27 @@ def test_failing_jobs_and_their_records_never_print_a_password(tmp_path, db_url)
         for name in files:
             assert SECRET.encode() not in open(os.path.join(folder, name), "rb").read(), name
     assert not any(SECRET in line for line in open(TOP / "config.yaml"))
+
+
+# How a password in --database-url can be mistyped: each once had libpq's message, or the name shown, quote it.
+MISTYPED_URLS = [f"postgresql://tiles:{SECRET}%zz@db/gis", f"password={SECRET} 2 host=db",
+                 f"postgresql://tiles:{SECRET}@x@127.0.0.1/gis", f"postgresql://tiles:{SECRET}/x@127.0.0.1/gis"]
+
+
+@pytest.mark.parametrize("url", MISTYPED_URLS)
+def test_a_mistyped_database_url_is_refused_without_its_password(url, tilebatch):
+    proc = tilebatch("loaded", "--database-url", url)
+    assert proc.returncode == 2, proc.stderr
+    assert "--database-url" in proc.stderr
+    assert_hidden(proc)
+
+
+def test_a_database_url_password_is_never_shown_nor_on_osm2pgsqls_command_line(tilebatch):
+    url = f"postgresql://tiles:{SECRET}@127.0.0.1:{free_port()}/gis"
+    proc = tilebatch("loaded", "--database-url", url)
+    assert proc.returncode == 1, proc.stderr  # nothing listens there: a retry may find it up
+    assert "cannot connect to the database 127.0.0.1:" in proc.stderr
+    assert_hidden(proc)
+    t = load.target(config.load(None), url)
+    assert SECRET not in " ".join(load.osm2pgsql_command(t, "x.osm.pbf", 10, None))
+    assert t.env == {"PGPASSWORD": SECRET}  # osm2pgsql reads it from its environment, which ps does not show

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -369,3 +370,14 @@ def test_a_taken_port_under_make_names_its_variable(server, small):
                           capture_output=True, text=True, env={**env, **small[0]}, timeout=120)
     assert proc.returncode != 0
     assert "give another PORT=…, e.g. make preview PORT=9000" in last_error(proc)
+
+
+def test_sigterm_stops_the_preview_as_it_stops_any_command_and_ctrl_c_quietly(small):
+    with serving(small[0]) as terminated:
+        pass  # leaving it sends SIGTERM
+    assert terminated.proc.returncode == 143
+    assert last_error(subprocess.CompletedProcess([], 143, "", terminated.stderr)) == "terminated"
+    with serving(small[0]) as interrupted:
+        interrupted.proc.send_signal(signal.SIGINT)
+        interrupted.proc.wait(timeout=10)
+    assert interrupted.proc.returncode == 0 and "error" not in interrupted.stderr

@@ -1,5 +1,9 @@
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -7,6 +11,8 @@ from tilebatch import store
 from tilebatch.errors import JobFailed
 from tilebatch.store import StoreError, tile_key
 from tilebatch.tiles import Tile
+
+from conftest import last_error, run_cli
 
 
 def test_key_formats():
@@ -134,3 +140,47 @@ def test_config_locations(aws_env, tmp_path):
     assert store.rawr_source(cfg).url == "s3://rawr/r"
     cfg = config.load(None, environ={"TILEQUEUE__rawr__source__url": f"file://{tmp_path}"})
     assert store.rawr_source(cfg).url == f"file://{tmp_path}"
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"AWS_PROFILE": "no-such-profile"}, "no-such-profile"),
+    ({"AWS_ENDPOINT_URL": "localhost:9000"}, "localhost:9000"),
+    ({"TILEQUEUE__store__region": "us east 1"}, "us east 1"),
+])
+def test_aws_settings_a_client_cannot_use_are_bad_input_in_one_line(env, says, aws_env):
+    proc = run_cli("status", "--run-id", "r1", env={**aws_env, "TILEQUEUE__store__url": "s3://tiles", **env})
+    assert proc.returncode == 2, proc.stderr
+    assert says in last_error(proc) and "unexpected" not in last_error(proc)
+
+
+NO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                  "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true",
+                  "TILEQUEUE__store__url": "s3://tiles"}
+
+
+def test_no_credentials_is_bad_input_but_on_batch_a_role_endpoint_that_failed(aws_env):
+    """On Batch, botocore finds no credentials when the container's role endpoint times out: a retry may
+    find them; elsewhere nobody gave any, and no retry will."""
+    here = run_cli("status", "--run-id", "r1", env={**aws_env, **NO_CREDENTIALS})
+    on_batch = run_cli("status", "--run-id", "r1", env={**aws_env, **NO_CREDENTIALS, "AWS_BATCH_JOB_ID": "j-1"})
+    assert (here.returncode, on_batch.returncode) == (2, 1), here.stderr + on_batch.stderr
+    assert "Unable to locate credentials" in last_error(here) and "Unable to locate credentials" in last_error(on_batch)
+
+
+def test_a_folder_the_store_cannot_read_fails_a_listing_rather_than_shorten_it():
+    """As root every folder is readable, so the listing runs as nobody over a folder only root may open."""
+    root = tempfile.mkdtemp(prefix="tilebatch-list-")  # not under pytest's root-only folder
+    try:
+        os.chmod(root, 0o755)
+        for key in ("runs/a/1.json", "runs/b/2.json"):
+            os.makedirs(os.path.dirname(os.path.join(root, key)), exist_ok=True)
+            open(os.path.join(root, key), "w").close()
+        os.chmod(os.path.join(root, "runs/b"), 0o700)
+        code = f"from tilebatch.store import FileStore; print(list(FileStore({root!r}).list('runs/')))"
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               sys.executable, "-c", code], capture_output=True, text=True)
+        assert proc.returncode != 0 and "cannot list" in proc.stderr and "runs/b" in proc.stderr, proc.stdout
+        assert list(store.FileStore(root).list("runs/")) == ["runs/a/1.json", "runs/b/2.json"]  # root reads both
+        assert list(store.FileStore(root).list("nothing/")) == []  # a folder not made yet lists nothing, as before
+    finally:
+        shutil.rmtree(root)
