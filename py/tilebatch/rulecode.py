@@ -27,8 +27,8 @@ _TEXT = frozenset((str, _NONE))  # what a tag's value may be
 
 
 def number(text: str) -> float | None:
-    """The number a tag's text starts with ("12 m" -> 12.0, "1.5e+06" -> 1500000.0); None when none, or past
-    2**53 (noise, not a value)."""
+    """The number a tag's text is ("12" -> 12.0, "12.5 m" -> 12.5, "1.5e+06" -> 1500000.0); None when it is
+    none (schema.NUMBER_PATTERN: "1,234,567" is none), or past 2**53 (noise, not a value)."""
     if text.isdigit() and text.isascii():  # most numbers in tags: what the pattern would take whole, read faster
         value = float(text)
         return value if value <= 2 ** 53 else None

@@ -30,10 +30,13 @@ GEOMETRIES = ("boundary", "label")
 UNITS = {"m2": 1.0, "ha": 1e4, "km2": 1e6}  # way_area units, in square metres
 TYPES = ("str", "int", "float", "bool")
 FEATURE_VALUES = ("min_zoom", "id")
-# The number a tag's text starts with ("12 m" is 12): one pattern, in the syntax Python's and PostgreSQL's
-# regular expressions share, so that rulecode.number and sqlfilter's SQL read the same number. Its digits
-# and spaces are ASCII ones, spelt out: Python's \d and \s take other scripts' too, PostgreSQL's do not.
-NUMBER_PATTERN = r"^[ \t\n\r\f\v]*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+# The number a tag's text is: the whole text, but for spaces around it and a trailing "m" ("12.5 m" is 12.5:
+# metres are OSM's unit of heights and elevations, which it may spell out). Anything else is no number,
+# rather than the number it starts with: "1,234,567" or "12 345" is not 1 or 12, "12;15" not 12, "40 ft"
+# not 40. One pattern, in the syntax Python's and PostgreSQL's regular expressions share, so that
+# rulecode.number and sqlfilter's SQL read the same number. Its digits and spaces are ASCII ones, spelt
+# out: Python's \d and \s take other scripts' too, PostgreSQL's do not.
+NUMBER_PATTERN = r"^[ \t\n\r\f\v]*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)(?:[ \t\n\r\f\v]*m)?[ \t\n\r\f\v]*$"
 
 
 class SchemaError(BadInput):

@@ -34,7 +34,7 @@ def condition_sql(condition: tuple, tag_sql) -> str:
 
 
 def _number_sql(expr: Expr, tag_sql) -> str:
-    """SQL for the number an expression reads: way_area in its unit, or the number its tag starts with."""
+    """SQL for the number an expression reads: way_area in its unit, or the number its tag is (NULL when none)."""
     if expr.area is not None:
         return f"(({tag_sql('way_area')})::float8 / {expr.area!r})"
     return f"(substring(coalesce({', '.join(tag_sql(t) for t in expr.tags)}) from {quote(NUMBER_PATTERN)}))::float8"

@@ -81,7 +81,10 @@ def test_a_users_own_schema_builds(db_url, tmp_path):
 @pytest.mark.parametrize("text, value", [
     ("12", 12.0), ("007", 7.0), ("0", 0.0), (str(2 ** 53), float(2 ** 53)), (str(2 ** 53 + 2), None),
     ("12 m", 12.0), (" 12", 12.0), ("-3", -3.0), ("1.5e+06", 1500000.0), ("\u0663", None), ("\u00b2", None),
-    ("\u00a012", None), ("\t12", 12.0),
+    ("\u00a012", None), ("\t12", 12.0), ("12.5", 12.5), ("12.5m", 12.5), ("12 m ", 12.0), ("-3 m", -3.0),
+    # Not one number: no number, rather than the one it starts with.
+    ("1,234,567", None), ("12 345", None), ("1,5", None), ("12;15", None), ("40 ft", None), ("12 mm", None),
+    ("12\u00a0", None), ("+4", None), ("~100", None),
     ("", None), ("yes", None)])
 def test_numbers_in_tags(text, value):
     # Plain digits take a shorter way than the pattern; both read the same number.

@@ -67,12 +67,12 @@ def test_a_span_of_zooms_keeps_every_row_each_of_its_zooms_keeps(db_url, name):
         src.conn.close()
 
 
-def test_postgresql_reads_the_number_a_tag_starts_with_as_python_does(db_url):
+def test_postgresql_reads_the_number_a_tag_is_as_python_does(db_url):
     """A number ladder's SQL and its Python read a tag's number with one pattern: both must take the
     same text for it (an Arabic-Indic digit or a no-break space is no number to PostgreSQL's \\d and \\s,
     though Python's take them)."""
     texts = ["12", "12 m", " 12", "\t12", "-3", "1.5e+06", "7.25", "\u0663", "\u00a012", "\u00b2", "", "yes",
-             "1,5", "+4"]
+             "1,5", "+4", "12.5 m", "12 m\n", "12\n", "1,234,567", "12 345", "12;15", "40 ft"]
     conn = psycopg2.connect(db_url)
     try:
         with conn.cursor() as cur:
