@@ -9,9 +9,10 @@ failed children tells which tiles ran out of memory.
 import json
 import math
 import time
+from typing import NamedTuple
 
 from . import batch, runs
-from .enqueue import Dependency, as_submissions, depends_on, job_units, parse_unit, parse_units, sort_tiles
+from .enqueue import Dependency, Unit, as_submissions, depends_on, job_units, parse_unit, parse_units, sort_tiles
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -61,18 +62,30 @@ def _out_of_memory(job: dict) -> bool:
     return any(r.startswith("OutOfMemoryError") for r in reasons)
 
 
-def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, int | None]]:
-    """Tiles whose last Batch job failed: (ran out of memory, the memory it had).
+class Attempt(NamedTuple):
+    """A unit an earlier submission ran, the memory it had (None: the job definition's), and whether
+    Batch killed it for memory."""
+
+    unit: Unit
+    memory: int | None
+    out_of_memory: bool
+
+
+def attempts(client, store, subs: list[dict]) -> list[Attempt]:
+    """Every unit of every earlier submission, oldest first.
 
     ListJobs finds an array job's failed children; DescribeJobs, a hundred at a
     time, says why each failed.
     """
-    failed = {}  # job id -> (its unit: the tiles it did, memory it had)
+    ran = {}  # job id (a plain job's, or an array child's) -> (its unit, the memory it had)
+    failed = []  # the job ids that may have failed: plain jobs, and array children ListJobs says failed
     for s in subs:
         if not s["list"]:
-            failed[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
+            ran[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
+            failed.append(s["jobId"])
             continue
         units = parse_units(store.read(s["list"]).decode(), s["list"])
+        ran.update({f"{s['jobId']}:{i}": (unit, s.get("memory")) for i, unit in enumerate(units)})
         token = {}
         while True:
             page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
@@ -80,17 +93,36 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
             for child in page.get("jobSummaryList", []):
                 # A child's id is its parent's and its index: `{parent}:{index}`.
                 index = child.get("arrayProperties", {}).get("index", int(child["jobId"].rsplit(":", 1)[1]))
-                if index < len(units):
-                    failed[child["jobId"]] = (units[index], s.get("memory"))
+                failed.append(f"{s['jobId']}:{index}")
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
-    described = _describe(client, list(failed))
-    out = {}
-    for job_id, (unit, memory) in failed.items():  # oldest first: a tile's latest failure says last
-        job = described.get(job_id, {})
-        if job.get("status") == "FAILED":
-            out.update(dict.fromkeys(unit, (_out_of_memory(job), memory)))
+    described = _describe(client, failed)
+    oom = {j for j in failed if described.get(j, {}).get("status") == "FAILED" and _out_of_memory(described[j])}
+    return [Attempt(unit, memory, job_id in oom) for job_id, (unit, memory) in ran.items()]
+
+
+def needed_memory(attempt: Attempt, base: int, cap: int) -> int | None:
+    """What an attempt says its tiles need: after an out-of-memory kill 1.5 times what it had (up to
+    `cap`), else at least what it had (None: the job definition's, `base`, was never too little)."""
+    if attempt.out_of_memory:
+        return min(math.ceil((attempt.memory or base) * 1.5), cap)
+    return attempt.memory
+
+
+def memory_floors(tried: list[Attempt], base: int, cap: int) -> dict[Tile, int]:
+    """The memory each tile goes again with, where it is more than the job definition's `base`: the
+    most any attempt of it needed (needed_memory).
+
+    The most, not the latest: a job given more after running out, then lost
+    to something else (a Spot reclaim, a failed dependency), still needs it.
+    """
+    out: dict[Tile, int] = {}
+    for attempt in tried:
+        need = needed_memory(attempt, base, cap)
+        if need is not None and need > base:
+            for tile in attempt.unit:
+                out[tile] = max(out.get(tile, need), need)
     return out
 
 
@@ -120,8 +152,9 @@ def split_meta_high(tile: Tile, sizes: dict[Tile, int], limit: int, group_zoom: 
 def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     """Submit every missing job again; the new job ids.
 
-    A job that ran out of memory gets 1.5 times what it had (up to
-    batch.max-memory); a meta-high job over RAWR tiles larger than
+    A job goes again with the most memory any earlier attempt of it had, 1.5
+    times that after an out-of-memory kill, up to batch.max-memory
+    (memory_floors); a meta-high job over RAWR tiles larger than
     batch.split-rawr-bytes goes as its z8..z10 parts. meta-high waits for the
     rawr jobs submitted with it.
     """
@@ -137,13 +170,10 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         job = state.job
         definition = batch.definition_name(cfg, job)
         base_memory = batch.definition_memory(client, definition)
-        failed = failed_on_batch(client, store, earlier[job])
+        floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"])
         by_memory: dict[int | None, list[Tile]] = {}
         for tile in state.missing:
-            oom, memory = failed.get(tile, (False, None))
-            new = None
-            if oom:
-                new = min(math.ceil((memory or base_memory) * 1.5), b["max-memory"])
+            new = floors.get(tile)
             parts = [tile]
             if job == "meta-high":
                 top = ancestor(tile, b["queue-zoom"])

@@ -96,6 +96,20 @@ def test_missing_enqueue_resubmits_exactly_those_with_more_memory_after_oom(queu
     assert {j["parameters"]["tile"]: memory_of(j) for j in again} == {"7/72/37": "1152", "7/73/36": None}
 
 
+def test_a_job_given_more_memory_and_then_lost_to_something_else_keeps_it(queue, capsys):
+    array = enqueue(capsys, "rawr")
+    batch = boto3.client("batch")
+    batch.terminate_job(jobId=f"{array['jobId']}:1", reason=OOM)  # child 1 is 7/72/37
+    main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    # Its 768 MiB job is reclaimed with its Spot instance: the next goes with 768 again, not the 512 that ran out.
+    for _ in range(2):
+        code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+        assert code == 0
+        retried = next(j for j in resubmitted(out) if j["parameters"]["tile"] == "7/72/37")
+        assert memory_of(retried) == "768"
+        batch.terminate_job(jobId=retried["jobId"], reason="Host EC2 (instance i-0abc) terminated.")
+
+
 def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_more_memory(queue, capsys):
     code, out = main(capsys, "batch-enqueue", "--run-id", "r1", "--bbox", BBOX, "--pyramid", "--job", "meta-low")
     array = json.loads(out.splitlines()[0])
@@ -116,8 +130,7 @@ def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_mor
 
 
 def test_submissions_come_oldest_round_first_whatever_their_names(tmp_path):
-    """A tile's latest failure decides its memory (failed_on_batch reads them in turn): the order is the
-    rounds', not the names' the store lists them by."""
+    """The order is the rounds', not the names' the store lists them by."""
     store = FileStore(str(tmp_path))
     for name, round_no in (("tb-r1-a", 2), ("tb-r1-b", 1), ("tb-r1-c", 0)):  # listed a, b, c
         store.write(submission_key("r1", "meta-low", name), json.dumps({"jobName": name, "round": round_no}).encode())
