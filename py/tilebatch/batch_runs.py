@@ -110,19 +110,21 @@ def needed_memory(attempt: Attempt, base: int, cap: int) -> int | None:
     return attempt.memory
 
 
-def memory_floors(tried: list[Attempt], base: int, cap: int) -> dict[Tile, int]:
-    """The memory each tile goes again with, where it is more than the job definition's `base`: the
+def memory_floors(tried: list[Attempt], base: int, cap: int, queue_zoom: int) -> dict[Tile, int]:
+    """The memory each job goes again with, where it is more than the job definition's `base`: the
     most any attempt of it needed (needed_memory).
 
     The most, not the latest: a job given more after running out, then lost
     to something else (a Spot reclaim, a failed dependency), still needs it.
+    A part of a split meta-high job (z8..z10) counts for its queue-zoom tile,
+    the job the run finds missing, and all its parts left go with that.
     """
     out: dict[Tile, int] = {}
     for attempt in tried:
         need = needed_memory(attempt, base, cap)
         if need is not None and need > base:
-            for tile in attempt.unit:
-                out[tile] = max(out.get(tile, need), need)
+            for job in {ancestor(t, queue_zoom) for t in attempt.unit}:
+                out[job] = max(out.get(job, need), need)
     return out
 
 
@@ -155,7 +157,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     A job goes again with the most memory any earlier attempt of it had, 1.5
     times that after an out-of-memory kill, up to batch.max-memory
     (memory_floors); a meta-high job over RAWR tiles larger than
-    batch.split-rawr-bytes goes as its z8..z10 parts. meta-high waits for the
+    batch.split-rawr-bytes goes as its z8..z10 parts, those not done yet. meta-high waits for the
     rawr jobs submitted with it.
     """
     client = batch.batch_client(cfg)
@@ -170,7 +172,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         job = state.job
         definition = batch.definition_name(cfg, job)
         base_memory = batch.definition_memory(client, definition)
-        floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"])
+        floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"], b["queue-zoom"])
         by_memory: dict[int | None, list[Tile]] = {}
         for tile in state.missing:
             new = floors.get(tile)
@@ -179,7 +181,8 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
                 top = ancestor(tile, b["queue-zoom"])
                 if top not in sizes:
                     sizes[top] = rawr_sizes(store, run_id, top)
-                parts = split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
+                parts = [p for p in split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
+                         if not runs.covered(p, state.done, cfg["rawr"]["group-zoom"])]  # done in an earlier round
             by_memory.setdefault(new, []).extend(parts)
         waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
         ids = []

@@ -146,7 +146,8 @@ def test_the_memory_cap_holds(queue, capsys, monkeypatch):
     assert {j["parameters"]["tile"]: memory_of(j) for j in jobs if memory_of(j)} == {"7/72/36": "600"}
 
 
-def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monkeypatch):
+def split_meta_high(capsys, monkeypatch) -> tuple[list[Tile], list[dict]]:
+    """A run whose one missing meta-high job, 7/72/37, goes again in four z8 parts: the parts, the submissions."""
     enqueue(capsys, "meta-high")
     z7 = Tile(72, 37, 7)
     parts = children(z7, 8)
@@ -157,7 +158,11 @@ def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monk
     monkeypatch.setenv("TILEQUEUE__batch__split_rawr_bytes", "1000")
     code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
     assert code == 0
-    jobs = resubmitted(out)
+    return parts, resubmitted(out)
+
+
+def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monkeypatch):
+    parts, jobs = split_meta_high(capsys, monkeypatch)
     assert len(jobs) == 1 and jobs[0]["arrayProperties"]["size"] == 4
     store = metatile_store(config.load())
     listed = store.read(jobs[0]["parameters"]["tile"][1:]).decode().split()
@@ -171,6 +176,17 @@ def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monk
     done(parts[3], "meta-high")
     code, out = main(capsys, "missing", "--run-id", "r1")
     assert "meta-high" not in out
+
+
+def test_a_part_that_ran_out_of_memory_goes_again_alone_with_more(queue, capsys, monkeypatch):
+    parts, (array,) = split_meta_high(capsys, monkeypatch)
+    for p in parts[:3]:
+        done(p, "meta-high")
+    boto3.client("batch").terminate_job(jobId=f"{array['jobId']}:3", reason=OOM)
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    # Not the four parts again at the definition's memory: the one left, with 1.5 times what it had.
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [("8/145/75", "768")]
 
 
 def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsys):
