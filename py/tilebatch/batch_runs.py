@@ -12,7 +12,18 @@ import time
 from typing import NamedTuple
 
 from . import batch, runs
-from .enqueue import Dependency, Unit, as_submissions, depends_on, job_units, parse_unit, parse_units, sort_tiles
+from .enqueue import (
+    Dependency,
+    Submission,
+    Unit,
+    as_submissions,
+    depends_on,
+    job_units,
+    list_text,
+    parse_unit,
+    parse_units,
+    sort_tiles,
+)
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -151,21 +162,33 @@ def split_meta_high(tile: Tile, sizes: dict[Tile, int], limit: int, group_zoom: 
     return cut(tile)
 
 
+def waits_for(subs: list[Submission], ids: list[str]) -> dict[Tile, Dependency]:
+    """Each tile of these (rawr) submissions, and the one to wait for before its meta-high job: with its
+    tile list, so that a meta-high array over the same list pairs with it child by child (depends_on)."""
+    return {t: Dependency(i, list_text(s.units) if s.list_key else None) for s, i in zip(subs, ids) for t in s.tiles}
+
+
 def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     """Submit every missing job again; the new job ids.
 
     A job goes again with the most memory any earlier attempt of it had, 1.5
     times that after an out-of-memory kill, up to batch.max-memory
     (memory_floors); a meta-high job over RAWR tiles larger than
-    batch.split-rawr-bytes goes as its z8..z10 parts, those not done yet. meta-high waits for the
-    rawr jobs submitted with it.
+    batch.split-rawr-bytes goes as its z8..z10 parts, those not done yet.
+
+    A meta-high job waits only for the rawr submission of this round that holds
+    its tile, none when its rawr is done: each such group goes as its own
+    submission, over the same tile list as the rawr one when it can, so that
+    child i waits for rawr child i alone (N_TO_N) and one rawr child failing
+    fails one meta-high job, not the round's.
     """
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
     round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
-    submitted: dict[str, list[str]] = {}
+    ids: list[str] = []
+    rawr: dict[Tile, Dependency] = {}  # waits_for of this round's rawr submissions
     for state in states:
         if not state.missing:
             continue
@@ -173,26 +196,27 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
         definition = batch.definition_name(cfg, job)
         base_memory = batch.definition_memory(client, definition)
         floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"], b["queue-zoom"])
-        by_memory: dict[int | None, list[Tile]] = {}
+        groups: dict[tuple[int | None, Dependency | None], list[Tile]] = {}  # by memory and rawr to wait for
         for tile in state.missing:
-            new = floors.get(tile)
-            parts = [tile]
+            top = ancestor(tile, b["queue-zoom"])
+            parts, wait = [tile], None
             if job == "meta-high":
-                top = ancestor(tile, b["queue-zoom"])
                 if top not in sizes:
                     sizes[top] = rawr_sizes(store, run_id, top)
                 parts = [p for p in split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
                          if not runs.covered(p, state.done, cfg["rawr"]["group-zoom"])]  # done in an earlier round
-            by_memory.setdefault(new, []).extend(parts)
-        waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
-        ids = []
-        for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            units = job_units(job, sort_tiles(tiles), b["queue-zoom"], run_tiles=state.expected)
+                wait = rawr.get(top)
+            groups.setdefault((floors.get(tile), wait), []).extend(parts)
+        order = sorted(groups, key=lambda g: (g[0] or 0, g[1].job_id if g[1] else ""))  # the default memory first
+        for n, (memory, wait) in enumerate(order):
+            units = job_units(job, sort_tiles(groups[memory, wait]), b["queue-zoom"], run_tiles=state.expected)
             subs = as_submissions(job, run_id, b["job-name-prefix"], units, f"r{round_no:02d}m{n}")
-            ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
-                               memory=memory, round_no=round_no)
-        submitted[job] = ids
-    return [i for ids in submitted.values() for i in ids]
+            new_ids = batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, [wait] if wait else []),
+                                        definition, memory=memory, round_no=round_no)
+            if job == "rawr":
+                rawr.update(waits_for(subs, new_ids))
+            ids += new_ids
+    return ids
 
 
 def _wait(cfg: dict, store, run_id: str, progress_seconds: float, say) -> None:

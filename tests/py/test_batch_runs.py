@@ -189,6 +189,26 @@ def test_a_part_that_ran_out_of_memory_goes_again_alone_with_more(queue, capsys,
     assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [("8/145/75", "768")]
 
 
+def test_a_resubmitted_meta_high_job_waits_only_for_the_rawr_job_of_its_own_tile(queue, capsys):
+    enqueue(capsys, "rawr")
+    enqueue(capsys, "meta-high")
+    for tile in (Tile(72, 36, 7), Tile(73, 37, 7)):
+        done(tile, "rawr")
+    done(Tile(73, 37, 7), "meta-high")
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    jobs = resubmitted(out)
+    (rawr,) = [j for j in jobs if j["jobDefinition"] == "tilebatch-rawr"]
+    waits = {j["parameters"]["tile"] if "arrayProperties" not in j else j["tiles"]: j.get("dependsOn")
+             for j in jobs if j["jobDefinition"] == "tilebatch-meta-high"}
+    # 7/72/36's rawr is done: it waits for nothing. The two whose rawr goes again pair with it child by
+    # child, so that one rawr child failing fails one meta-high job, not both.
+    assert waits == {"7/72/36": None, 2: [{"jobId": rawr["jobId"], "type": "N_TO_N"}]}
+    store = metatile_store(config.load())
+    array = next(j for j in jobs if j["jobDefinition"] == "tilebatch-meta-high" and "arrayProperties" in j)
+    assert store.read(array["parameters"]["tile"][1:]) == store.read(rawr["parameters"]["tile"][1:])
+
+
 def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsys):
     code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run-id", "rb",
                      "--attempts", "2", "--progress-seconds", "0.1"])
