@@ -186,7 +186,8 @@ def add_commands(sub, common) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--tile", help="one tile z/x/y (default: every tile of the queue zoom, the planet)")
     which.add_argument("--file", help="a file of tiles, one z/x/y a line; - reads stdin. "
-                                      "Tiles below the queue zoom stand for their ancestor there")
+                                      "Tiles below the queue zoom stand for their ancestor there, tiles above it "
+                                      "for their descendants there")
     which.add_argument("--bbox", help="the queue-zoom tiles touching west,south,east,north")
     p.add_argument("--pyramid", action="store_true",
                    help="also every ancestor above the queue zoom (zooms 0..6; meta-low needs them)")

@@ -9,9 +9,21 @@ failed children tells which tiles ran out of memory.
 import json
 import math
 import time
+from typing import NamedTuple
 
 from . import batch, runs
-from .enqueue import Dependency, as_submissions, depends_on, job_units, parse_unit, parse_units, sort_tiles
+from .enqueue import (
+    Dependency,
+    Submission,
+    Unit,
+    as_submissions,
+    depends_on,
+    job_units,
+    list_text,
+    parse_unit,
+    parse_units,
+    sort_tiles,
+)
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -61,18 +73,30 @@ def _out_of_memory(job: dict) -> bool:
     return any(r.startswith("OutOfMemoryError") for r in reasons)
 
 
-def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, int | None]]:
-    """Tiles whose last Batch job failed: (ran out of memory, the memory it had).
+class Attempt(NamedTuple):
+    """A unit an earlier submission ran, the memory it had (None: the job definition's), and whether
+    Batch killed it for memory."""
+
+    unit: Unit
+    memory: int | None
+    out_of_memory: bool
+
+
+def attempts(client, store, subs: list[dict]) -> list[Attempt]:
+    """Every unit of every earlier submission, oldest first.
 
     ListJobs finds an array job's failed children; DescribeJobs, a hundred at a
     time, says why each failed.
     """
-    failed = {}  # job id -> (its unit: the tiles it did, memory it had)
+    ran = {}  # job id (a plain job's, or an array child's) -> (its unit, the memory it had)
+    failed = []  # the job ids that may have failed: plain jobs, and array children ListJobs says failed
     for s in subs:
         if not s["list"]:
-            failed[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
+            ran[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
+            failed.append(s["jobId"])
             continue
         units = parse_units(store.read(s["list"]).decode(), s["list"])
+        ran.update({f"{s['jobId']}:{i}": (unit, s.get("memory")) for i, unit in enumerate(units)})
         token = {}
         while True:
             page = batch.call("list failed children", client.list_jobs, arrayJobId=s["jobId"],
@@ -80,17 +104,38 @@ def failed_on_batch(client, store, subs: list[dict]) -> dict[Tile, tuple[bool, i
             for child in page.get("jobSummaryList", []):
                 # A child's id is its parent's and its index: `{parent}:{index}`.
                 index = child.get("arrayProperties", {}).get("index", int(child["jobId"].rsplit(":", 1)[1]))
-                if index < len(units):
-                    failed[child["jobId"]] = (units[index], s.get("memory"))
+                failed.append(f"{s['jobId']}:{index}")
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
-    described = _describe(client, list(failed))
-    out = {}
-    for job_id, (unit, memory) in failed.items():  # oldest first: a tile's latest failure says last
-        job = described.get(job_id, {})
-        if job.get("status") == "FAILED":
-            out.update(dict.fromkeys(unit, (_out_of_memory(job), memory)))
+    described = _describe(client, failed)
+    oom = {j for j in failed if described.get(j, {}).get("status") == "FAILED" and _out_of_memory(described[j])}
+    return [Attempt(unit, memory, job_id in oom) for job_id, (unit, memory) in ran.items()]
+
+
+def needed_memory(attempt: Attempt, base: int, cap: int) -> int | None:
+    """What an attempt says its tiles need: after an out-of-memory kill 1.5 times what it had (up to
+    `cap`), else at least what it had (None: the job definition's, `base`, was never too little)."""
+    if attempt.out_of_memory:
+        return min(math.ceil((attempt.memory or base) * 1.5), cap)
+    return attempt.memory
+
+
+def memory_floors(tried: list[Attempt], base: int, cap: int, queue_zoom: int) -> dict[Tile, int]:
+    """The memory each job goes again with, where it is more than the job definition's `base`: the
+    most any attempt of it needed (needed_memory).
+
+    The most, not the latest: a job given more after running out, then lost
+    to something else (a Spot reclaim, a failed dependency), still needs it.
+    A part of a split meta-high job (z8..z10) counts for its queue-zoom tile,
+    the job the run finds missing, and all its parts left go with that.
+    """
+    out: dict[Tile, int] = {}
+    for attempt in tried:
+        need = needed_memory(attempt, base, cap)
+        if need is not None and need > base:
+            for job in {ancestor(t, queue_zoom) for t in attempt.unit}:
+                out[job] = max(out.get(job, need), need)
     return out
 
 
@@ -117,49 +162,61 @@ def split_meta_high(tile: Tile, sizes: dict[Tile, int], limit: int, group_zoom: 
     return cut(tile)
 
 
+def waits_for(subs: list[Submission], ids: list[str]) -> dict[Tile, Dependency]:
+    """Each tile of these (rawr) submissions, and the one to wait for before its meta-high job: with its
+    tile list, so that a meta-high array over the same list pairs with it child by child (depends_on)."""
+    return {t: Dependency(i, list_text(s.units) if s.list_key else None) for s, i in zip(subs, ids) for t in s.tiles}
+
+
 def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     """Submit every missing job again; the new job ids.
 
-    A job that ran out of memory gets 1.5 times what it had (up to
-    batch.max-memory); a meta-high job over RAWR tiles larger than
-    batch.split-rawr-bytes goes as its z8..z10 parts. meta-high waits for the
-    rawr jobs submitted with it.
+    A job goes again with the most memory any earlier attempt of it had, 1.5
+    times that after an out-of-memory kill, up to batch.max-memory
+    (memory_floors); a meta-high job over RAWR tiles larger than
+    batch.split-rawr-bytes goes as its z8..z10 parts, those not done yet.
+
+    A meta-high job waits only for the rawr submission of this round that holds
+    its tile, none when its rawr is done: each such group goes as its own
+    submission, over the same tile list as the rawr one when it can, so that
+    child i waits for rawr child i alone (N_TO_N) and one rawr child failing
+    fails one meta-high job, not the round's.
     """
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
     round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
-    submitted: dict[str, list[str]] = {}
+    ids: list[str] = []
+    rawr: dict[Tile, Dependency] = {}  # waits_for of this round's rawr submissions
     for state in states:
         if not state.missing:
             continue
         job = state.job
         definition = batch.definition_name(cfg, job)
         base_memory = batch.definition_memory(client, definition)
-        failed = failed_on_batch(client, store, earlier[job])
-        by_memory: dict[int | None, list[Tile]] = {}
+        floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"], b["queue-zoom"])
+        groups: dict[tuple[int | None, Dependency | None], list[Tile]] = {}  # by memory and rawr to wait for
         for tile in state.missing:
-            oom, memory = failed.get(tile, (False, None))
-            new = None
-            if oom:
-                new = min(math.ceil((memory or base_memory) * 1.5), b["max-memory"])
-            parts = [tile]
+            top = ancestor(tile, b["queue-zoom"])
+            parts, wait = [tile], None
             if job == "meta-high":
-                top = ancestor(tile, b["queue-zoom"])
                 if top not in sizes:
                     sizes[top] = rawr_sizes(store, run_id, top)
-                parts = split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
-            by_memory.setdefault(new, []).extend(parts)
-        waits = [Dependency(j, None) for j in submitted.get("rawr", [])] if job == "meta-high" else []
-        ids = []
-        for n, (memory, tiles) in enumerate(sorted(by_memory.items(), key=lambda kv: kv[0] or 0)):
-            units = job_units(job, sort_tiles(tiles), b["queue-zoom"], run_tiles=state.expected)
+                parts = [p for p in split_meta_high(tile, sizes[top], b["split-rawr-bytes"], cfg["rawr"]["group-zoom"])
+                         if not runs.covered(p, state.done, cfg["rawr"]["group-zoom"])]  # done in an earlier round
+                wait = rawr.get(top)
+            groups.setdefault((floors.get(tile), wait), []).extend(parts)
+        order = sorted(groups, key=lambda g: (g[0] or 0, g[1].job_id if g[1] else ""))  # the default memory first
+        for n, (memory, wait) in enumerate(order):
+            units = job_units(job, sort_tiles(groups[memory, wait]), b["queue-zoom"], run_tiles=state.expected)
             subs = as_submissions(job, run_id, b["job-name-prefix"], units, f"r{round_no:02d}m{n}")
-            ids += batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, waits), definition,
-                               memory=memory, round_no=round_no)
-        submitted[job] = ids
-    return [i for ids in submitted.values() for i in ids]
+            new_ids = batch.submit_jobs(client, store, cfg, run_id, job, subs, depends_on(subs, [wait] if wait else []),
+                                        definition, memory=memory, round_no=round_no)
+            if job == "rawr":
+                rawr.update(waits_for(subs, new_ids))
+            ids += new_ids
+    return ids
 
 
 def _wait(cfg: dict, store, run_id: str, progress_seconds: float, say) -> None:

@@ -18,7 +18,7 @@ from .errors import BadInput
 from .kinds import KINDS
 from .runkeys import list_key
 from .split import few_low_jobs, groups_of
-from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles, format_tile, parse_tile, pyramid
+from .tiles import METATILE_ZOOMS, Bbox, Tile, ancestor, bbox_tiles, children, format_tile, parse_tile, pyramid
 
 # An array job has 2..10,000 children; a single tile goes as a plain job.
 MAX_ARRAY_SIZE = 10_000
@@ -102,14 +102,15 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
                  listed: list[Tile] | None = None, with_pyramid: bool = False) -> list[Tile]:
     """The job tiles of an enqueue, sorted: one tile, a list, a box's, or all of the queue zoom.
 
-    A tile deeper than the queue zoom stands for its ancestor there. With
+    A tile deeper than the queue zoom stands for its ancestor there; a listed
+    tile above it, for its descendants there (`queue_zoom_tiles`). With
     `with_pyramid`, every ancestor of those tiles above the queue zoom is added
     (the whole pyramid of zooms 0..queue_zoom-1 for the planet).
     """
     if tile is not None:
         chosen = [tile]
     elif listed is not None:
-        chosen = listed
+        chosen = [t for listed_tile in listed for t in queue_zoom_tiles(listed_tile, queue_zoom)]
     elif bbox is not None:
         chosen = bbox_tiles(bbox, queue_zoom)
     else:
@@ -123,6 +124,19 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     if not chosen:
         raise BadInput("no tiles to enqueue")
     return sort_tiles(chosen)
+
+
+def queue_zoom_tiles(tile: Tile, queue_zoom: int) -> list[Tile]:
+    """The queue-zoom tiles a listed tile stands for: its ancestor there, or all of its descendants
+    there for a coarser one.
+
+    An expire list made at a zoom above the queue zoom (EXPIRE_ZOOM < 7) says
+    something changed somewhere in each tile: every rawr and meta-high job
+    beneath it, which run at the queue zoom only, and meta-low's pyramid over
+    those (with_pyramid: the tile itself, its ancestors, and its descendants
+    above the queue zoom).
+    """
+    return children(tile, queue_zoom) if tile.z < queue_zoom else [ancestor(tile, queue_zoom)]
 
 
 def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | None = None,

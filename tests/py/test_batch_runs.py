@@ -96,6 +96,20 @@ def test_missing_enqueue_resubmits_exactly_those_with_more_memory_after_oom(queu
     assert {j["parameters"]["tile"]: memory_of(j) for j in again} == {"7/72/37": "1152", "7/73/36": None}
 
 
+def test_a_job_given_more_memory_and_then_lost_to_something_else_keeps_it(queue, capsys):
+    array = enqueue(capsys, "rawr")
+    batch = boto3.client("batch")
+    batch.terminate_job(jobId=f"{array['jobId']}:1", reason=OOM)  # child 1 is 7/72/37
+    main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    # Its 768 MiB job is reclaimed with its Spot instance: the next goes with 768 again, not the 512 that ran out.
+    for _ in range(2):
+        code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+        assert code == 0
+        retried = next(j for j in resubmitted(out) if j["parameters"]["tile"] == "7/72/37")
+        assert memory_of(retried) == "768"
+        batch.terminate_job(jobId=retried["jobId"], reason="Host EC2 (instance i-0abc) terminated.")
+
+
 def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_more_memory(queue, capsys):
     code, out = main(capsys, "batch-enqueue", "--run-id", "r1", "--bbox", BBOX, "--pyramid", "--job", "meta-low")
     array = json.loads(out.splitlines()[0])
@@ -116,8 +130,7 @@ def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_mor
 
 
 def test_submissions_come_oldest_round_first_whatever_their_names(tmp_path):
-    """A tile's latest failure decides its memory (failed_on_batch reads them in turn): the order is the
-    rounds', not the names' the store lists them by."""
+    """The order is the rounds', not the names' the store lists them by."""
     store = FileStore(str(tmp_path))
     for name, round_no in (("tb-r1-a", 2), ("tb-r1-b", 1), ("tb-r1-c", 0)):  # listed a, b, c
         store.write(submission_key("r1", "meta-low", name), json.dumps({"jobName": name, "round": round_no}).encode())
@@ -133,7 +146,8 @@ def test_the_memory_cap_holds(queue, capsys, monkeypatch):
     assert {j["parameters"]["tile"]: memory_of(j) for j in jobs if memory_of(j)} == {"7/72/36": "600"}
 
 
-def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monkeypatch):
+def split_meta_high(capsys, monkeypatch) -> tuple[list[Tile], list[dict]]:
+    """A run whose one missing meta-high job, 7/72/37, goes again in four z8 parts: the parts, the submissions."""
     enqueue(capsys, "meta-high")
     z7 = Tile(72, 37, 7)
     parts = children(z7, 8)
@@ -144,7 +158,11 @@ def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monk
     monkeypatch.setenv("TILEQUEUE__batch__split_rawr_bytes", "1000")
     code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
     assert code == 0
-    jobs = resubmitted(out)
+    return parts, resubmitted(out)
+
+
+def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monkeypatch):
+    parts, jobs = split_meta_high(capsys, monkeypatch)
     assert len(jobs) == 1 and jobs[0]["arrayProperties"]["size"] == 4
     store = metatile_store(config.load())
     listed = store.read(jobs[0]["parameters"]["tile"][1:]).decode().split()
@@ -158,6 +176,37 @@ def test_a_meta_high_job_over_large_rawr_tiles_goes_in_parts(queue, capsys, monk
     done(parts[3], "meta-high")
     code, out = main(capsys, "missing", "--run-id", "r1")
     assert "meta-high" not in out
+
+
+def test_a_part_that_ran_out_of_memory_goes_again_alone_with_more(queue, capsys, monkeypatch):
+    parts, (array,) = split_meta_high(capsys, monkeypatch)
+    for p in parts[:3]:
+        done(p, "meta-high")
+    boto3.client("batch").terminate_job(jobId=f"{array['jobId']}:3", reason=OOM)
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    # Not the four parts again at the definition's memory: the one left, with 1.5 times what it had.
+    assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [("8/145/75", "768")]
+
+
+def test_a_resubmitted_meta_high_job_waits_only_for_the_rawr_job_of_its_own_tile(queue, capsys):
+    enqueue(capsys, "rawr")
+    enqueue(capsys, "meta-high")
+    for tile in (Tile(72, 36, 7), Tile(73, 37, 7)):
+        done(tile, "rawr")
+    done(Tile(73, 37, 7), "meta-high")
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    jobs = resubmitted(out)
+    (rawr,) = [j for j in jobs if j["jobDefinition"] == "tilebatch-rawr"]
+    waits = {j["parameters"]["tile"] if "arrayProperties" not in j else j["tiles"]: j.get("dependsOn")
+             for j in jobs if j["jobDefinition"] == "tilebatch-meta-high"}
+    # 7/72/36's rawr is done: it waits for nothing. The two whose rawr goes again pair with it child by
+    # child, so that one rawr child failing fails one meta-high job, not both.
+    assert waits == {"7/72/36": None, 2: [{"jobId": rawr["jobId"], "type": "N_TO_N"}]}
+    store = metatile_store(config.load())
+    array = next(j for j in jobs if j["jobDefinition"] == "tilebatch-meta-high" and "arrayProperties" in j)
+    assert store.read(array["parameters"]["tile"][1:]) == store.read(rawr["parameters"]["tile"][1:])
 
 
 def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsys):

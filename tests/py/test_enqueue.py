@@ -14,7 +14,7 @@ from tilebatch.enqueue import (
     select_tiles,
 )
 from tilebatch.errors import BadInput
-from tilebatch.tiles import Tile, bbox_tiles, make_bbox, parse_bbox
+from tilebatch.tiles import Tile, bbox_tiles, children, make_bbox, parse_bbox
 
 
 def test_the_planet_is_every_z7_tile_and_the_pyramid_adds_zooms_0_to_6():
@@ -37,11 +37,24 @@ def test_a_bbox_gives_the_z7_tiles_touching_it_and_their_ancestors():
 
 
 def test_listed_tiles_below_the_queue_zoom_stand_for_their_ancestor_once():
-    text = "# expired by osm2pgsql\n14/9326/4741\n14/9327/4742\n\n10/582/296\n3/4/2  \n7/73/37\n"
+    text = "# expired by osm2pgsql\n14/9326/4741\n14/9327/4742\n\n10/582/296\n7/73/37  \n"
     tiles = select_tiles(7, listed=parse_tile_lines(text, "expire.txt"))
-    assert tiles == [Tile(4, 2, 3), Tile(72, 37, 7), Tile(73, 37, 7)]
+    assert tiles == [Tile(72, 37, 7), Tile(73, 37, 7)]
     # One tile is its own list; a deep one still goes at the queue zoom.
     assert select_tiles(7, tile=Tile(9326, 4741, 14)) == [Tile(72, 37, 7)]
+
+
+def test_listed_tiles_above_the_queue_zoom_stand_for_their_descendants_there():
+    """An expire list made at zoom 3 (EXPIRE_ZOOM=3): no rawr or meta-high job at z3, which they refuse,
+    but one at each z7 tile beneath, and meta-low's pyramid over those."""
+    listed = parse_tile_lines("3/4/2\n14/9326/4741\n", "expire.txt")  # the z14 tile lies under 3/4/2
+    beneath = children(Tile(4, 2, 3), 7)
+    assert select_tiles(7, listed=listed) == beneath
+    jobs = build_jobs(7, listed=listed)
+    assert jobs["rawr"] == jobs["meta-high"] == beneath
+    low = [t for t in jobs["meta-low"] if t.z < 7]
+    assert low == [Tile(0, 0, 0), Tile(1, 0, 1), Tile(2, 1, 2)] + [t for z in (3, 4, 5, 6) for t in children(Tile(4, 2, 3), z)]
+    assert [t for t in jobs["meta-low"] if t.z == 7] == beneath
 
 
 def test_a_bad_line_is_named_and_an_empty_list_refused():
