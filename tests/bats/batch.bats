@@ -159,6 +159,13 @@ prefix: rawr"
   assert_output --partial "argument --job: invalid choice: 'meta'"
 }
 
+@test "bin/enqueue run through a symlink elsewhere still finds lib.sh" {
+  ln -s "$TOP/bin/enqueue" "$BATS_TEST_TMPDIR/enqueue"
+  run "$BATS_TEST_TMPDIR/enqueue"
+  assert_failure 2
+  assert_output --partial "usage: bin/enqueue"
+}
+
 @test "bin/enqueue: a bad run id or tile is exit 2 with one line naming it" {
   run "$TOP/bin/enqueue" --dry-run "bad id" rawr
   assert_failure 2
