@@ -147,7 +147,7 @@ prefix: rawr"
 }
 
 @test "bin/enqueue: usage on missing, unknown or incomplete arguments" {
-  for args in "" "r1" "r1 rawr extra" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile"; do
+  for args in "" "r1" "r1 rawr extra" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile" "--tile= r1 rawr" "--pyramid=1 r1 rawr"; do
     # shellcheck disable=SC2086  # the words are the arguments
     run "$TOP/bin/enqueue" $args
     assert_failure 2
@@ -184,6 +184,21 @@ prefix: rawr"
   run "$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 --depends-on nope r1 rawr
   assert_failure 2
   assert_output --partial "depends-on: no job 'nope'"
+}
+
+# The README's form (--bbox=-10,50,-5,55) and the spaced one submit the same.
+@test "bin/enqueue takes --opt=value as well as --opt value" {
+  export TILEQUEUE__batch__job_queue=tb-queue TILEQUEUE__batch__job_name_prefix=eq
+  run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox=-10,50,-5,55 r1 meta-low
+  assert_success
+  assert_output "$("$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low 2>/dev/null)"
+  run jq -c '.parameters' <<<"$output"
+  assert_output '{"tile":"@runs/r1/meta-low/tiles-0000.txt","run_id":"r1"}'
+  run --separate-stderr "$TOP/bin/enqueue" --config="$TOP/config.yaml" --dry-run --tile=7/73/37 r1 rawr
+  assert_success
+  assert_output "$("$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 r1 rawr 2>/dev/null)"
+  run jq -c '.parameters' <<<"$output"
+  assert_output '{"tile":"7/73/37","run_id":"r1"}'
 }
 
 @test "make enqueue submits rawr, then meta-high waiting for it child by child" {
