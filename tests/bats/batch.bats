@@ -158,12 +158,12 @@ render_env() {
 
 @test "bin/render-jobdef: an empty password in clear is exit 2 with one line, and writes nothing" {
   render_env
-  DB_PASSWORD_PLAIN=1 DB_PASSWORD= run "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-low.json" "$BATS_TEST_TMPDIR/meta-low.json"
+  DB_PASSWORD_PLAIN=1 DB_PASSWORD='' run "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-low.json" "$BATS_TEST_TMPDIR/meta-low.json"
   assert_failure 2
   assert_output "render-jobdef: meta-low.json: DB_PASSWORD is empty: set it, or use DB_PASSWORD_SECRET_ARN instead of DB_PASSWORD_PLAIN=1"
   [ ! -e "$BATS_TEST_TMPDIR/meta-low.json" ]
   # meta-high reads no database: it needs none.
-  DB_PASSWORD_PLAIN=1 DB_PASSWORD= run --separate-stderr "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-high.json"
+  DB_PASSWORD_PLAIN=1 DB_PASSWORD='' run --separate-stderr "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-high.json"
   assert_success
 }
 
@@ -217,7 +217,7 @@ render_env() {
   assert_output --partial "bad tile '7/1'"
 }
 
-@test "bin/enqueue passes every option through, a western box too" {
+@test "bin/enqueue passes every option through, a western box too, as --opt value or --opt=value" {
   export TILEQUEUE__batch__job_queue=tb-queue TILEQUEUE__batch__job_name_prefix=eq
   run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low
   assert_success
@@ -226,11 +226,7 @@ render_env() {
   run "$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 --depends-on nope r1 rawr
   assert_failure 2
   assert_output --partial "depends-on: no job 'nope'"
-}
-
-# The README's form (--bbox=-10,50,-5,55) and the spaced one submit the same.
-@test "bin/enqueue takes --opt=value as well as --opt value" {
-  export TILEQUEUE__batch__job_queue=tb-queue TILEQUEUE__batch__job_name_prefix=eq
+  # The README's form, --opt=value, submits what the spaced one does.
   run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox=-10,50,-5,55 r1 meta-low
   assert_success
   assert_output "$("$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low 2>/dev/null)"
