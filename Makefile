@@ -105,7 +105,7 @@ push: ## build the job images and push them to ECR (REGISTRY=…, TAG=…)
 jobdefs: setup ## render jobdefs/*.json from config.mk and register them with AWS Batch
 	@mkdir -p build/jobdefs
 	@export TAG='$(TAG)'; \
-	for job in $(JOB_KINDS); do bin/render-jobdef jobdefs/$$job.json >build/jobdefs/$$job.json || exit; done
+	for job in $(JOB_KINDS); do bin/render-jobdef jobdefs/$$job.json build/jobdefs/$$job.json || exit; done
 	@for job in $(JOB_KINDS); do \
 	  aws batch register-job-definition --region $(REGION) --cli-input-json file://build/jobdefs/$$job.json \
 	    --query '[jobDefinitionName, revision]' --output text || exit; \

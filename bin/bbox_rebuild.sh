@@ -19,7 +19,7 @@ USAGE
 [ "$#" -eq 0 ] || usage
 
 # shellcheck source=bin/lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 need_tilebatch
 
 if [ -z "${BBOX:-}" ]; then

@@ -1,7 +1,9 @@
 # shellcheck shell=bash
 # Sourced by the bin/ scripts: where the checkout and its virtualenv are, the
 # tilebatch command in it, how work started without a run id names its run, and
-# the npm packages the demo's data comes from.
+# the npm packages the demo's data comes from. Each script sources it from its
+# own resolved path (readlink -f): installed as a symlink (the runbook's
+# /usr/local/bin/bbox_rebuild.sh) it would otherwise look beside the link.
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${VENV:-$top/.venv}

@@ -125,6 +125,48 @@ prefix: rawr"
   assert_output 's3"cr: et'
 }
 
+# What make jobdefs would add from config.mk, for bin/render-jobdef run alone.
+render_env() {
+  export JOB_NAME_PREFIX=tb RAWR_IMAGE=tb-rawr META_HIGH_IMAGE=tb-meta-high META_LOW_IMAGE=tb-meta-low
+  export VCPUS=1 RAWR_MEMORY=1024 META_HIGH_MEMORY=1024 META_LOW_MEMORY=1024 JOB_TIMEOUT=600 DB_PORT=5432
+}
+
+# jq is wrapped to record its arguments: ps shows them to every user.
+@test "bin/render-jobdef OUT: the password in clear from the environment, never an argument, in a file of the owner's only" {
+  mkdir "$BATS_TEST_TMPDIR/shim"
+  printf '#!/bin/sh\nprintf "%%s\\n" "$@" >>"%s"\nexec %s "$@"\n' "$BATS_TEST_TMPDIR/jq.argv" "$(command -v jq)" \
+    >"$BATS_TEST_TMPDIR/shim/jq"
+  chmod +x "$BATS_TEST_TMPDIR/shim/jq"
+  local out=$BATS_TEST_TMPDIR/rawr.json
+  render_env
+  # A file left from before, readable by all: a redirect into it would keep that.
+  install -m 644 /dev/null "$out"
+  PATH="$BATS_TEST_TMPDIR/shim:$PATH" DB_PASSWORD_PLAIN=1 DB_PASSWORD='s3"cr: et' \
+    run "$TOP/bin/render-jobdef" "$TOP/jobdefs/rawr.json" "$out"
+  assert_success
+  assert_output "render-jobdef: rawr.json: warning: the database password goes into the job definition in clear"
+  run jq -r '.containerProperties.environment[] | select(.name == "TILEQUEUE__rawr__postgresql__password") | .value' "$out"
+  assert_output 's3"cr: et'
+  run stat -c %a "$out"
+  assert_output 600
+  [ -s "$BATS_TEST_TMPDIR/jq.argv" ]
+  run grep -F 's3"cr' "$BATS_TEST_TMPDIR/jq.argv"
+  assert_failure 1
+  run ls "$BATS_TEST_TMPDIR"
+  refute_output --partial rawr.json.
+}
+
+@test "bin/render-jobdef: an empty password in clear is exit 2 with one line, and writes nothing" {
+  render_env
+  DB_PASSWORD_PLAIN=1 DB_PASSWORD='' run "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-low.json" "$BATS_TEST_TMPDIR/meta-low.json"
+  assert_failure 2
+  assert_output "render-jobdef: meta-low.json: DB_PASSWORD is empty: set it, or use DB_PASSWORD_SECRET_ARN instead of DB_PASSWORD_PLAIN=1"
+  [ ! -e "$BATS_TEST_TMPDIR/meta-low.json" ]
+  # meta-high reads no database: it needs none.
+  DB_PASSWORD_PLAIN=1 DB_PASSWORD='' run --separate-stderr "$TOP/bin/render-jobdef" "$TOP/jobdefs/meta-high.json"
+  assert_success
+}
+
 @test "a bad value stops make jobdefs with one line before anything is registered" {
   run make -s -C "$TOP" jobdefs JOB_NAME_PREFIX=bad DB_PASSWORD_SECRET_ARN="$SECRET_ARN" EXECUTION_ROLE_ARN="$EXECUTION_ROLE_ARN" META_LOW_MEMORY=lots
   assert_failure
@@ -147,7 +189,7 @@ prefix: rawr"
 }
 
 @test "bin/enqueue: usage on missing, unknown or incomplete arguments" {
-  for args in "" "r1" "r1 rawr extra" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile"; do
+  for args in "" "r1" "r1 rawr extra" "--tile r1 rawr" "--bogus r1 rawr" "r1 rawr --tile" "--tile= r1 rawr" "--pyramid=1 r1 rawr"; do
     # shellcheck disable=SC2086  # the words are the arguments
     run "$TOP/bin/enqueue" $args
     assert_failure 2
@@ -159,6 +201,13 @@ prefix: rawr"
   assert_output --partial "argument --job: invalid choice: 'meta'"
 }
 
+@test "bin/enqueue run through a symlink elsewhere still finds lib.sh" {
+  ln -s "$TOP/bin/enqueue" "$BATS_TEST_TMPDIR/enqueue"
+  run "$BATS_TEST_TMPDIR/enqueue"
+  assert_failure 2
+  assert_output --partial "usage: bin/enqueue"
+}
+
 @test "bin/enqueue: a bad run id or tile is exit 2 with one line naming it" {
   run "$TOP/bin/enqueue" --dry-run "bad id" rawr
   assert_failure 2
@@ -168,7 +217,7 @@ prefix: rawr"
   assert_output --partial "bad tile '7/1'"
 }
 
-@test "bin/enqueue passes every option through, a western box too" {
+@test "bin/enqueue passes every option through, a western box too, as --opt value or --opt=value" {
   export TILEQUEUE__batch__job_queue=tb-queue TILEQUEUE__batch__job_name_prefix=eq
   run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low
   assert_success
@@ -177,6 +226,17 @@ prefix: rawr"
   run "$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 --depends-on nope r1 rawr
   assert_failure 2
   assert_output --partial "depends-on: no job 'nope'"
+  # The README's form, --opt=value, submits what the spaced one does.
+  run --separate-stderr "$TOP/bin/enqueue" --dry-run --pyramid --bbox=-10,50,-5,55 r1 meta-low
+  assert_success
+  assert_output "$("$TOP/bin/enqueue" --dry-run --pyramid --bbox -10,50,-5,55 r1 meta-low 2>/dev/null)"
+  run jq -c '.parameters' <<<"$output"
+  assert_output '{"tile":"@runs/r1/meta-low/tiles-0000.txt","run_id":"r1"}'
+  run --separate-stderr "$TOP/bin/enqueue" --config="$TOP/config.yaml" --dry-run --tile=7/73/37 r1 rawr
+  assert_success
+  assert_output "$("$TOP/bin/enqueue" --config "$TOP/config.yaml" --dry-run --tile 7/73/37 r1 rawr 2>/dev/null)"
+  run jq -c '.parameters' <<<"$output"
+  assert_output '{"tile":"7/73/37","run_id":"r1"}'
 }
 
 @test "make enqueue submits rawr, then meta-high waiting for it child by child" {

@@ -16,6 +16,15 @@ setup() {
   assert_output --partial "usage: BBOX_WEST=W"
 }
 
+# The runbook installs it as /usr/local/bin/bbox_rebuild.sh: a symlink, from
+# which lib.sh is not beside it.
+@test "run through a symlink elsewhere it still finds lib.sh" {
+  ln -s "$TOP/bin/bbox_rebuild.sh" "$BATS_TEST_TMPDIR/bbox_rebuild.sh"
+  run "$BATS_TEST_TMPDIR/bbox_rebuild.sh"
+  assert_failure 2
+  assert_output --partial "no box: set BBOX_WEST"
+}
+
 @test "arguments are refused" {
   BBOX=1,2,3,4 run "$TOP/bin/bbox_rebuild.sh" now
   assert_failure 2

@@ -9,9 +9,15 @@ setup_file() {
   # A checkout path of its own, so the cluster does not touch the demo one.
   CHECKOUT=$(mktemp -d)
   export CHECKOUT
-  mkdir -p "$CHECKOUT/bin"
-  cp "$TOP/bin/localdb" "$TOP/bin/lib.sh" "$CHECKOUT/bin/"
-  ln -s "$TOP/.venv" "$CHECKOUT/.venv"
+  checkout "$CHECKOUT"
+}
+
+# A checkout at DIR with bin/localdb, its config.yaml and the .venv.
+checkout() {
+  mkdir -p "$1/bin"
+  cp "$TOP/bin/localdb" "$TOP/bin/lib.sh" "$1/bin/"
+  cp "$TOP/config.yaml" "$1/"
+  ln -s "$TOP/.venv" "$1/.venv"
 }
 
 teardown_file() {
@@ -27,6 +33,21 @@ setup() { load helpers; }
   assert_output --partial "usage: bin/localdb start|stop|status|remove|url|psql"
   run "$CHECKOUT/bin/localdb" launch
   assert_failure 2
+}
+
+# url starts nothing: it is what the cluster would serve.
+@test "the port and database come from CONFIG, by default the checkout's config.yaml" {
+  unset TILEQUEUE__postgresql__port
+  printf 'postgresql:\n  port: 54400\n  dbnames: [other]\n' >"$BATS_TEST_TMPDIR/other.yaml"
+  CONFIG="$BATS_TEST_TMPDIR/other.yaml" run "$CHECKOUT/bin/localdb" url
+  assert_success
+  assert_output "postgresql://postgres@127.0.0.1:54400/other"
+
+  checkout "$BATS_TEST_TMPDIR/checkout"
+  sed -i 's/^  port: .*/  port: 54401/' "$BATS_TEST_TMPDIR/checkout/config.yaml"
+  run "$BATS_TEST_TMPDIR/checkout/bin/localdb" url
+  assert_success
+  assert_output "postgresql://postgres@127.0.0.1:54401/gis"
 }
 
 @test "status is non-zero while down; start, start again, query, stop" {
