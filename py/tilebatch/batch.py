@@ -43,12 +43,23 @@ def check_queue(client, queue: str) -> None:
         raise BadInput(f"job queue {queue!r} is {found[0].get('state')}, not ENABLED")
 
 
-def check_definition(client, definition: str) -> None:
-    """BadInput unless the job definition (name, name:revision or ARN) is registered and active."""
+def job_definition(client, definition: str, job: str) -> dict:
+    """The newest active revision of a job definition (name, name:revision or ARN) for `job` jobs.
+
+    BadInput when none is registered, or when its `job` tag (jobdefs/*.json)
+    names another kind: batch.job-definition set once would otherwise send
+    meta-high tiles to the rawr image, whose jobs refuse them every attempt.
+    """
     by = {"jobDefinitions": [definition]} if ":" in definition else {"jobDefinitionName": definition}
     found = call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
     if not found["jobDefinitions"]:
         raise BadInput(f"job definition {definition!r} is not registered (make jobdefs)")
+    newest = max(found["jobDefinitions"], key=lambda d: d["revision"])
+    tagged = (newest.get("tags") or {}).get("job")
+    if tagged not in (None, job):
+        raise BadInput(f"job definition {definition!r} runs {tagged} jobs, not {job}: batch.job-definition names "
+                       "one kind's; leave it unset for {job-name-prefix}-{job}")
+    return newest
 
 
 def dependencies(client, store, job_ids: list[str], sizes: set[int]) -> list[Dependency]:
@@ -90,13 +101,12 @@ def enqueue(args, cfg) -> int:
     definition = definition_name(cfg, args.job)
     store = metatile_store(cfg)
     arrays = [s for s in subs if s.list_key]
-    if arrays and isinstance(store, FileStore) and not args.dry_run:
-        raise BadInput(f"the tile lists would go to {store.url}, which Batch jobs cannot read: "
-                       "set the store to S3 (store.name or store.url s3://…), as the job definitions do")
+    if arrays and not args.dry_run:
+        check_batch_store(store)
 
     client = batch_client(cfg)
     check_queue(client, b["job-queue"])
-    check_definition(client, definition)
+    job_definition(client, definition, args.job)
     deps = dependencies(client, store, args.depends_on, {len(s.units) for s in arrays})
     needs = depends_on(subs, deps)
     # A list already there from an earlier enqueue of this run may feed running
@@ -125,19 +135,23 @@ def enqueue(args, cfg) -> int:
     return 0
 
 
+def check_batch_store(store) -> None:
+    """BadInput when the store is a local folder, where Batch jobs can neither read tile lists nor leave the
+    records that say they are done."""
+    if isinstance(store, FileStore):
+        raise BadInput(f"the tile lists would go to {store.url}, which Batch jobs cannot read: "
+                       "set the store to S3 (store.name or store.url s3://…), as the job definitions do")
+
+
 def definition_name(cfg: dict, job: str) -> str:
     """The job definition of a job kind: batch.job-definition, else {job-name-prefix}-{job}."""
     b = cfg["batch"]
     return b["job-definition"] or f"{b['job-name-prefix']}-{job}"
 
 
-def definition_memory(client, definition: str) -> int:
-    """The MiB of memory the newest active revision of a job definition gives its jobs."""
-    by = {"jobDefinitions": [definition]} if ":" in definition else {"jobDefinitionName": definition}
-    found = call(f"job definition {definition}", client.describe_job_definitions, status="ACTIVE", **by)
-    if not found["jobDefinitions"]:
-        raise BadInput(f"job definition {definition!r} is not registered (make jobdefs)")
-    props = max(found["jobDefinitions"], key=lambda d: d["revision"])["containerProperties"]
+def definition_memory(definition: dict) -> int:
+    """The MiB of memory a job definition (job_definition) gives its jobs."""
+    props = definition["containerProperties"]
     for r in props.get("resourceRequirements", []):
         if r["type"] == "MEMORY":
             return int(r["value"])

@@ -24,6 +24,7 @@ from .enqueue import (
     parse_units,
     sort_tiles,
 )
+from .errors import BadInput
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -34,8 +35,21 @@ RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 def submissions(store, run_id: str, job: str) -> list[dict]:
     """Every submission of a job kind in this run, oldest first (by round: names alone do not order them)."""
-    subs = [json.loads(store.read(k)) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
+    subs = [_submission(store, k) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
     return sorted(subs, key=lambda s: s.get("round", 0))
+
+
+def _submission(store, key: str) -> dict:
+    """A submission record; BadInput naming it when it is damaged (records are written whole: a hand or
+    a tool changed it), as without it the run's jobs on Batch cannot be followed."""
+    try:
+        record = json.loads(store.read(key) or b"")
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not {"jobId", "list", "tile"} <= record.keys():
+        raise BadInput(f"submission record {key} in {store.url} is damaged: its Batch job cannot be followed; "
+                       "start the run again under a new run id")
+    return record
 
 
 def _describe(client, job_ids: list[str]) -> dict:
@@ -95,7 +109,11 @@ def attempts(client, store, subs: list[dict]) -> list[Attempt]:
             ran[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
             failed.append(s["jobId"])
             continue
-        units = parse_units(store.read(s["list"]).decode(), s["list"])
+        listed = store.read(s["list"])
+        if listed is None:
+            raise BadInput(f"tile list {s['list']} of Batch job {s['jobId']} is not in {store.url}: "
+                           "its children's tiles cannot be told")
+        units = parse_units(listed.decode(errors="replace"), s["list"])
         ran.update({f"{s['jobId']}:{i}": (unit, s.get("memory")) for i, unit in enumerate(units)})
         token = {}
         while True:
@@ -182,6 +200,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     child i waits for rawr child i alone (N_TO_N) and one rawr child failing
     fails one meta-high job, not the round's.
     """
+    batch.check_batch_store(store)  # before anything is submitted: a round goes whole or not at all
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
@@ -194,7 +213,7 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
             continue
         job = state.job
         definition = batch.definition_name(cfg, job)
-        base_memory = batch.definition_memory(client, definition)
+        base_memory = batch.definition_memory(batch.job_definition(client, definition, job))
         floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"], b["queue-zoom"])
         groups: dict[tuple[int | None, Dependency | None], list[Tile]] = {}  # by memory and rawr to wait for
         for tile in state.missing:

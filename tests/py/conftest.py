@@ -188,9 +188,11 @@ def queue(bucket, monkeypatch):
     batch.create_job_queue(jobQueueName="tb-queue", state="ENABLED", priority=1,
                            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}])
     for job in NAMES:
-        batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", containerProperties={
-            "image": "tilebatch", "command": ["true"],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}]})
+        batch.register_job_definition(jobDefinitionName=f"tilebatch-{job}", type="container", tags={"job": job},
+                                      containerProperties={
+                                          "image": "tilebatch", "command": ["true"],
+                                          "resourceRequirements": [{"type": "VCPU", "value": "1"},
+                                                                   {"type": "MEMORY", "value": "512"}]})
     monkeypatch.setenv("TILEQUEUE__batch__job_queue", "tb-queue")
     monkeypatch.setenv("TILEQUEUE__store__url", "s3://tiles/meta")
     return "tb-queue"

@@ -122,6 +122,8 @@ def test_dry_run_prints_the_jobs_and_submits_and_writes_nothing(queue, capsys):
     (["--bbox", "27,59,24,61"], {}, "west 27.0 must be less than east 24.0"),
     ([], {"TILEQUEUE__batch__job_queue": "nope"}, "job queue 'nope' does not exist"),
     ([], {"TILEQUEUE__batch__job_definition": "nope"}, "job definition 'nope' is not registered"),
+    (["--job", "meta-high"], {"TILEQUEUE__batch__job_definition": "tilebatch-rawr"},
+     "job definition 'tilebatch-rawr' runs rawr jobs, not meta-high"),
     (["--depends-on", "no-such-job"], {}, "depends-on: no job 'no-such-job'"),
     ([], {"TILEQUEUE__store__url": "file:///tmp/x"}, "which Batch jobs cannot read"),
 ])

@@ -10,7 +10,7 @@ import json
 import boto3
 import pytest
 
-from tilebatch import batch_runs, cli, config, records
+from tilebatch import batch_runs, cli, config, records, runs
 from tilebatch.runkeys import submission_key
 from tilebatch.store import FileStore, metatile_store
 from tilebatch.tiles import Tile, children
@@ -133,7 +133,8 @@ def test_submissions_come_oldest_round_first_whatever_their_names(tmp_path):
     """The order is the rounds', not the names' the store lists them by."""
     store = FileStore(str(tmp_path))
     for name, round_no in (("tb-r1-a", 2), ("tb-r1-b", 1), ("tb-r1-c", 0)):  # listed a, b, c
-        store.write(submission_key("r1", "meta-low", name), json.dumps({"jobName": name, "round": round_no}).encode())
+        store.write(submission_key("r1", "meta-low", name), json.dumps({"jobId": name, "jobName": name, "list": None,
+                                                                         "tile": "7/72/37", "round": round_no}).encode())
     assert [s["round"] for s in batch_runs.submissions(store, "r1", "meta-low")] == [0, 1, 2]
 
 
@@ -226,3 +227,35 @@ def test_a_rebuild_on_batch_resubmits_what_is_missing_then_gives_up(queue, capsy
     meta_low = [s for s in submitted if s["jobDefinition"] == "tilebatch-meta-low"]
     assert [(s.get("arrayProperties"), s["tiles"]) for s in meta_low] == [(None, 8), (None, 8)]
     assert meta_low[0]["parameters"]["tile"] == "0/0/0,1/1/0,2/2/1,3/4/2,4/9/4,5/18/9,6/36/18,7/72/37"
+
+
+def test_a_damaged_submission_record_or_a_lost_tile_list_is_bad_input_naming_it(queue, capsys):
+    """Without them the run's Batch jobs cannot be followed: a clear exit 2, not a bug's exit 1."""
+    array = enqueue(capsys, "rawr")
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")  # all four again, as one array
+    assert code == 0
+    (again,) = resubmitted(out)
+    jobs = boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"]
+    store = metatile_store(config.load())
+    key = submission_key("r1", "rawr", array["jobName"])
+    record = store.read(key)
+    store.write(key, record[:-5])
+    code = cli.main(["missing", "--run-id", "r1", "--enqueue"])
+    assert code == 2 and f"submission record {key}" in capsys.readouterr().err
+    store.write(key, record)
+    listed = again["parameters"]["tile"][1:]  # @KEY: the array's tile list
+    store.delete(listed)
+    code = cli.main(["missing", "--run-id", "r1", "--enqueue"])
+    assert code == 2 and f"tile list {listed} of Batch job {again['jobId']} is not in" in capsys.readouterr().err
+    assert boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"] == jobs  # nothing more submitted
+
+
+def test_missing_enqueue_from_a_local_store_is_refused_before_anything_is_submitted(queue, capsys, tmp_path,
+                                                                                    monkeypatch):
+    """Batch jobs could neither read its tile lists nor leave their records there."""
+    store = FileStore(str(tmp_path))
+    runs.add_expected(store, "r1", "rawr", [(Tile(72, 37, 7),), (Tile(72, 36, 7),)])
+    monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}")
+    code = cli.main(["missing", "--run-id", "r1", "--enqueue"])
+    assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
+    assert boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"] == []
