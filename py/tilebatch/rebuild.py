@@ -11,7 +11,7 @@ Its output is plain lines meant for a log file (bin/bbox_rebuild.sh).
 import os
 import time
 
-from . import batch_runs, local, log
+from . import batch, batch_runs, local, log
 from .enqueue import build_jobs, read_tile_file
 from .errors import BadInput, JobFailed
 from .jobs import add_run_id_option, check_run_id
@@ -47,13 +47,15 @@ def rebuild(args, cfg) -> int:
     executor = args.executor or ("batch" if cfg["batch"]["job-queue"] else "local")
     if executor == "batch" and not cfg["batch"]["job-queue"]:
         raise BadInput("EXECUTOR=batch needs a job queue: set batch.job-queue")
+    store = metatile_store(cfg)
+    if executor == "batch":  # said by the dry run bbox_rebuild.sh starts with, before any log
+        batch.check_batch_store(store)
     if args.attempts < 1:
         raise BadInput(f"bad attempts {args.attempts}: need at least 1")
     counts = ", ".join(f"{len(tiles)} {kind}" for kind, tiles in jobs.items())
     say(f"rebuild {run_id}: {what}: {counts} jobs, on {executor}, up to {args.attempts} attempts")
     if args.dry_run:
         return 0
-    store = metatile_store(cfg)
     started = time.monotonic()
     if executor == "local":
         local.warn_missing_tables(cfg)

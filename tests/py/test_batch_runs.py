@@ -6,6 +6,7 @@ gives a job the kernel killed for its memory.
 """
 
 import json
+import os
 
 import boto3
 import pytest
@@ -259,3 +260,12 @@ def test_missing_enqueue_from_a_local_store_is_refused_before_anything_is_submit
     code = cli.main(["missing", "--run-id", "r1", "--enqueue"])
     assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
     assert boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"] == []
+
+
+def test_a_rebuild_on_batch_from_a_local_store_is_refused_by_its_dry_run(queue, capsys, tmp_path, monkeypatch):
+    """bbox_rebuild.sh starts with the dry run: a store Batch jobs cannot use is said there, before any log."""
+    monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}")
+    code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run-id", "rb",
+                     "--dry-run"])
+    assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
