@@ -160,3 +160,16 @@ def test_update_refuses_a_missing_change_file(tmp_path):
     proc = subprocess.run([str(TOP / "bin/update"), str(tmp_path / "nope.osc.gz")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no change file" in proc.stderr
+
+
+def test_make_update_starts_the_local_database_only_when_it_updates_that_one():
+    def planned(*args) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "DATABASE_URL"}
+        proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(TOP), "update", "CHANGES=c.osc", *args],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "bin/localdb start" in planned()
+    elsewhere = planned("DATABASE_URL=postgresql://tiles@db.example/gis")
+    assert "bin/update" in elsewhere and "bin/localdb" not in elsewhere
