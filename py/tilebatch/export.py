@@ -18,7 +18,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from . import __version__, faults, log, tileset
+from . import __version__, faults, log, records, tileset
 from .errors import BadInput, JobFailed
 from .schema import Schema, load_schema
 from .store import TEMP_PREFIX, metatile_store, remove_stale
@@ -135,8 +135,9 @@ def _format(args) -> str:
 
 def _export(args, cfg) -> int:
     fmt = _format(args)
-    store = metatile_store(cfg)
-    count = export(store, load_schema(cfg), fmt, args.out)
+    store, schema = metatile_store(cfg), load_schema(cfg)
+    records.check_store_schema(store, schema)
+    count = export(store, schema, fmt, args.out)
     log.info("export done", store=store.url, out=args.out, format=fmt, tiles=count,
              bytes=os.path.getsize(args.out))
     return 0

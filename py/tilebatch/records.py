@@ -8,7 +8,7 @@ import json
 
 from . import log
 from .errors import BadInput
-from .runkeys import record_key, record_prefix, schema_key, tile_of
+from .runkeys import RUNS, record_key, record_prefix, schema_key, tile_of
 from .schema import Schema
 from .store import Store
 from .tiles import Tile
@@ -54,6 +54,29 @@ def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
                        f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
     return mine
+
+
+def check_store_schema(store: Store, schema: Schema) -> None:
+    """BadInput when a run in the store built its tiles with a schema of another name: what describes the
+    tiles (an export's metadata, the preview's style) would come from a schema they do not follow.
+
+    A run with an earlier version of the same schema (another digest) is only
+    warned of: its layers are most likely those of the schema now.
+    """
+    for run_id in store.folders(RUNS):
+        data = store.read(schema_key(run_id))
+        try:
+            theirs = json.loads(data) if data is not None else None
+        except ValueError:
+            theirs = None
+        if not isinstance(theirs, dict):
+            continue  # none yet, or damaged: check_run_schema says so to the run's jobs
+        if theirs.get("name") != schema.name:
+            raise BadInput(f"run {run_id} in {store.url} built its tiles with schema {theirs.get('name')}, "
+                           f"the configuration names {schema.name}: set schema.name to the tiles' schema")
+        if theirs.get("digest") != schema.digest:
+            log.warning("a run built its tiles with another version of the schema", run_id=run_id,
+                        schema=schema.name, built_with=theirs.get("digest"), now=schema.digest)
 
 
 def keep_run_schema(store: Store, run_id: str, mine: dict) -> None:

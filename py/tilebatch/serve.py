@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from . import log, metatile, public_styles, style, tileset
+from . import log, metatile, public_styles, records, style, tileset
 from .errors import BadInput, Terminated, TilebatchError
 from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
@@ -130,9 +130,11 @@ class Preview:
     """Everything a request needs, and the answer to each path, apart from HTTP itself."""
 
     def __init__(self, store, schema: Schema, max_zoom: int, maplibre_dir: Path):
-        self.store, self.schema, self.max_zoom = store, schema, max_zoom
+        self.store, self.schema = store, schema
         self.cache = MetatileCache(store)
         self.description = tileset.describe(store, tileset.metatiles(store))
+        # The TileJSON offers what the store holds, which an earlier build may have taken deeper.
+        self.max_zoom = max(max_zoom, self.description.maxzoom)
         self.vector_layers = tileset.vector_layers(self.description, schema)
         self.assets = {p.name: p for p in maplibre_dir.iterdir() if p.suffix in ASSET_TYPES} \
             if maplibre_dir.is_dir() else {}
@@ -265,8 +267,9 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_time
         raise BadInput(f"bad port {port}: expected 0..65535")
     if not idle_timeout > 0:
         raise BadInput(f"bad idle timeout {idle_timeout}: expected seconds above 0")
-    schema = load_schema(cfg)
-    preview = Preview(metatile_store(cfg), schema, build_max_zoom(cfg, schema), maplibre_dir)
+    store, schema = metatile_store(cfg), load_schema(cfg)
+    records.check_store_schema(store, schema)
+    preview = Preview(store, schema, build_max_zoom(cfg, schema), maplibre_dir)
     try:
         server = Server(("127.0.0.1", port), preview, idle_timeout)
     except OSError as e:

@@ -17,7 +17,8 @@ from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 
 import tilebatch
-from tilebatch import metatile, tileset
+from tilebatch import config, metatile, tileset
+from tilebatch.runkeys import schema_key
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
@@ -215,3 +216,20 @@ def test_make_export_writes_the_format_the_name_says(small, tmp_path, out, fmt, 
     with open(tmp_path / out, "rb") as f:
         magic = f.read(16)
     assert magic.startswith(b"PMTiles") if want == "pmtiles" else magic == b"SQLite format 3\x00"
+
+
+def test_tiles_of_another_schema_are_refused_and_another_version_of_it_warned_of(small, tmp_path):
+    """The file's metadata (its layers, their zooms) comes from the configured schema: it must be the tiles'."""
+    env, _ = small
+    store = open_store(env["TILEQUEUE__store__url"])
+    configured = config.load(str(TOP / "config.yaml"), environ=env)["schema"]["name"]
+    other = next(name for name in ("tilezen", "shortbread") if name != configured)
+    store.write(schema_key("r1"), json.dumps({"name": other, "digest": "0123456789abcdef"}).encode())
+    proc = run_cli("export", "--config", "config.yaml", tmp_path / "t.pmtiles", env=env)
+    assert proc.returncode == 2
+    assert f"run r1 in {store.url} built its tiles with schema {other}" in last_error(proc)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    store.write(schema_key("r1"), json.dumps({"name": configured, "digest": "0123456789abcdef"}).encode())
+    proc = run_cli("export", "--config", "config.yaml", tmp_path / "t.pmtiles", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "another version of the schema" in proc.stderr

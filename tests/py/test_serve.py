@@ -13,6 +13,7 @@ import pytest
 
 from tilebatch import config, load, metatile, public_styles, serve, style, tileset
 from tilebatch import schema as schemas
+from tilebatch.runkeys import schema_key
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
 
@@ -381,3 +382,22 @@ def test_sigterm_stops_the_preview_as_it_stops_any_command_and_ctrl_c_quietly(sm
         interrupted.proc.send_signal(signal.SIGINT)
         interrupted.proc.wait(timeout=10)
     assert interrupted.proc.returncode == 0 and "error" not in interrupted.stderr
+
+
+def test_tiles_of_another_schema_are_refused_at_start(tmp_path):
+    store = open_store(f"file://{tmp_path}/out")
+    smallstore.fill(store)
+    store.write(schema_key("r1"), json.dumps({"name": "no-such-schema", "digest": "0123456789abcdef"}).encode())
+    proc = run_cli("serve", "--config", "config.yaml", "--port", "0", env={"TILEQUEUE__store__url": store.url})
+    assert proc.returncode == 2
+    assert "built its tiles with schema no-such-schema" in last_error(proc)
+
+
+def test_every_zoom_the_tilejson_offers_is_served_whatever_the_configured_top_zoom(small):
+    """A store built deeper than the configuration now says (metatile.max-zoom lowered since) still serves
+    the zooms its TileJSON offers, rather than 404s a map cannot draw."""
+    with serving({**small[0], "TILEQUEUE__metatile__max_zoom": "14"}) as s:
+        assert s.json("/tilejson.json")["maxzoom"] == 16
+        deep = next(t for t in small[1] if t.z == 16)
+        status, _, body = s.get(f"/{deep.z}/{deep.x}/{deep.y}.mvt")
+        assert (status, body) == (200, small[1][deep])
