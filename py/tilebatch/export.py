@@ -18,7 +18,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from . import __version__, faults, log, records, tileset
+from . import __version__, faults, log, records, runs, tileset
 from .errors import BadInput, JobFailed
 from .schema import Schema, load_schema
 from .store import TEMP_PREFIX, metatile_store, remove_stale
@@ -133,10 +133,23 @@ def _format(args) -> str:
     return fmt
 
 
+def _warn_unfinished(store, group_zoom: int) -> None:
+    """A warning when the store's latest run still lacks jobs: the file would have holes where they go."""
+    found = runs.run_ids(store)
+    if not found:
+        return
+    states = runs.run_states(store, found[-1], group_zoom)
+    missing = {s.job: len(s.missing) for s in states if s.missing}
+    if missing:
+        log.warning("the latest run is not finished: its missing tiles are not in the file",
+                    run_id=found[-1], missing=missing, see=f"tilebatch missing --run-id {found[-1]}")
+
+
 def _export(args, cfg) -> int:
     fmt = _format(args)
     store, schema = metatile_store(cfg), load_schema(cfg)
     records.check_store_schema(store, schema)
+    _warn_unfinished(store, cfg["rawr"]["group-zoom"])
     count = export(store, schema, fmt, args.out)
     log.info("export done", store=store.url, out=args.out, format=fmt, tiles=count,
              bytes=os.path.getsize(args.out))

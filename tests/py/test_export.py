@@ -17,7 +17,7 @@ from pmtiles.reader import MmapSource, Reader, all_tiles
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 
 import tilebatch
-from tilebatch import config, metatile, tileset
+from tilebatch import config, metatile, records, runs, tileset
 from tilebatch.runkeys import schema_key
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, metatile_members
@@ -233,3 +233,16 @@ def test_tiles_of_another_schema_are_refused_and_another_version_of_it_warned_of
     proc = run_cli("export", "--config", "config.yaml", tmp_path / "t.pmtiles", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "another version of the schema" in proc.stderr
+
+
+def test_an_unfinished_latest_run_is_warned_of(small, tmp_path):
+    env, _ = small
+    store = open_store(env["TILEQUEUE__store__url"])
+    runs.add_expected(store, "r1", "meta-high", [(Tile(72, 37, 7),)])
+    proc = run_cli("export", "--config", "config.yaml", tmp_path / "t.pmtiles", env=env)
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [json.loads(line) for line in proc.stderr.splitlines() if '"warning"' in line]
+    assert warning["msg"].startswith("the latest run is not finished") and warning["missing"] == {"meta-high": 1}
+    records.write_record(store, "r1", "meta-high", Tile(72, 37, 7), {"counts": {}})
+    proc = run_cli("export", "--config", "config.yaml", tmp_path / "t.pmtiles", env=env)
+    assert proc.returncode == 0 and '"warning"' not in proc.stderr
