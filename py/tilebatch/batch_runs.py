@@ -24,7 +24,7 @@ from .enqueue import (
     parse_units,
     sort_tiles,
 )
-from .errors import BadInput
+from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import read_record
 from .runkeys import submission_prefix
@@ -201,6 +201,10 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     fails one meta-high job, not the round's.
     """
     batch.check_batch_store(store)  # before anything is submitted: a round goes whole or not at all
+    running = sum(c["running"] for c in job_counts(cfg, store, run_id).values())
+    if running:  # a missing job may be one of them: sent again, it would be done twice
+        raise JobFailed(f"{running} jobs of run {run_id} are still queued or running on Batch: "
+                        "wait for them to end (tilebatch status), then re-submit what is missing")
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
