@@ -35,6 +35,22 @@ def read_record(store: Store, run_id: str, job: str, tile: Tile) -> dict | None:
     return record
 
 
+def run_schema(store: Store, run_id: str) -> dict | None:
+    """The schema the run's first finished job noted (name and digest); None before one has. BadInput when
+    the note is damaged."""
+    data = store.read(schema_key(run_id))
+    if data is None:
+        return None
+    try:
+        theirs = json.loads(data)
+    except ValueError:
+        theirs = None
+    if not isinstance(theirs, dict):
+        raise BadInput(f"{schema_key(run_id)} in {store.url} is damaged: delete it, and the run's next job "
+                       "writes it again")
+    return theirs
+
+
 def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
     """The schema as records carry it; BadInput when the run has finished jobs with another one.
 
@@ -42,14 +58,7 @@ def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
     job of a run to finish leaves its schema (`keep_run_schema`).
     """
     mine = {"name": schema.name, "digest": schema.digest}
-    data = store.read(schema_key(run_id))
-    try:
-        theirs = json.loads(data) if data is not None else mine
-    except ValueError:
-        theirs = None
-    if not isinstance(theirs, dict):
-        raise BadInput(f"{schema_key(run_id)} in {store.url} is damaged: delete it, and the run's next job "
-                       "writes it again")
+    theirs = run_schema(store, run_id) or mine
     if theirs != mine:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
                        f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
@@ -64,13 +73,9 @@ def check_store_schema(store: Store, schema: Schema) -> None:
     warned of: its layers are most likely those of the schema now.
     """
     for run_id in store.folders(RUNS):
-        data = store.read(schema_key(run_id))
-        try:
-            theirs = json.loads(data) if data is not None else None
-        except ValueError:
-            theirs = None
-        if not isinstance(theirs, dict):
-            continue  # none yet, or damaged: check_run_schema says so to the run's jobs
+        theirs = run_schema(store, run_id)
+        if theirs is None:
+            continue
         if theirs.get("name") != schema.name:
             raise BadInput(f"run {run_id} in {store.url} built its tiles with schema {theirs.get('name')}, "
                            f"the configuration names {schema.name}: set schema.name to the tiles' schema")
