@@ -5,15 +5,17 @@
 
 setup() {
   load helpers
-  # A job as tilebatch behaves: it keeps its log context and answers TERM with
-  # 143, INT with 130. Arguments: the file it creates once it runs, its seconds,
-  # its exit status.
+  # A job as tilebatch behaves: it keeps its log context and answers a signal
+  # by exiting, here with codes of its own (3 for TERM, 4 for INT): 143 or 130
+  # are also what an interrupted wait gives, so they could not tell the job's
+  # status from the entrypoint's. Arguments: the file it creates once it runs,
+  # its seconds, its exit status.
   job=$BATS_TEST_TMPDIR/job
   cat >"$job" <<'JOB'
 #!/bin/sh
 printf '{"run_id": "r1", "job": "rawr", "tile": "7/1/2"}' >"$TILEBATCH_LOG_CONTEXT"
-trap 'kill "$sleeper"; echo "job: got TERM" >&2; exit 143' TERM
-trap 'kill "$sleeper"; echo "job: got INT" >&2; exit 130' INT
+trap 'kill "$sleeper"; echo "job: got TERM" >&2; exit 3' TERM
+trap 'kill "$sleeper"; echo "job: got INT" >&2; exit 4' INT
 sleep "$2" &
 sleeper=$!
 : >"$1"
@@ -59,18 +61,25 @@ finish() {
 }
 
 # Batch's SIGTERM on a timeout or a stop: without it passed on, PID 1 drops it.
-@test "a SIGTERM reaches the job: exit 143, and the resources line still last" {
+@test "a SIGTERM reaches the job: its exit status, and the resources line still last" {
   start 20 0
   kill -TERM "$entrypoint"
-  finish 143
+  finish 3
   run grep -c "job: got TERM" "$BATS_TEST_TMPDIR/stderr"
   assert_output 1
 }
 
-@test "a SIGINT reaches the job: exit 130, and the resources line still last" {
+@test "a SIGINT reaches the job: its exit status, and the resources line still last" {
   start 20 0
   kill -INT "$entrypoint"
-  finish 130
+  finish 4
   run grep -c "job: got INT" "$BATS_TEST_TMPDIR/stderr"
   assert_output 1
+}
+
+# `tilebatch rebuild --file -` in a container reads the tile list from its stdin.
+@test "the job reads the entrypoint's standard input" {
+  run bash -c 'printf "7/72/37\n" | "$1" sh -c "cat; exit 0" 2>/dev/null' _ "$TOP/docker/job-entrypoint"
+  assert_success
+  assert_output "7/72/37"
 }

@@ -197,18 +197,23 @@ def test_the_images_are_small_run_as_non_root_and_hold_no_build_leftovers(reques
     assert len(layers) == 1
 
 
-def test_docker_stop_reaches_the_job_which_ends_143_with_its_resources_line(pushed):
+def test_docker_stop_reaches_the_job_which_ends_with_its_status_and_resources_line(pushed):
     """Batch stops a job (a timeout, a cancel) as docker stop does: a SIGTERM to the container's PID 1, the
     entrypoint, then a SIGKILL once the grace period is over. The stand-in job answers it as tilebatch does.
     tests/bats/job_entrypoint.bats checks the entrypoint without Docker."""
     name = f"tilebatch-stop-{os.getpid()}"
+    # It answers with a code of its own: 143 is also what the entrypoint's interrupted wait gives.
     sh("docker", "run", "-d", "--name", name, "--network", "host", pushed["meta-high"],
-       "sh", "-c", 'trap "exit 143" TERM; sleep 600 & wait')
+       "sh", "-c", 'trap "exit 3" TERM; echo ready; sleep 600 & wait')
     try:
+        deadline = time.monotonic() + 30
+        while "ready" not in sh("docker", "logs", name).stdout:  # its trap is set: a signal now is answered
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
         started = time.monotonic()
         sh("docker", "stop", "--time", "20", name)
         assert time.monotonic() - started < 15, "the SIGTERM was dropped: the job was killed at the end of the grace period"
-        assert sh("docker", "wait", name).stdout.strip() == "143"
+        assert sh("docker", "wait", name).stdout.strip() == "3"
         assert last_line(sh("docker", "logs", name))["msg"] == "process resources"
     finally:
         sh("docker", "rm", "-f", name, check=False)
