@@ -75,10 +75,6 @@ def aws_error(what: str, e: Exception) -> TilebatchError:
             return JobFailed(message)
         return BadInput(message)
     message = f"{what}: {first_line(e)}"
-    if type(e).__name__ == "NoCredentialsError" and os.environ.get("AWS_BATCH_JOB_ID"):
-        # On Batch the credentials come from the container's role endpoint, and
-        # botocore finds none when that times out (thousands of jobs starting).
-        return JobFailed(message)
     if type(e).__name__ in _BAD_AWS_CLIENT_ERRORS:
         return BadInput(message)
     return JobFailed(message)  # unreachable endpoint, timeouts, dropped connections

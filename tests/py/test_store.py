@@ -13,6 +13,7 @@ from tilebatch.store import StoreError, tile_key
 from tilebatch.tiles import Tile
 
 from conftest import last_error, run_cli
+from motoserver import free_port
 
 
 def test_key_formats():
@@ -158,13 +159,15 @@ NO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHA
                   "TILEQUEUE__store__url": "s3://tiles"}
 
 
-def test_no_credentials_is_bad_input_but_on_batch_a_role_endpoint_that_failed(aws_env):
-    """On Batch, botocore finds no credentials when the container's role endpoint times out: a retry may
-    find them; elsewhere nobody gave any, and no retry will."""
-    here = run_cli("status", "--run-id", "r1", env={**aws_env, **NO_CREDENTIALS})
-    on_batch = run_cli("status", "--run-id", "r1", env={**aws_env, **NO_CREDENTIALS, "AWS_BATCH_JOB_ID": "j-1"})
-    assert (here.returncode, on_batch.returncode) == (2, 1), here.stderr + on_batch.stderr
-    assert "Unable to locate credentials" in last_error(here) and "Unable to locate credentials" in last_error(on_batch)
+def test_no_credentials_is_bad_input_and_a_role_endpoint_that_fails_an_outage(aws_env):
+    """Nobody gave any: no retry helps. On Batch a job's role gives them through the container's credential
+    endpoint (AWS_CONTAINER_CREDENTIALS_*): when it does not answer, a retry may find it up."""
+    none = run_cli("status", "--run-id", "r1", env={**aws_env, **NO_CREDENTIALS})
+    endpoint_down = run_cli("status", "--run-id", "r1", env={
+        **aws_env, **NO_CREDENTIALS, "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{free_port()}/creds"})
+    assert (none.returncode, endpoint_down.returncode) == (2, 1), none.stderr + endpoint_down.stderr
+    assert "Unable to locate credentials" in last_error(none)
+    assert "credential" in last_error(endpoint_down).lower()
 
 
 def test_a_folder_the_store_cannot_read_fails_a_listing_rather_than_shorten_it():
