@@ -87,9 +87,9 @@ def parse_tile_lines(text: str, where: str) -> list[Tile]:
 def read_tile_file(path: str) -> list[Tile]:
     """The tiles of a file (`-`: standard input), one `z/x/y` a line or several comma-separated (see
     parse_units)."""
-    if path == "-":
-        return parse_tile_lines(sys.stdin.read(), "stdin")
     try:
+        if path == "-":
+            return parse_tile_lines(sys.stdin.buffer.read().decode("utf-8"), "stdin")
         with open(path, encoding="utf-8") as f:
             return parse_tile_lines(f.read(), path)
     except OSError as e:

@@ -175,9 +175,10 @@ def target(cfg: dict, database_url: str | None) -> Target:
         except psycopg2.ProgrammingError:  # libpq's reason quotes the text it could not read: the password too
             raise BadInput("--database-url is neither a postgresql:// URI nor key=value settings") from None
         # An @ or / left unescaped in a URI's password splits it elsewhere: part of
-        # the password would become the host or port, and be shown.
-        authority = re.match(r"[^:/]*://([^/?#]*)", database_url)
-        if authority and authority.group(1).count("@") > 1 or not re.fullmatch(r"[\d,]*", params.get("port", "")):
+        # the password would become the host, port or database, and be shown.
+        rest = database_url.partition("://")[2].partition("?")[0]
+        userinfo, at, _ = rest.rpartition("@")
+        if rest.count("@") > 1 or at and "/" in userinfo:
             raise BadInput("--database-url cannot be read as user:password@host:port/database: "
                            "write an @ or / in the user or password as %40 or %2F")
         password = params.pop("password", None)

@@ -58,8 +58,8 @@ def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
     job of a run to finish leaves its schema (`keep_run_schema`).
     """
     mine = {"name": schema.name, "digest": schema.digest}
-    theirs = run_schema(store, run_id) or mine
-    if theirs != mine:
+    theirs = run_schema(store, run_id)
+    if theirs is not None and theirs != mine:
         raise BadInput(f"run {run_id} was started with schema {theirs.get('name')} ({theirs.get('digest')}), "
                        f"this job has {schema.name} ({schema.digest}): use a new run id, or the run's schema")
     return mine

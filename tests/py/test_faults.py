@@ -776,12 +776,16 @@ def test_a_closed_stdout_stops_the_command_as_sigpipe_would_in_one_line():
     one_error(proc, 141, "standard output closed")
 
 
-def test_a_tile_file_that_is_not_text_is_bad_input(tmp_path):
+@pytest.mark.parametrize("given", ["file", "stdin"])
+def test_a_tile_list_that_is_not_text_is_bad_input(given, tmp_path):
     bad = tmp_path / "tiles.txt"
     bad.write_bytes(b"7/72/37\n\xff\xfe\n")
-    proc = run_cli("batch-enqueue", "--file", bad, "--run-id", "r1", "--dry-run", "--config", CONFIG,
-                   env={**build_env(tmp_path), "TILEQUEUE__batch__job_queue": "q"})
-    one_error(proc, 2, f"tile file {bad}: not UTF-8 text")
+    path = str(bad) if given == "file" else "-"
+    proc = subprocess.run([str(BIN / "tilebatch"), "batch-enqueue", "--file", path, "--run-id", "r1", "--dry-run",
+                           "--config", CONFIG], input=bad.read_bytes(), capture_output=True, cwd=TOP,
+                          env={**os.environ, **build_env(tmp_path), "TILEQUEUE__batch__job_queue": "q"})
+    one_error(subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()),
+              2, f"tile file {path}: not UTF-8 text")
 
 
 def test_a_file_error_reaching_the_top_names_the_file(tmp_path):

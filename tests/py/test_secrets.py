@@ -148,7 +148,8 @@ def test_failing_jobs_and_their_records_never_print_a_password(tmp_path, db_url)
 
 # How a password in --database-url can be mistyped: each once had libpq's message, or the name shown, quote it.
 MISTYPED_URLS = [f"postgresql://tiles:{SECRET}%zz@db/gis", f"password={SECRET} 2 host=db",
-                 f"postgresql://tiles:{SECRET}@x@127.0.0.1/gis", f"postgresql://tiles:{SECRET}/x@127.0.0.1/gis"]
+                 f"postgresql://tiles:{SECRET}@x@127.0.0.1/gis", f"postgresql://tiles:{SECRET}/x@127.0.0.1/gis",
+                 "postgresql://tiles:4821/S3cretXYZ@127.0.0.1:5432/gis"]
 
 
 @pytest.mark.parametrize("url", MISTYPED_URLS)
