@@ -63,9 +63,12 @@ def _describe(client, job_ids: list[str]) -> dict:
 def job_counts(cfg: dict, store, run_id: str) -> dict:
     """Per job kind, Batch's running and failed counts; {} for a run that never went to Batch."""
     subs = {job: submissions(store, run_id, job) for job in NAMES}
-    if not any(subs.values()):
-        return {}
-    jobs = _describe(batch.batch_client(cfg), [s["jobId"] for ss in subs.values() for s in ss])
+    return _counts(batch.batch_client(cfg), subs) if any(subs.values()) else {}
+
+
+def _counts(client, subs: dict[str, list[dict]]) -> dict:
+    """job_counts of these submissions, by job kind."""
+    jobs = _describe(client, [s["jobId"] for ss in subs.values() for s in ss])
     out = {}
     for job, ss in subs.items():
         running = failed = 0
@@ -201,13 +204,13 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     fails one meta-high job, not the round's.
     """
     batch.check_batch_store(store)  # before anything is submitted: a round goes whole or not at all
-    running = sum(c["running"] for c in job_counts(cfg, store, run_id).values())
-    if running:  # a missing job may be one of them: sent again, it would be done twice
-        raise JobFailed(f"{running} jobs of run {run_id} are still queued or running on Batch: "
-                        "wait for them to end (tilebatch status), then re-submit what is missing")
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
+    running = sum(c["running"] for c in _counts(client, earlier).values())
+    if running:  # a missing job may be one of them: sent again, it would be done twice
+        raise JobFailed(f"{running} jobs of run {run_id} are still queued or running on Batch: "
+                        "wait for them to end (tilebatch status), then re-submit what is missing")
     round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
     ids: list[str] = []
