@@ -133,23 +133,21 @@ def _format(args) -> str:
     return fmt
 
 
-def _warn_unfinished(store, group_zoom: int) -> None:
+def _warn_unfinished(store, latest: str, group_zoom: int) -> None:
     """A warning when the store's latest run still lacks jobs: the file would have holes where they go."""
-    found = runs.run_ids(store)
-    if not found:
-        return
-    states = runs.run_states(store, found[-1], group_zoom)
-    missing = {s.job: len(s.missing) for s in states if s.missing}
+    missing = {s.job: len(s.missing) for s in runs.run_states(store, latest, group_zoom) if s.missing}
     if missing:
         log.warning("the latest run is not finished: its missing tiles are not in the file",
-                    run_id=found[-1], missing=missing, see=f"tilebatch missing --run-id {found[-1]}")
+                    run_id=latest, missing=missing, see=f"tilebatch missing --run-id {latest}")
 
 
 def _export(args, cfg) -> int:
     fmt = _format(args)
     store, schema = metatile_store(cfg), load_schema(cfg)
-    records.check_store_schema(store, schema)
-    _warn_unfinished(store, cfg["rawr"]["group-zoom"])
+    run_ids = runs.run_ids(store)
+    records.check_store_schema(store, schema, run_ids)
+    if run_ids:
+        _warn_unfinished(store, run_ids[-1], cfg["rawr"]["group-zoom"])
     count = export(store, schema, fmt, args.out)
     log.info("export done", store=store.url, out=args.out, format=fmt, tiles=count,
              bytes=os.path.getsize(args.out))

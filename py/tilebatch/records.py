@@ -8,7 +8,7 @@ import json
 
 from . import log
 from .errors import BadInput
-from .runkeys import RUNS, record_key, record_prefix, schema_key, tile_of
+from .runkeys import record_key, record_prefix, schema_key, tile_of
 from .schema import Schema
 from .store import Store
 from .tiles import Tile
@@ -65,14 +65,14 @@ def check_run_schema(store: Store, run_id: str, schema: Schema) -> dict:
     return mine
 
 
-def check_store_schema(store: Store, schema: Schema) -> None:
-    """BadInput when a run in the store built its tiles with a schema of another name: what describes the
+def check_store_schema(store: Store, schema: Schema, run_ids: list[str]) -> None:
+    """BadInput when one of the store's runs (`run_ids`) built its tiles with a schema of another name: what describes the
     tiles (an export's metadata, the preview's style) would come from a schema they do not follow.
 
     A run with an earlier version of the same schema (another digest) is only
     warned of: its layers are most likely those of the schema now.
     """
-    for run_id in store.folders(RUNS):
+    for run_id in run_ids:
         theirs = run_schema(store, run_id)
         if theirs is None:
             continue

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from . import log, metatile, public_styles, records, style, tileset
+from . import log, metatile, public_styles, records, runs, style, tileset
 from .errors import BadInput, Terminated, TilebatchError
 from .schema import Schema, build_max_zoom, load_schema
 from .store import metatile_store
@@ -268,7 +268,7 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_time
     if not idle_timeout > 0:
         raise BadInput(f"bad idle timeout {idle_timeout}: expected seconds above 0")
     store, schema = metatile_store(cfg), load_schema(cfg)
-    records.check_store_schema(store, schema)
+    records.check_store_schema(store, schema, runs.run_ids(store))
     preview = Preview(store, schema, build_max_zoom(cfg, schema), maplibre_dir)
     try:
         server = Server(("127.0.0.1", port), preview, idle_timeout)
