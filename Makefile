@@ -137,7 +137,7 @@ missing: setup ## a run's missing jobs: [RUN_ID=…, default the latest] [ENQUEU
 rebuild: setup ## rebuild every tile touching BBOX=w,s,e,n, re-running what is missing (bin/bbox_rebuild.sh)
 	@env $(BATCH_ENV) BBOX='$(BBOX)' CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/bbox_rebuild.sh
 
-update: $(if $(DATABASE_URL),,db-start) ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
+update: setup ## apply an OSM change file and rebuild what it touched: CHANGES=file.osc.gz
 	@env $(BATCH_ENV) CONFIG='$(CONFIG)' $(if $(EXECUTOR),EXECUTOR='$(EXECUTOR)') bin/update '$(CHANGES)'
 
 # Benchmarks (bench/, never part of make test) and the cost estimate they feed.
