@@ -34,9 +34,8 @@ RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 
 
 def submissions(store, run_id: str, job: str) -> list[dict]:
-    """Every submission of a job kind in this run, oldest first (by round: names alone do not order them)."""
-    subs = [_submission(store, k) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
-    return sorted(subs, key=lambda s: s.get("round", 0))
+    """Every submission of a job kind in this run."""
+    return [_submission(store, k) for k in store.list(submission_prefix(run_id, job)) if k.endswith(".json")]
 
 
 def _submission(store, key: str) -> dict:
@@ -63,12 +62,16 @@ def _describe(client, job_ids: list[str]) -> dict:
 def job_counts(cfg: dict, store, run_id: str) -> dict:
     """Per job kind, Batch's running and failed counts; {} for a run that never went to Batch."""
     subs = {job: submissions(store, run_id, job) for job in NAMES}
-    return _counts(batch.batch_client(cfg), subs) if any(subs.values()) else {}
+    return _counts(_describe_all(batch.batch_client(cfg), subs), subs) if any(subs.values()) else {}
 
 
-def _counts(client, subs: dict[str, list[dict]]) -> dict:
-    """job_counts of these submissions, by job kind."""
-    jobs = _describe(client, [s["jobId"] for ss in subs.values() for s in ss])
+def _describe_all(client, subs: dict[str, list[dict]]) -> dict:
+    """What Batch says of each of these submissions' jobs, by job id."""
+    return _describe(client, [s["jobId"] for ss in subs.values() for s in ss])
+
+
+def _counts(jobs: dict, subs: dict[str, list[dict]]) -> dict:
+    """job_counts of these submissions, from what Batch said of their jobs (_describe_all)."""
     out = {}
     for job, ss in subs.items():
         running = failed = 0
@@ -99,18 +102,18 @@ class Attempt(NamedTuple):
     out_of_memory: bool
 
 
-def attempts(client, store, subs: list[dict]) -> list[Attempt]:
-    """Every unit of every earlier submission, oldest first.
+def attempts(client, store, subs: list[dict], described: dict) -> list[Attempt]:
+    """Every unit of every earlier submission.
 
-    ListJobs finds an array job's failed children; DescribeJobs, a hundred at a
+    What Batch said of the plain jobs is `described` (_describe_all); ListJobs
+    finds an array job's failed children, and DescribeJobs, a hundred at a
     time, says why each failed.
     """
     ran = {}  # job id (a plain job's, or an array child's) -> (its unit, the memory it had)
-    failed = []  # the job ids that may have failed: plain jobs, and array children ListJobs says failed
+    children = []  # the array children ListJobs says failed
     for s in subs:
         if not s["list"]:
             ran[s["jobId"]] = (parse_unit(s["tile"]), s.get("memory"))
-            failed.append(s["jobId"])
             continue
         listed = store.read(s["list"])
         if listed is None:
@@ -125,12 +128,12 @@ def attempts(client, store, subs: list[dict]) -> list[Attempt]:
             for child in page.get("jobSummaryList", []):
                 # A child's id is its parent's and its index: `{parent}:{index}`.
                 index = child.get("arrayProperties", {}).get("index", int(child["jobId"].rsplit(":", 1)[1]))
-                failed.append(f"{s['jobId']}:{index}")
+                children.append(f"{s['jobId']}:{index}")
             if not page.get("nextToken"):
                 break
             token = {"nextToken": page["nextToken"]}
-    described = _describe(client, failed)
-    oom = {j for j in failed if described.get(j, {}).get("status") == "FAILED" and _out_of_memory(described[j])}
+    described = {**described, **_describe(client, children)}
+    oom = {j for j, job in described.items() if job.get("status") == "FAILED" and _out_of_memory(job)}
     return [Attempt(unit, memory, job_id in oom) for job_id, (unit, memory) in ran.items()]
 
 
@@ -186,7 +189,10 @@ def split_meta_high(tile: Tile, sizes: dict[Tile, int], limit: int, group_zoom: 
 def waits_for(subs: list[Submission], ids: list[str]) -> dict[Tile, Dependency]:
     """Each tile of these (rawr) submissions, and the one to wait for before its meta-high job: with its
     tile list, so that a meta-high array over the same list pairs with it child by child (depends_on)."""
-    return {t: Dependency(i, list_text(s.units) if s.list_key else None) for s, i in zip(subs, ids) for t in s.tiles}
+    out = {}
+    for s, i in zip(subs, ids):  # one Dependency a submission: its list's text is made once, not once a tile
+        out.update(dict.fromkeys(s.tiles, Dependency(i, list_text(s.units) if s.list_key else None)))
+    return out
 
 
 def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
@@ -207,21 +213,26 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     client = batch.batch_client(cfg)
     b = cfg["batch"]
     earlier = {job: submissions(store, run_id, job) for job in NAMES}
-    running = sum(c["running"] for c in _counts(client, earlier).values())
+    described = _describe_all(client, earlier)
+    running = sum(c["running"] for c in _counts(described, earlier).values())
     if running:  # a missing job may be one of them: sent again, it would be done twice
         raise JobFailed(f"{running} jobs of run {run_id} are still queued or running on Batch: "
                         "wait for them to end (tilebatch status), then re-submit what is missing")
     round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
+    # Every kind's definition and memory first: a definition of another kind, a lost
+    # tile list, ... stop the round before any of it is submitted.
+    plans = []
+    for state in states:
+        if state.missing:
+            definition = batch.definition_name(cfg, state.job)
+            base_memory = batch.definition_memory(batch.job_definition(client, definition, state.job))
+            tried = attempts(client, store, earlier[state.job], described)
+            plans.append((state, definition, memory_floors(tried, base_memory, b["max-memory"], b["queue-zoom"])))
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
     ids: list[str] = []
     rawr: dict[Tile, Dependency] = {}  # waits_for of this round's rawr submissions
-    for state in states:
-        if not state.missing:
-            continue
+    for state, definition, floors in plans:
         job = state.job
-        definition = batch.definition_name(cfg, job)
-        base_memory = batch.definition_memory(batch.job_definition(client, definition, job))
-        floors = memory_floors(attempts(client, store, earlier[job]), base_memory, b["max-memory"], b["queue-zoom"])
         groups: dict[tuple[int | None, Dependency | None], list[Tile]] = {}  # by memory and rawr to wait for
         for tile in state.missing:
             top = ancestor(tile, b["queue-zoom"])

@@ -11,7 +11,7 @@ import os
 import boto3
 import pytest
 
-from tilebatch import batch_runs, cli, config, records, runs
+from tilebatch import cli, config, records, runs
 from tilebatch.runkeys import submission_key
 from tilebatch.store import FileStore, metatile_store
 from tilebatch.tiles import Tile, children
@@ -128,15 +128,6 @@ def test_a_child_of_several_low_zoom_jobs_that_ran_out_goes_again_whole_with_mor
     code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
     assert [(j["parameters"]["tile"], memory_of(j)) for j in resubmitted(out)] == [
         ("3/4/2,4/9/4,5/18/9,6/36/18", "1152")]
-
-
-def test_submissions_come_oldest_round_first_whatever_their_names(tmp_path):
-    """The order is the rounds', not the names' the store lists them by."""
-    store = FileStore(str(tmp_path))
-    for name, round_no in (("tb-r1-a", 2), ("tb-r1-b", 1), ("tb-r1-c", 0)):  # listed a, b, c
-        store.write(submission_key("r1", "meta-low", name), json.dumps({"jobId": name, "jobName": name, "list": None,
-                                                                         "tile": "7/72/37", "round": round_no}).encode())
-    assert [s["round"] for s in batch_runs.submissions(store, "r1", "meta-low")] == [0, 1, 2]
 
 
 def test_the_memory_cap_holds(queue, capsys, monkeypatch):
@@ -269,3 +260,21 @@ def test_a_rebuild_on_batch_from_a_local_store_is_refused_by_its_dry_run(queue, 
                      "--dry-run"])
     assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
     assert not os.listdir(tmp_path)
+
+
+def test_a_round_stopped_by_one_kind_submits_none_of_the_others(queue, capsys):
+    """meta-high's definition, registered again as another kind's, stops the round before the rawr jobs it
+    found missing are sent."""
+    enqueue(capsys, "rawr")
+    enqueue(capsys, "meta-high")
+    batch = boto3.client("batch")
+    listed = lambda: batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": ["*"]}])[  # noqa: E731
+        "jobSummaryList"]
+    jobs = listed()
+    batch.register_job_definition(jobDefinitionName="tilebatch-meta-high", type="container", tags={"job": "rawr"},
+                                  containerProperties={"image": "tilebatch", "command": ["true"],
+                                                       "resourceRequirements": [{"type": "VCPU", "value": "1"},
+                                                                                {"type": "MEMORY", "value": "512"}]})
+    assert cli.main(["missing", "--run-id", "r1", "--enqueue"]) == 2
+    assert "job definition 'tilebatch-meta-high' runs rawr jobs, not meta-high" in capsys.readouterr().err
+    assert listed() == jobs
