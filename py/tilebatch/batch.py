@@ -101,7 +101,7 @@ def enqueue(args, cfg) -> int:
     definition = definition_name(cfg, args.job)
     store = metatile_store(cfg)
     arrays = [s for s in subs if s.list_key]
-    if arrays and not args.dry_run:
+    if not args.dry_run:
         check_batch_store(store)
 
     client = batch_client(cfg)
@@ -139,8 +139,8 @@ def check_batch_store(store) -> None:
     """BadInput when the store is a local folder, where Batch jobs can neither read tile lists nor leave the
     records that say they are done."""
     if isinstance(store, FileStore):
-        raise BadInput(f"the tile lists would go to {store.url}, which Batch jobs cannot read: "
-                       "set the store to S3 (store.name or store.url s3://…), as the job definitions do")
+        raise BadInput(f"the run's tile lists and records would go to {store.url}, which Batch jobs cannot "
+                       "reach: set the store to S3 (store.name or store.url s3://…), as the job definitions do")
 
 
 def definition_name(cfg: dict, job: str) -> str:

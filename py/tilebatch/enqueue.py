@@ -103,14 +103,17 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     """The job tiles of an enqueue, sorted: one tile, a list, a box's, or all of the queue zoom.
 
     A tile deeper than the queue zoom stands for its ancestor there; a listed
-    tile above it, for its descendants there (`queue_zoom_tiles`). With
-    `with_pyramid`, every ancestor of those tiles above the queue zoom is added
-    (the whole pyramid of zooms 0..queue_zoom-1 for the planet).
+    tile above it, for its descendants there: an expire list made at a zoom
+    above the queue zoom (EXPIRE_ZOOM < 7) says something changed somewhere in
+    each tile, so every rawr and meta-high job beneath it, which run at the
+    queue zoom only. With `with_pyramid`, every ancestor of those tiles above
+    the queue zoom is added (the whole pyramid of zooms 0..queue_zoom-1 for
+    the planet).
     """
     if tile is not None:
         chosen = [tile]
     elif listed is not None:
-        chosen = [t for listed_tile in listed for t in queue_zoom_tiles(listed_tile, queue_zoom)]
+        chosen = [c for t in listed for c in (children(t, queue_zoom) if t.z < queue_zoom else [t])]
     elif bbox is not None:
         chosen = bbox_tiles(bbox, queue_zoom)
     else:
@@ -124,19 +127,6 @@ def select_tiles(queue_zoom: int, tile: Tile | None = None, bbox: Bbox | None = 
     if not chosen:
         raise BadInput("no tiles to enqueue")
     return sort_tiles(chosen)
-
-
-def queue_zoom_tiles(tile: Tile, queue_zoom: int) -> list[Tile]:
-    """The queue-zoom tiles a listed tile stands for: its ancestor there, or all of its descendants
-    there for a coarser one.
-
-    An expire list made at a zoom above the queue zoom (EXPIRE_ZOOM < 7) says
-    something changed somewhere in each tile: every rawr and meta-high job
-    beneath it, which run at the queue zoom only, and meta-low's pyramid over
-    those (with_pyramid: the tile itself, its ancestors, and its descendants
-    above the queue zoom).
-    """
-    return children(tile, queue_zoom) if tile.z < queue_zoom else [ancestor(tile, queue_zoom)]
 
 
 def build_jobs(queue_zoom: int, bbox: Bbox | None = None, listed: list[Tile] | None = None,

@@ -75,7 +75,7 @@ def aws_error(what: str, e: Exception) -> TilebatchError:
             return JobFailed(message)
         return BadInput(message)
     message = f"{what}: {first_line(e)}"
-    if type(e).__name__ in _BAD_AWS_CLIENT_ERRORS:
+    if isinstance(e, ValueError) or type(e).__name__ in _BAD_AWS_CLIENT_ERRORS:  # ValueError: a setting botocore cannot read
         return BadInput(message)
     return JobFailed(message)  # unreachable endpoint, timeouts, dropped connections
 

@@ -350,9 +350,7 @@ def aws_client(service: str, region: str | None, aws: dict | None, settings: str
 
     try:
         return boto3.client(service, region_name=region, config=client_config(aws))
-    except ValueError as e:  # an endpoint URL botocore cannot read (AWS_ENDPOINT_URL=host:port)
-        raise BadInput(f"AWS {service} client ({settings}): {faults.first_line(e)}") from None
-    except BotoCoreError as e:
+    except (BotoCoreError, ValueError) as e:  # ValueError: an endpoint URL botocore cannot read (host:port)
         raise faults.aws_error(f"AWS {service} client ({settings})", e) from None
 
 

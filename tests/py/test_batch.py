@@ -125,7 +125,8 @@ def test_dry_run_prints_the_jobs_and_submits_and_writes_nothing(queue, capsys):
     (["--job", "meta-high"], {"TILEQUEUE__batch__job_definition": "tilebatch-rawr"},
      "job definition 'tilebatch-rawr' runs rawr jobs, not meta-high"),
     (["--depends-on", "no-such-job"], {}, "depends-on: no job 'no-such-job'"),
-    ([], {"TILEQUEUE__store__url": "file:///tmp/x"}, "which Batch jobs cannot read"),
+    ([], {"TILEQUEUE__store__url": "file:///tmp/x"}, "which Batch jobs cannot reach"),
+    (["--tile", "7/72/37"], {"TILEQUEUE__store__url": "file:///tmp/x"}, "which Batch jobs cannot reach"),
 ])
 def test_bad_input_exits_2_with_one_line_and_nothing_submitted(queue, capsys, monkeypatch, args, env, message):
     for k, v in env.items():

@@ -249,7 +249,7 @@ def test_missing_enqueue_from_a_local_store_is_refused_before_anything_is_submit
     runs.add_expected(store, "r1", "rawr", [(Tile(72, 37, 7),), (Tile(72, 36, 7),)])
     monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}")
     code = cli.main(["missing", "--run-id", "r1", "--enqueue"])
-    assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
+    assert code == 2 and "which Batch jobs cannot reach" in capsys.readouterr().err
     assert boto3.client("batch").list_jobs(jobQueue=queue)["jobSummaryList"] == []
 
 
@@ -258,7 +258,7 @@ def test_a_rebuild_on_batch_from_a_local_store_is_refused_by_its_dry_run(queue, 
     monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}")
     code = cli.main(["rebuild", "--executor", "batch", "--bbox", "24.94,60.165,24.95,60.17", "--run-id", "rb",
                      "--dry-run"])
-    assert code == 2 and "which Batch jobs cannot read" in capsys.readouterr().err
+    assert code == 2 and "which Batch jobs cannot reach" in capsys.readouterr().err
     assert not os.listdir(tmp_path)
 
 
