@@ -39,7 +39,7 @@ if [ -z "${BBOX:-}" ]; then
 fi
 
 run_id=${RUN_ID:-$(default_run_id rebuild)}
-args=(rebuild --config "${CONFIG:-$top/config.yaml}" --bbox="$BBOX" --run-id "$run_id"
+args=(rebuild --config "$config" --bbox="$BBOX" --run-id "$run_id"
       --attempts "${ATTEMPTS:-3}" --progress-seconds "${PROGRESS_SECONDS:-60}")
 [ -z "${EXECUTOR:-}" ] || args+=(--executor "$EXECUTOR")
 

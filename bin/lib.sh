@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the bin/ scripts: where the checkout and its virtualenv are, the
-# tilebatch command in it, how work started without a run id names its run, and
+# tilebatch command in it and its configuration, how work started without a run id names its run, and
 # the npm packages the demo's data comes from. Each script sources it from its
 # own resolved path (readlink -f): installed as a symlink (the runbook's
 # /usr/local/bin/bbox_rebuild.sh) it would otherwise look beside the link.
@@ -8,6 +8,8 @@
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${VENV:-$top/.venv}
 tilebatch=${TILEBATCH:-$venv/bin/tilebatch}
+# The jobs' configuration, as make passes it on (CONFIG), else the checkout's.
+config=${CONFIG:-$top/config.yaml}
 
 # The command, before anything runs: a clear line and exit 2 when it is not installed.
 need_tilebatch() {
