@@ -72,7 +72,8 @@ def test_postgresql_reads_the_number_a_tag_is_as_python_does(db_url):
     same text for it (an Arabic-Indic digit or a no-break space is no number to PostgreSQL's \\d and \\s,
     though Python's take them)."""
     texts = ["12", "12 m", " 12", "\t12", "-3", "1.5e+06", "7.25", "\u0663", "\u00a012", "\u00b2", "", "yes",
-             "1,5", "+4", "12.5 m", "12 m\n", "12\n", "1,234,567", "12 345", "12;15", "40 ft"]
+             "1,5", "+4", "12.5 m", "12 m\n", "12\n", "1,234,567", "12 345", "12;15", "40 ft", "12 mm", "12\u00a0",
+             "~100", "12.5m", "-3 m", "12 m "]
     conn = psycopg2.connect(db_url)
     try:
         with conn.cursor() as cur:
