@@ -278,8 +278,9 @@ def serve(cfg: dict, port: int, maplibre_dir: Path = DEFAULT_MAPLIBRE, idle_time
         raise BadInput(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; give {other}") from None
     url = "http://%s:%d/" % server.server_address[:2]
     log.info("serving the preview", url=url, store=preview.store.url)
-    print(f"preview: {url}  (Ctrl-C stops it)", flush=True)
     try:
+        # Inside the try: whoever reads this line may press Ctrl-C before print returns.
+        print(f"preview: {url}  (Ctrl-C stops it)", flush=True)
         server.serve_forever()
     except Terminated:
         raise  # SIGTERM: exit 143 as any command, not Ctrl-C's quiet end
