@@ -27,10 +27,13 @@ from .enqueue import (
 from .errors import BadInput, JobFailed
 from .kinds import NAMES
 from .records import read_record
-from .runkeys import submission_prefix
+from .runkeys import round_key, round_of, round_prefix, submission_prefix
 from .tiles import Tile, ancestor, children, parse_tile
 
 RUNNING = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+# A round claimed and never ended is taken as under way this long, then as one whose re-submitter died:
+# sending a round takes seconds, a planet's included.
+ROUND_LEASE = 15 * 60
 
 
 def submissions(store, run_id: str, job: str) -> list[dict]:
@@ -39,15 +42,20 @@ def submissions(store, run_id: str, job: str) -> list[dict]:
 
 
 def _submission(store, key: str) -> dict:
-    """A submission record; BadInput naming it when it is damaged (records are written whole: a hand or
-    a tool changed it), as without it the run's jobs on Batch cannot be followed."""
+    """A submission record: without it the run's jobs on Batch cannot be followed."""
+    return _record(store, key, "submission record", {"jobId", "list", "tile"},
+                   "its Batch job cannot be followed; start the run again under a new run id")
+
+
+def _record(store, key: str, what: str, fields: set, remedy: str) -> dict:
+    """A JSON record of a Batch run holding `fields`; BadInput naming it and `remedy` when it is damaged
+    (records are written whole: a hand or a tool changed it)."""
     try:
         record = json.loads(store.read(key) or b"")
     except ValueError:
         record = None
-    if not isinstance(record, dict) or not {"jobId", "list", "tile"} <= record.keys():
-        raise BadInput(f"submission record {key} in {store.url} is damaged: its Batch job cannot be followed; "
-                       "start the run again under a new run id")
+    if not isinstance(record, dict) or not fields <= record.keys():
+        raise BadInput(f"{what} {key} in {store.url} is damaged: {remedy}")
     return record
 
 
@@ -218,7 +226,6 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
     if running:  # a missing job may be one of them: sent again, it would be done twice
         raise JobFailed(f"{running} jobs of run {run_id} are still queued or running on Batch: "
                         "wait for them to end (tilebatch status), then re-submit what is missing")
-    round_no = 1 + max((s.get("round", 0) for subs in earlier.values() for s in subs), default=0)
     # Every kind's definition and memory first: a definition of another kind, a lost
     # tile list, ... stop the round before any of it is submitted.
     plans = []
@@ -228,6 +235,44 @@ def resubmit(cfg: dict, store, run_id: str, states: list) -> list[str]:
             base_memory = batch.definition_memory(batch.job_definition(client, definition, state.job))
             tried = attempts(client, store, earlier[state.job], described)
             plans.append((state, definition, memory_floors(tried, base_memory, b["max-memory"], b["queue-zoom"])))
+    round_no = claim_round(store, run_id, earlier)
+    try:
+        return _submit_round(cfg, store, client, run_id, round_no, plans)
+    finally:
+        store.write(round_key(run_id, round_no), json.dumps({"round": round_no, "ended": time.time()}).encode())
+
+
+def claim_round(store, run_id: str, earlier: dict) -> int:
+    """The number of the next re-submission round, claimed in the store for this re-submitter alone.
+
+    Two re-submitters of one run at once (`missing --enqueue` run twice, a
+    rebuild beside it) would send the same missing jobs twice, their tile lists
+    under the same keys. The claim is a write that fails when the key exists,
+    so one of them takes the round; the other, or one starting while a round
+    is being sent (its jobs not yet on Batch, so not seen as running), is
+    refused (exit 1: try again once it has ended). A round whose re-submitter
+    died unended stops others for ROUND_LEASE seconds.
+    """
+    claims = {n: key for key in store.list(round_prefix(run_id)) if (n := round_of(key)) is not None}
+    if claims:
+        latest = max(claims)
+        claim = _record(store, claims[latest], "round claim", {"round"},
+                        f"delete it once no re-submission of run {run_id} is under way")
+        if "ended" not in claim and time.time() - claim.get("began", 0) < ROUND_LEASE:
+            raise JobFailed(f"another re-submission of run {run_id} is under way (round {latest}): "
+                            "wait for it to end, then re-submit what is still missing")
+    submitted = (s.get("round", 0) for subs in earlier.values() for s in subs)
+    round_no = 1 + max([*submitted, *claims], default=0)
+    if not store.write_new(round_key(run_id, round_no), json.dumps({"round": round_no,
+                                                                    "began": time.time()}).encode()):
+        raise JobFailed(f"another re-submission of run {run_id} took round {round_no} as this one was about "
+                        "to: wait for it to end, then re-submit what is still missing")
+    return round_no
+
+
+def _submit_round(cfg: dict, store, client, run_id: str, round_no: int, plans: list) -> list[str]:
+    """Submit a round's plans (resubmit); the new job ids."""
+    b = cfg["batch"]
     sizes: dict[Tile, dict] = {}  # rawr_sizes by queue-zoom tile, each record read once
     ids: list[str] = []
     rawr: dict[Tile, Dependency] = {}  # waits_for of this round's rawr submissions

@@ -6,6 +6,7 @@
     runs/{run_id}/{job}/{group}-tiles-NNNN.txt      the tile list of a re-submission group (batch_runs.resubmit)
     runs/{run_id}/{job}/{z}/{x}/{y}.json            completion records, written last by each job
     runs/{run_id}/{job}/batch/{name}.json           one Batch submission: job id, tile list, memory, round
+    runs/{run_id}/rounds/{NNNN}.json                a re-submission round, claimed by the one re-submitter sending it
     runs/{run_id}/failures/{job}/{z}/{x}/{y}.json   the last failure of a job the local runner saw
 
 A run's state is a few listings of these prefixes, never a look at tiles.
@@ -18,6 +19,7 @@ from .tiles import Tile, format_tile, parse_tile
 RUNS = "runs"
 _EXPECTED_RE = re.compile(r"/tiles-(\d{4})\.txt$")
 _TILE_JSON_RE = re.compile(r"^(\d+/\d+/\d+)\.json$")
+_ROUND_RE = re.compile(r"/rounds/(\d{4})\.json$")
 
 
 def run_key(run_id: str) -> str:
@@ -71,3 +73,17 @@ def submission_key(run_id: str, job: str, name: str) -> str:
 
 def submission_prefix(run_id: str, job: str) -> str:
     return f"{RUNS}/{run_id}/{job}/batch/"
+
+
+def round_key(run_id: str, round_no: int) -> str:
+    return f"{round_prefix(run_id)}{round_no:04d}.json"
+
+
+def round_prefix(run_id: str) -> str:
+    return f"{RUNS}/{run_id}/rounds/"
+
+
+def round_of(key: str) -> int | None:
+    """The number of a round's key (`rounds/NNNN.json`), None for any other key."""
+    m = _ROUND_RE.search(key)
+    return int(m.group(1)) if m else None

@@ -7,12 +7,14 @@ gives a job the kernel killed for its memory.
 
 import json
 import os
+import time
 
 import boto3
 import pytest
 
 from tilebatch import cli, config, records, runs
-from tilebatch.runkeys import submission_key
+from tilebatch.batch_runs import ROUND_LEASE
+from tilebatch.runkeys import round_key, submission_key
 from tilebatch.store import FileStore, metatile_store
 from tilebatch.tiles import Tile, children
 
@@ -278,3 +280,53 @@ def test_a_round_stopped_by_one_kind_submits_none_of_the_others(queue, capsys):
     assert cli.main(["missing", "--run-id", "r1", "--enqueue"]) == 2
     assert "job definition 'tilebatch-meta-high' runs rawr jobs, not meta-high" in capsys.readouterr().err
     assert listed() == jobs
+
+
+def test_two_resubmitters_at_the_same_moment_send_the_round_once(queue, capsys, monkeypatch):
+    """Both find the same jobs missing and the same next round; the one whose claim of it comes second
+    submits nothing (its tile lists would overwrite the first's) and says why, exit 1."""
+    enqueue(capsys, "rawr")
+    batch = boto3.client("batch")
+    jobs = batch.list_jobs(jobQueue=queue)["jobSummaryList"]
+    store = metatile_store(config.load())
+    claim = type(store).write_new
+
+    def rival_first(self, key, data):  # the other re-submitter's claim lands just before this one's
+        if key == round_key("r1", 1):
+            assert claim(self, key, json.dumps({"round": 1, "began": time.time()}).encode())
+        return claim(self, key, data)
+
+    monkeypatch.setattr(type(store), "write_new", rival_first)
+    assert cli.main(["missing", "--run-id", "r1", "--enqueue"]) == 1
+    assert "another re-submission of run r1 took round 1" in capsys.readouterr().err
+    assert batch.list_jobs(jobQueue=queue)["jobSummaryList"] == jobs
+    assert "ended" not in json.loads(store.read(round_key("r1", 1)))  # the rival's claim, left as it wrote it
+
+
+def test_a_round_being_sent_holds_off_others_and_a_dead_resubmitters_only_for_its_lease(queue, capsys):
+    """Its jobs are not on Batch yet, so not seen as running: the unended claim is what says so."""
+    enqueue(capsys, "rawr")
+    batch = boto3.client("batch")
+    jobs = batch.list_jobs(jobQueue=queue)["jobSummaryList"]
+    store = metatile_store(config.load())
+    store.write(round_key("r1", 1), json.dumps({"round": 1, "began": time.time() - 60}).encode())
+    assert cli.main(["missing", "--run-id", "r1", "--enqueue"]) == 1
+    assert "another re-submission of run r1 is under way (round 1)" in capsys.readouterr().err
+    assert batch.list_jobs(jobQueue=queue)["jobSummaryList"] == jobs
+
+    store.write(round_key("r1", 1), json.dumps({"round": 1, "began": time.time() - ROUND_LEASE - 1}).encode())
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0
+    (again,) = resubmitted(out)
+    assert "-r02m0-" in again["jobName"]  # the dead one's round is passed over
+    assert "ended" in json.loads(store.read(round_key("r1", 2)))  # this one's, ended: the next may go
+    code, out = main(capsys, "missing", "--run-id", "r1", "--enqueue")
+    assert code == 0 and "-r03m0-" in resubmitted(out)[0]["jobName"]
+
+
+def test_a_damaged_round_claim_is_bad_input_naming_it(queue, capsys):
+    enqueue(capsys, "rawr")
+    store = metatile_store(config.load())
+    store.write(round_key("r1", 1), b"{\"round\": 1, \"beg")
+    assert cli.main(["missing", "--run-id", "r1", "--enqueue"]) == 2
+    assert f"round claim {round_key('r1', 1)} in {store.url} is damaged" in capsys.readouterr().err
