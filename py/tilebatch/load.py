@@ -184,14 +184,13 @@ def target(cfg: dict, database_url: str | None) -> Target:
         password = params.pop("password", None)
         log.hide(password)
         params.setdefault("connect_timeout", cfg["postgresql"]["connect-timeout"])
-        shown = f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
-        return Target(psycopg2.extensions.make_dsn(**params), {"PGPASSWORD": password} if password else {}, shown)
+        return Target(psycopg2.extensions.make_dsn(**params), {"PGPASSWORD": password} if password else {},
+                      postgis.where(params))
     if isinstance(cfg["postgresql"]["host"], list) and len(cfg["postgresql"]["host"]) > 1:
         raise BadInput("postgresql.host lists several hosts (read replicas): give the primary's --database-url")
     p = postgis.connection_params(cfg)[0]
     conninfo = psycopg2.extensions.make_dsn(**{k: v for k, v in p.items() if k != "password"})
-    return Target(conninfo, {"PGPASSWORD": p["password"]} if p["password"] else {},
-                  f"{p['host']}:{p['port']}/{p['dbname']}")
+    return Target(conninfo, {"PGPASSWORD": p["password"]} if p["password"] else {}, postgis.where(p))
 
 
 def _connect(t: Target):

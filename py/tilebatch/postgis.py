@@ -62,6 +62,12 @@ def connection_params(cfg: dict, section: str = "postgresql") -> list[dict]:
             for h in hosts for d in dbnames]
 
 
+def where(params: dict) -> str:
+    """The database that connection `params` name, as messages show it: host:port/database (libpq's
+    defaults where unset), never the user or the password."""
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+
+
 def connect(cfg: dict, section: str = "postgresql"):
     """A connection to the first host that answers.
 
@@ -71,7 +77,7 @@ def connect(cfg: dict, section: str = "postgresql"):
     """
     problems = []
     for params in connection_params(cfg, section):
-        where = f"{params['host']}:{params['port']}/{params['dbname']}"
+        shown = where(params)
         try:
             # JIT off: a low-zoom query over a large box is priced high enough for
             # PostgreSQL to compile its zoom filter with LLVM, which costs more CPU
@@ -88,8 +94,8 @@ def connect(cfg: dict, section: str = "postgresql"):
             conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
             return conn
         except psycopg2.Error as e:
-            problems.append(faults.db_error(where, e))
-            log.warning("database unreachable, trying the next", database=where)
+            problems.append(faults.db_error(shown, e))
+            log.warning("database unreachable, trying the next", database=shown)
     cls = BadInput if all(isinstance(p, BadInput) for p in problems) else JobFailed
     raise cls("cannot connect to the database: " + "; ".join(map(str, problems)))
 
