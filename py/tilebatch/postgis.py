@@ -14,7 +14,7 @@ import psycopg2
 from . import faults, log, sqlfilter
 from .classify import LABEL_KEY
 from .errors import BadInput, JobFailed
-from .schema import Schema, Table
+from .schema import Schema, Table, tags_read
 
 # Columns osm2pgsql adds that are not OSM tags.
 NOT_TAGS = ("osm_id", "way", "tags", "z_order", "way_area")
@@ -126,6 +126,7 @@ class Tables:
         self.tables: dict[str, Table] = {}
         self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type, with its modifier}
         self._wheres: dict[tuple, str | None] = {}  # (table key, zooms) -> the rows' condition (`_where`)
+        self._reads: dict[str, tuple] = {}  # table key -> the tags its rows hand on (`_read`)
         try:
             self._find_tables(conn, schema)
         except psycopg2.Error as e:
@@ -162,13 +163,23 @@ class Tables:
 
         return tag
 
-    def _tag_pairs(self, table_key: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """SQL (key, value) of a row's tags besides its tags column: those of the tag columns, and those
-        always there (way_area, z_order; the label point, from the whole polygon so that it is the same
-        point whichever tile clipped it)."""
+    def _read(self, table_key: str) -> tuple[frozenset, tuple]:
+        """The tags rows of this table hand on: those the schema's rules read (keys, key prefixes), and
+        those always there (PSEUDO_TAGS, the label point)."""
+        if table_key not in self._reads:
+            keys, prefixes = tags_read(self.schema, table_key)
+            self._reads[table_key] = keys | {*PSEUDO_TAGS, LABEL_KEY}, prefixes
+        return self._reads[table_key]
+
+    def _tag_pairs(self, table_key: str, read: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """SQL (key, value) of a row's tags besides its tags column: those of the tag columns (`read`: the
+        ones the schema reads), and those always there (way_area, z_order; the label point, from the whole
+        polygon so that it is the same point whichever tile clipped it)."""
         columns = self._columns[table_key]
+        keys, prefixes = self._read(table_key) if read else (None, ())
         tag_columns = [(psycopg2.extensions.QuotedString(c).getquoted().decode(), _identifier(c))
-                       for c in sorted(c for c, t in columns.items() if t == "text" and c not in NOT_TAGS)]
+                       for c in sorted(c for c, t in columns.items() if t == "text" and c not in NOT_TAGS)
+                       if keys is None or c in keys or c.startswith(prefixes)]
         always = [(f"'{c}'", f"{c}::text") for c in PSEUDO_TAGS if c in columns]
         if table_key in self.schema.label_tables and not self._points_only(table_key):
             point = f"ST_PointOnSurface({self.tables[table_key].geometry_column})"
@@ -192,7 +203,7 @@ class Tables:
 
     def _tags_array(self, table_key: str) -> str:
         """`_tags_expression` as a flat text[] of keys and values, a later pair taking a key from an earlier
-        one, a NULL value none (the client drops it).
+        one, a NULL value none (the client drops it), less the tag columns no rule reads (most of them).
 
         A tag column adds its pair only where it has a value: osm2pgsql makes
         some 70 columns, nearly all NULL in any row, and NULL-valued pairs cost
@@ -202,7 +213,7 @@ class Tables:
         """
         if not self.tables[table_key].tags:
             return "ARRAY[]::text[]"
-        tag_columns, always = self._tag_pairs(table_key)
+        tag_columns, always = self._tag_pairs(table_key, read=True)
         # A NULL column's key is NULL too, and array_remove takes out both.
         present = ", ".join(f"CASE WHEN {value} IS NULL THEN NULL ELSE {key} END, {value}" for key, value in tag_columns)
         pairs = ", ".join(f"{key}, {value}" for key, value in always)
@@ -286,6 +297,12 @@ class Tables:
         the rows some rule may hold for at any zoom (sqlfilter.sql_candidates:
         RAWR). The filter reads osm2pgsql's tag columns directly, so the merged
         tags are built only for the rows it keeps.
+
+        A row's tags are those the schema's rules read (`tags_read`), and
+        way_area, z_order and the label point: no other can change a feature,
+        and more than half of a city's tag pairs are others (addresses, names
+        in other languages, opening hours, ...), which a RAWR tile would carry,
+        pack and unpack for nothing.
         """
         table = self.tables.get(table_key)
         if table is None:
@@ -302,6 +319,7 @@ class Tables:
         several = len(geoms) > 1
         geom = f"ARRAY[{', '.join(geoms)}]" if several else geoms[0]
         as_bytes = (lambda wkbs: tuple(map(bytes, wkbs))) if several else bytes
+        keys, prefixes = self._read(table_key)
         # Several rows can share an id (a relation's lines, a split way): geometry
         # and tags order them, so every build reads rows in the same order.
         order = [table.id_column, table.geometry_column] + (["tags"] if table.tags else [])
@@ -320,7 +338,11 @@ class Tables:
                     if wkb is None or several and None in wkb:
                         continue
                     it = iter(flat)
-                    yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None}
+                    if prefixes:
+                        yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and (
+                            k in keys or k.startswith(prefixes))}
+                    else:
+                        yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and k in keys}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None
 

@@ -1,18 +1,20 @@
 """RAWR tiles: what the rawr job writes and the meta-high job reads.
 
 A RAWR tile holds the raw rows of the source tables that touch one z10 tile
-(plus a margin) and that some rule of the schema may hold for: a
+(plus a margin) and that some rule of the schema may hold for, with the tags
+its rules read (postgis.Tables.rows): a
 zip with one member per table, each a msgpack stream of `[id, WKB, tags]`
 records in id order. The high zooms are built from these alone, with no
 database. Geometry is clipped to the tile and its margin, so a
 continent-sized polygon does not travel whole into every tile it touches; the
 margin is wider than any tile buffer at z13..z16, so the clip never shows.
 
-The zip's comment names the format and the choice of rows (a digest of the
-tables it holds and each one's condition): a schema whose rules choose the same
-rows reads it, so a change of kinds, properties or zooms needs no new RAWR
-tiles unless it changes which tables a RAWR tile holds; a reader whose schema
-chooses other rows, or a tile of an older format, stops
+The zip's comment names the format and the choice of rows and tags (a digest
+of the tables it holds, each one's condition and the tags its rules read): a
+schema whose rules choose the same rows and read the same tags reads it, so a
+change of kinds, properties or zooms needs no new RAWR tiles unless it changes
+which rows a RAWR tile holds or reads another tag; a reader whose schema
+chooses other rows or tags, or a tile of an older format, stops
 (bad input: rebuilding the RAWR tile mends it) rather than make tiles without
 the rows it lacks.
 
@@ -32,7 +34,7 @@ import msgpack
 
 from . import faults, sqlfilter, zips
 from .errors import BadInput
-from .schema import Schema, last_zoom
+from .schema import Schema, last_zoom, tags_read
 from .tiles import METATILE_ZOOMS, Tile, ancestor, format_tile, tile_bounds_3857
 
 MARGIN = 1 / 64  # of the tile's side, on each side
@@ -43,7 +45,8 @@ _WRITE_CHUNK = 1 << 20  # bytes of packed records a member write takes
 # 1.26 CPU s); level 1 takes a third of that for 9% more bytes, and inflates as fast.
 COMPRESS_LEVEL = 1
 # 2: only the rows some rule of the schema may hold for, and the zip's comment says which.
-FORMAT = 2
+# 3: and only the tags its rules read.
+FORMAT = 3
 
 
 def rawr_box(tile: Tile) -> tuple:
@@ -63,11 +66,12 @@ _STAMPS: dict[tuple, bytes] = {}  # (schema digest, zoom) -> its stamp: a job st
 
 
 def stamp(schema: Schema, zoom: int) -> bytes:
-    """A RAWR zip's comment at `zoom`: the format, and which rows the schema chooses (the tables it holds,
-    each one's condition from sqlfilter.sql_candidates)."""
+    """A RAWR zip's comment at `zoom`: the format, and which rows and tags the schema chooses (the tables
+    it holds, each one's condition from sqlfilter.sql_candidates and the tags its rules read)."""
     if (schema.digest, zoom) not in _STAMPS:
-        choice = [(schema.tables[key].name, sqlfilter.sql_candidates(schema, key) or "TRUE")
-                  for key in held_tables(schema, zoom)]
+        choice = [(schema.tables[key].name, sqlfilter.sql_candidates(schema, key) or "TRUE",
+                   sorted(keys), prefixes) for key in held_tables(schema, zoom)
+                  for keys, prefixes in [tags_read(schema, key)]]
         digest = hashlib.sha256(json.dumps(choice).encode()).hexdigest()[:16]
         _STAMPS[schema.digest, zoom] = f"tilebatch RAWR {FORMAT} rows {digest}".encode()
     return _STAMPS[schema.digest, zoom]

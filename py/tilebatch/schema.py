@@ -517,6 +517,26 @@ def rules_of(schema: Schema, table: str) -> list[tuple[int, LayerSpec, Rule, int
             for n, rule in enumerate(layer.rules) if rule.table == table]
 
 
+def tags_read(schema: Schema, table: str) -> tuple[frozenset, tuple]:
+    """The tags a table's rules read (its `where` tests, kinds, zooms and properties, its layers'
+    properties): (keys, key prefixes, as a property of every `name:*` reads them). No other tag of a
+    row can change a feature, so a RAWR tile holds only these."""
+    keys, prefixes = set(), set()
+
+    def expr(e) -> None:
+        if isinstance(e, Expr):
+            keys.update([*(e.tags or ()), *(["way_area"] if e.area is not None else [])])
+            keys.update(key for test in (e.any, e.all, e.when) for key, _ in test or ())
+            prefixes.update([e.prefix] if e.prefix else [])
+            expr(e.default)
+
+    for _, layer, rule, _ in rules_of(schema, table):
+        keys.update(key for key, _ in rule.where)
+        for e in (rule.kind, rule.min_zoom, *(e for _, e in layer.props + rule.props)):
+            expr(e)
+    return frozenset(keys), tuple(sorted(prefixes))
+
+
 def rule_index(schema: Schema, table: str) -> tuple[dict, tuple]:
     """Which of a table's rules a row's tags can make hold (no code compiled): (index, always).
 

@@ -20,7 +20,7 @@ import zipfile
 import psycopg2
 import pytest
 
-from tilebatch import batch, cli, config, forkserver, local, metatile, oom, runs
+from tilebatch import batch, cli, config, forkserver, local, metatile, oom, rawrtile, runs
 from tilebatch.errors import JobFailed
 from tilebatch.store import STALE_TEMP_SECONDS, TEMP_PREFIX, FileStore, S3Store, open_store
 from tilebatch.tiles import Tile, ancestor, bbox_tiles, metatile_members, parse_bbox
@@ -647,7 +647,8 @@ def test_a_rawr_tile_of_an_older_format_is_bad_input_naming_it_and_its_rebuild(b
     out = tmp_path / "meta"
     env = {**env, "TILEQUEUE__store__url": f"file://{out}"}
     one_error(job("meta-tile", env, run_id="test-build"), 2,
-              f"RAWR tile {key} in {rawr.url} is not a RAWR tile of format 2 with the rows schema tilezen reads",
+              f"RAWR tile {key} in {rawr.url} is not a RAWR tile of format {rawrtile.FORMAT} with the rows schema "
+              "tilezen reads",
               "its comment says nothing", "rebuild it with `tilebatch rawr-tile --tile 7/72/37`")
     assert_intact(out)
     assert not os.path.exists(out / "runs" / "test-build" / "meta-high")

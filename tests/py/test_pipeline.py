@@ -311,7 +311,7 @@ def test_rawr_tile_format(db_url, tmp_path):
     assert count == sum(map(len, unpacked.values()))
     # Tilezen's rows: a reader whose schema chooses other rows (or of a RAWR tile without the stamp) stops.
     shortbread = schemas.load(schemas.schema_path('shortbread'))
-    with pytest.raises(BadInput, match=f"not a RAWR tile of format 2 with the rows schema shortbread reads .* "
+    with pytest.raises(BadInput, match=f"not a RAWR tile of format {rawrtile.FORMAT} with the rows schema shortbread reads .* "
                                        f"its comment says {rawrtile.stamp(schema, group.z).decode()}"):
         next(rawrtile.unpack(data, shortbread, group.z))
     # A schema that gives the same rows other kinds, properties and zooms reads the same tiles.
@@ -322,6 +322,17 @@ def test_rawr_tile_format(db_url, tmp_path):
                       .replace("\nmax_zoom: 16", "\nmax_zoom: 15"))
     assert schemas.load(str(edited)).digest != schema.digest
     assert sum(len(list(rows)) for _, rows in rawrtile.unpack(data, schemas.load(str(edited)), group.z)) == count
+    # It holds the tags the rules read, and no other: one that reads another tag needs new RAWR tiles.
+    for name, rows in unpacked.items():
+        keys, prefixes = schemas.tags_read(schema, next(t.key for t in schema.tables.values() if t.name == name))
+        assert all(k in keys or k.startswith(prefixes) or k in ("way_area", "z_order", "_label")
+                   for _, _, tags in rows for k in tags), name
+    assert any("name:" in k for _, _, tags in unpacked["planet_osm_point"] for k in tags)  # name:*, by its prefix
+    reads_more = tmp_path / "tilezen-reads-more.yaml"
+    reads_more.write_text(text.replace("{tag: wall, values:", "{tag: [wall, opening_hours], values:"))
+    assert "opening_hours" in schemas.tags_read(schemas.load(str(reads_more)), "line")[0]
+    with pytest.raises(BadInput, match="not a RAWR tile of format"):
+        next(rawrtile.unpack(data, schemas.load(str(reads_more)), group.z))
     # The detailed sea and land, not the simplified ones: no rule shows those from z13 on.
     assert set(unpacked) == {"planet_osm_point", "planet_osm_line", "planet_osm_polygon", "water_polygons",
                              "land_polygons"}
@@ -334,8 +345,9 @@ def test_rawr_tile_format(db_url, tmp_path):
 
 def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url):
     """A tag column's value is the tag's (osm2pgsql keeps it out of the hstore); where the column is NULL the
-    hstore's value stays; way_area and the label point come along; no key has a NULL value. Checked on rows
-    made for it, in temporary tables that hide the real ones from this connection only."""
+    hstore's value stays; way_area and the label point come along; no key has a NULL value; a tag no rule
+    reads (roof, in the hstore; access, a column) does not come. Checked on rows made for it, in temporary
+    tables that hide the real ones from this connection only."""
     schema = schemas.load(schemas.schema_path("shortbread"))
     conn = psycopg2.connect(db_url)  # a job's connection is read-only
     try:
@@ -345,8 +357,9 @@ def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url)
             cur.execute("INSERT INTO planet_osm_point (osm_id, way, tags, name, amenity) VALUES "
                         "(1, ST_SetSRID(ST_MakePoint(10, 10), 3857), 'name=>tagged, amenity=>cafe, x=>NULL', "
                         "'column', NULL), (2, ST_SetSRID(ST_MakePoint(11, 11), 3857), NULL, NULL, 'bar')")
-            cur.execute("INSERT INTO planet_osm_polygon (osm_id, way, tags, building, way_area) VALUES "
-                        "(3, ST_GeomFromText('POLYGON((0 0, 4 0, 4 2, 0 2, 0 0))', 3857), 'roof=>flat', 'yes', 8)")
+            cur.execute("INSERT INTO planet_osm_polygon (osm_id, way, tags, building, access, way_area) VALUES "
+                        "(3, ST_GeomFromText('POLYGON((0 0, 4 0, 4 2, 0 2, 0 0))', 3857), "
+                        "'roof=>flat, name:en=>House', 'yes', 'private', 8)")
         src = postgis.Tables(conn, schema)
         box = (0.0, 0.0, 100.0, 100.0)
         point = {row_id: tags for row_id, _, tags in src.rows("point", box)}
@@ -354,7 +367,8 @@ def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url)
     finally:
         conn.close()
     assert point == {1: {"name": "column", "amenity": "cafe"}, 2: {"amenity": "bar"}}
-    assert polygon == {3: {"roof": "flat", "building": "yes", "way_area": "8", classify.LABEL_KEY: "2 1"}}
+    assert polygon == {3: {"name:en": "House", "building": "yes", "way_area": "8", classify.LABEL_KEY: "2 1"}}
+    assert not {"roof", "access"} & schemas.tags_read(schema, "polygon")[0]
 
 
 def test_label_points_come_for_polygons_not_points(db_url):

@@ -155,3 +155,11 @@ def test_every_form_of_value(tmp_path, tags, props, zooms):
     [match] = classify.classify(schema, "point", tags, 7)
     assert [(k, v, type(v)) for k, v in match.props.items()] == [(k, v, type(v)) for k, v in props.items()]
     assert match.zooms == zooms
+
+
+def test_the_tags_a_table_reads_are_every_form_of_values(tmp_path):
+    """What a RAWR tile keeps of a row's tags: those of tests, values, defaults and `when`s, a prefix whole."""
+    schema = schemas.load(write(tmp_path, EVERY_FORM))
+    assert schemas.tags_read(schema, "point") == (frozenset({
+        "amenity", "name", "name:en", "lit", "street_lamp", "access", "disused", "way_area", "height", "levels",
+        "covered", "size", "population", "ref", "cuisine", "detail", "rank", "official", "official_name"}), ("name:",))
