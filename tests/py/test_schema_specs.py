@@ -120,12 +120,16 @@ def _rule_rows(schema):
                         yield rule.table, {**extra, **tags}
 
 
+def _tag_rows(schema_name: str, schema) -> list[tuple[str, dict]]:
+    """(table, tags) of the schema's examples, and of rows made from its rules (_rule_rows)."""
+    return [(case["table"], row(case, schema.tables[case["table"]])[2]) for name, case in
+            (p.values for p in _examples()) if name == schema_name] + list(_rule_rows(schema))
+
+
 @pytest.mark.parametrize("schema_name", ["tilezen", "shortbread"])
 def test_rule_index_classifies_as_the_linear_scan(schema_name):
     schema = schemas.load(schemas.schema_path(schema_name))
-    rows = [(case["table"], row(case, schema.tables[case["table"]])[2]) for name, case in
-            (p.values for p in _examples()) if name == schema_name]
-    rows += list(_rule_rows(schema))
+    rows = _tag_rows(schema_name, schema)
     matched = 0
     for table, tags in rows:
         got = classify.classify(schema, table, tags, 7)
@@ -161,9 +165,7 @@ def test_the_tags_a_table_reads_are_every_tag_its_rules_look_up(schema_name):
     missed would lose a property, a kind or a feature on both paths alike, which no test comparing the
     paths could see. Prefixed keys (Tilezen's name:*) are read by going through the row's keys."""
     schema = schemas.load(schemas.schema_path(schema_name))
-    rows = [(case["table"], row(case, schema.tables[case["table"]])[2]) for name, case in
-            (p.values for p in _examples()) if name == schema_name]
-    rows += list(_rule_rows(schema))
+    rows = _tag_rows(schema_name, schema)
     asked = 0
     for table, tags in rows:
         keys, prefixes = schemas.tags_read(schema, table)
