@@ -41,17 +41,17 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.148, 8.69e-06), "memory": (32.1, 7.82e-05)},
-    "meta-high": {"cpu": (0.192, 1.51e-05), "memory": (51.7, 0.000848)},
-    "meta-low/0": {"cpu": (0.22, 0), "memory": (46.1, 6.15e-08)},
-    "meta-low/1": {"cpu": (0.229, 9.23e-09), "memory": (49.6, 1.3e-06)},
-    "meta-low/2": {"cpu": (0.239, 6.15e-09), "memory": (49.5, 1.33e-06)},
-    "meta-low/3": {"cpu": (0.219, 1.23e-08), "memory": (49.6, 1.3e-06)},
-    "meta-low/4": {"cpu": (0.234, 4.76e-09), "memory": (49.6, 1.25e-06)},
-    "meta-low/5": {"cpu": (0.229, 8.59e-07), "memory": (52.3, 5.52e-05)},
-    "meta-low/6": {"cpu": (0.234, 1.41e-06), "memory": (54.9, 8.33e-05)},
-    "meta-low/7": {"cpu": (0.119, 7.5e-06), "memory": (58.3, 0.000208)},
-    START_UP: {"cpu": (0.226, 0), "memory": (0, 0)},
+    "rawr": {"cpu": (0.389, 8.29e-06), "memory": (32.2, 6.13e-05)},
+    "meta-high": {"cpu": (0.236, 1.4e-05), "memory": (50.3, 0.000859)},
+    "meta-low/0": {"cpu": (0.239, 3.92e-09), "memory": (46.1, 0)},
+    "meta-low/1": {"cpu": (0.243, 1.43e-08), "memory": (49.5, 1.4e-07)},
+    "meta-low/2": {"cpu": (0.264, 2.52e-09), "memory": (49.5, 1.57e-07)},
+    "meta-low/3": {"cpu": (0.3, 0), "memory": (49.5, 1.12e-07)},
+    "meta-low/4": {"cpu": (0.248, 6.99e-09), "memory": (49.5, 1.43e-07)},
+    "meta-low/5": {"cpu": (0.269, 7.62e-07), "memory": (50.6, 5.89e-05)},
+    "meta-low/6": {"cpu": (0.273, 1.35e-06), "memory": (51.7, 9.13e-05)},
+    "meta-low/7": {"cpu": (0.429, 7.01e-06), "memory": (54.9, 0.000217)},
+    START_UP: {"cpu": (0.361, 0), "memory": (0, 0)},
 }
 
 
