@@ -45,8 +45,8 @@ class TableRules(NamedTuple):
     """The rules of one table, in drawing order, compiled, and how its rows are classified."""
 
     rules: tuple        # TableRule, layer by layer in drawing order, each layer's rules in order
-    classify: Callable[[dict, int], list[Match]]  # (tags, row_id) -> matches: classify for the table's rows
-    matches: Callable   # (positions in rules, ascending, tags, row_id) -> matches of those rules alone
+    classify: Callable[..., list[Match]]  # (tags, row_id, last_zoom) -> matches: classify for the table's rows
+    matches: Callable   # (positions in rules, ascending, tags, row_id, last_zoom) -> matches of those rules alone
 
 
 def table_rules(schema: Schema, table: str) -> TableRules:
@@ -66,7 +66,7 @@ def _compile(schema: Schema, table: str) -> TableRules:
     return TableRules(rules, *_row_classifier(schema, rules, *rule_index(schema, table)))
 
 
-def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Match]:
+def classify(schema: Schema, table: str, tags: dict, row_id: int = 0, last_zoom: int | None = None) -> list[Match]:
     """What a row of `table` with these tags becomes: a Match per layer (and zoom range) it goes into.
 
     Within a layer the first rule that holds wins. A rule with a `max_zoom`
@@ -80,8 +80,12 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0) -> list[Ma
 
     A row is tested only against the rules its tags can make hold
     (schema.rule_index), in the order the layers and their rules come.
+
+    `last_zoom`, the last zoom of the tiles being made (default the
+    schema's), leaves out the properties that appear only deeper, which no
+    such tile holds: a low-zoom job makes fewer.
     """
-    return table_rules(schema, table).classify(tags, row_id)
+    return table_rules(schema, table).classify(tags, row_id, schema.max_zoom if last_zoom is None else last_zoom)
 
 
 def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) -> tuple[Callable, Callable]:
@@ -93,7 +97,7 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
     names = [layer.name for layer in schema.layers]
     new_match = tuple.__new__  # a Match without the Python-level __new__ a NamedTuple has
 
-    def matches(candidates, tags: dict, row_id: int) -> list[Match]:
+    def matches(candidates, tags: dict, row_id: int, last_zoom: int = max_zoom) -> list[Match]:
         out, layer_at, done_with = [], -1, -1
         for p in candidates:
             layer, zoom_of, properties, last, rule_max_zoom, geometry, more = rules[p]
@@ -108,7 +112,7 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
             if low > max_zoom:
                 low = max_zoom
             if low <= last:
-                props, zooms = properties(tags, low, row_id)
+                props, zooms = properties(tags, low, row_id, last_zoom)
                 out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
             if more:
                 continue
@@ -121,7 +125,7 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
             out = [m for m in out if m.layer not in unless or seen.isdisjoint(unless[m.layer])]
         return out
 
-    def classify_row(tags: dict, row_id: int = 0) -> list[Match]:
+    def classify_row(tags: dict, row_id: int = 0, last_zoom: int = max_zoom) -> list[Match]:
         hits = keys.intersection(tags)
         if len(hits) == 1 and not always:  # most rows: the rules are listed, in order
             (key,) = hits
@@ -137,6 +141,6 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
             candidates = always
         else:
             return []
-        return matches(candidates, tags, row_id)
+        return matches(candidates, tags, row_id, last_zoom)
 
     return classify_row, matches

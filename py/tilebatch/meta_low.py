@@ -43,7 +43,7 @@ def features_over(src: postgis.Tables, schema: Schema, area: Tile, zooms: list[i
         simplify.append(min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0)
     box, clip = rawr_box(area), rawr_box(job_area or area)
     return render.collect_several(schema, ((key, src.rows(key, box, (zooms[0], zooms[-1]), tuple(simplify), clip))
-                                           for key in src.tables), len(zooms))
+                                           for key in src.tables), len(zooms), zooms[-1])
 
 
 def job_metatiles(tile: Tile, queue_zoom: int, max_zoom: int) -> list[Tile]:

@@ -70,16 +70,17 @@ def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> li
 
 
 def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]],
-                    several: int) -> list[list[LayerFeatures | None]]:
+                    several: int, last_zoom: int | None = None) -> list[list[LayerFeatures | None]]:
     """`collect` for rows with `several` geometries each (a tuple of WKB: the same rows simplified for
-    several zooms; one WKB when `several` is 1): their features for each, the rows classified once."""
+    several zooms; one WKB when `several` is 1): their features for each, the rows classified once.
+    `last_zoom`: the features go into no tile deeper (classify leaves out what appears only there)."""
     chunks = [[] for _ in schema.layers]
     for table, rows in rows_by_table:
         rows = iter(rows)
         # A batch of rows at a time: a row's tags and WKB are let go once its
         # features are made, so a dense tile's rows are never all held at once.
         while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
-            _add_rows(schema, table, batch, chunks, several)
+            _add_rows(schema, table, batch, chunks, several, schema.max_zoom if last_zoom is None else last_zoom)
     by_layer = [_layer_features(layer, c) if c else [None] * several for layer, c in zip(schema.layers, chunks)]
     return [list(features) for features in zip(*by_layer)]
 
@@ -98,7 +99,8 @@ def _objects(items) -> np.ndarray:
     return out
 
 
-def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]], several: int) -> None:
+def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]], several: int,
+              last_zoom: int) -> None:
     """Classify rows of one table and add a chunk of their features to each layer they go into, in row order.
 
     Rows are classified one by one; the rest is done for the batch at once:
@@ -107,7 +109,7 @@ def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]]
     classify_row = classify.table_rules(schema, table).classify
     kept, matches, row_of = [], [], []  # rows with features; their matches; each match's place in kept
     for row in rows:
-        found = classify_row(row[2], row[0])
+        found = classify_row(row[2], row[0], last_zoom)
         if found:
             row_of += [len(kept)] * len(found)
             kept.append(row)

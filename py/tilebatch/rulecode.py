@@ -43,7 +43,7 @@ class RuleCode(NamedTuple):
     """A rule compiled: its two functions of a row."""
 
     zoom: Callable[[dict], int | None]  # (tags): its min zoom for the row; None when its where fails or no zoom
-    properties: Callable  # (tags, min_zoom, row_id): (props, zooms or None), as classify.Match holds them
+    properties: Callable  # (tags, min_zoom, row_id, last_zoom): (props, zooms or None), as classify.Match holds them
 
 
 def compile_rules(name: str, rules: list) -> list[RuleCode]:
@@ -58,16 +58,16 @@ def compile_rules(name: str, rules: list) -> list[RuleCode]:
     for n, (layer, rule, where) in enumerate(rules):
         if layer.props and id(layer) not in layers:
             layers[id(layer)] = len(layers)
-            src.add(0, f"def layer_{len(layers) - 1}(tags, min_zoom, row_id, props, zooms):  "
+            src.add(0, f"def layer_{len(layers) - 1}(tags, min_zoom, row_id, last_zoom, props, zooms):  "
                        f"# layers.{layer.name}.properties")
-            _set(src, layer.props, {"kind"}, 1)  # a rule's kind is set before
+            _set(src, layer.props, {"kind"}, 1, _sorted_by(layer))  # a rule's kind is set before
         src.add(0, f"def zoom_{n}(tags):  # {where}")
         if rule.where:
             src.add(1, f"if not ({_condition(src, rule.where)}):")
             src.add(2, "return None")
         _expr(src, rule.min_zoom, 1)
         src.add(1, "return v")
-        src.add(0, f"def properties_{n}(tags, min_zoom, row_id):  # {where}")
+        src.add(0, f"def properties_{n}(tags, min_zoom, row_id, last_zoom):  # {where}")
         _properties(src, layer, rule, layers.get(id(layer)), 1)
     scope = dict(src.names, number=number, _TRUE=_TRUE, _FALSE=_FALSE)
     exec(compile("\n".join(src.lines) + "\n", name, "exec"), scope)  # noqa: S102 (source written above)
@@ -214,22 +214,31 @@ def _properties(src: _Source, layer, rule, layer_function: int | None, depth: in
     if zoomed:
         src.add(depth, "zooms = {}")
     if rule.kind is not None:
-        _set(src, (("kind", rule.kind._replace(min_zoom=0)),), set(), depth)  # a kind has no zoom of its own
+        _set_one(src, "kind", rule.kind._replace(min_zoom=0), depth, False)  # a kind has no zoom of its own
     if layer_function is not None:
-        src.add(depth, f"layer_{layer_function}(tags, min_zoom, row_id, props, {'zooms' if zoomed else 'None'})")
+        src.add(depth, f"layer_{layer_function}(tags, min_zoom, row_id, last_zoom, props, "
+                       f"{'zooms' if zoomed else 'None'})")
     layer_names = {name for name, expr in layer.props if expr.prefix is None}
     any_name = any(expr.prefix is not None for _, expr in layer.props)
-    _set(src, rule.props, {"kind"} | layer_names, depth, any_name)
+    _set(src, rule.props, {"kind"} | layer_names, depth, _sorted_by(layer), any_name)
     src.add(depth, f"return props, {'zooms or None' if zoomed else 'None'}")
 
 
-def _set(src: _Source, props: tuple, seen: set, depth: int, any_name: bool = False) -> None:
+def _sorted_by(layer) -> frozenset:
+    """The properties a layer's features are sorted by: made at every zoom, as the order is."""
+    return frozenset(name for name, _ in layer.sort)
+
+
+def _set(src: _Source, props: tuple, seen: set, depth: int, sorted_by: frozenset, any_name: bool = False) -> None:
     """Write the code that sets properties in `props`, in order.
 
     A property without a value takes back one of the same name set before
     it (`seen`: the names that may have been; `any_name`: any name may have
     been, by a prefix); one that appears only from some zoom on is listed in
-    `zooms` when that zoom is deeper than the feature's min zoom.
+    `zooms` when that zoom is deeper than the feature's min zoom. One that
+    appears only deeper than `last_zoom`, the last zoom of the tiles being
+    made (a low-zoom job's), is not made at all, and takes back one of its
+    name as it would below its zoom (unless the layer sorts by it).
     """
     seen = set(seen)
     for name, expr in props:
@@ -238,16 +247,27 @@ def _set(src: _Source, props: tuple, seen: set, depth: int, any_name: bool = Fal
             src.add(depth + 1, "props[k] = tags[k]")
             any_name = True
             continue
-        types = _expr(src, expr, depth)
-        inner = depth
-        if _NONE in types:
-            src.add(depth, "if v is not None:")
-            inner = depth + 1
-        src.add(inner, f"props[{name!r}] = v")
-        if expr.min_zoom > 0:
-            src.add(inner, f"if min_zoom < {expr.min_zoom}:")
-            src.add(inner + 1, f"zooms[{name!r}] = {expr.min_zoom}")
-        if _NONE in types and (any_name or name in seen):
+        if expr.min_zoom > 0 and name not in sorted_by:
+            src.add(depth, f"if last_zoom < {expr.min_zoom}:")
+            src.add(depth + 1, f"props.pop({name!r}, None)" if any_name or name in seen else "pass")
             src.add(depth, "else:")
-            src.add(depth + 1, f"props.pop({name!r}, None)")
+            _set_one(src, name, expr, depth + 1, any_name or name in seen)
+        else:
+            _set_one(src, name, expr, depth, any_name or name in seen)
         seen.add(name)
+
+
+def _set_one(src: _Source, name: str, expr, depth: int, may_be_set: bool) -> None:
+    """The code setting one property (`_set`); `may_be_set`: one of its name may have been set before."""
+    types = _expr(src, expr, depth)
+    inner = depth
+    if _NONE in types:
+        src.add(depth, "if v is not None:")
+        inner = depth + 1
+    src.add(inner, f"props[{name!r}] = v")
+    if expr.min_zoom > 0:
+        src.add(inner, f"if min_zoom < {expr.min_zoom}:")
+        src.add(inner + 1, f"zooms[{name!r}] = {expr.min_zoom}")
+    if _NONE in types and may_be_set:
+        src.add(depth, "else:")
+        src.add(depth + 1, f"props.pop({name!r}, None)")

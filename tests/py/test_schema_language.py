@@ -163,3 +163,35 @@ def test_the_tags_a_table_reads_are_every_form_of_values(tmp_path):
     assert schemas.tags_read(schema, "point") == (frozenset({
         "amenity", "name", "name:en", "lit", "street_lamp", "access", "disused", "way_area", "height", "levels",
         "covered", "size", "population", "ref", "cuisine", "detail", "rank", "official", "official_name"}), ("name:",))
+
+
+def test_properties_that_appear_deeper_than_the_tiles_made_are_not_made(tmp_path):
+    """As in a tile above their zoom: absent, the layer's property of the same name taken back with the
+    rule's; but one the layer sorts by is made at every zoom, since it orders the features above it too."""
+    schema = schemas.load(write(tmp_path, """\
+        name: deeper
+        max_zoom: 14
+        tables:
+          point: {name: planet_osm_point}
+        layers:
+          things:
+            sort: [-rank]
+            properties:
+              name: {tag: name}
+              rank: {tag: population, type: int, min_zoom: 13}
+              detail: {tag: detail, min_zoom: 12}
+            rules:
+              - table: point
+                where: {amenity: true}
+                min_zoom: 5
+                properties:
+                  name: {tag: official_name, min_zoom: 11}
+        """))
+    tags = {"amenity": "cafe", "name": "Kuppi", "official_name": "Virallinen", "population": "7", "detail": "d"}
+    [every] = classify.classify(schema, "point", tags, 1)
+    assert every.props == {"name": "Virallinen", "rank": 7, "detail": "d"}
+    assert every.zooms == {"name": 11, "rank": 13, "detail": 12}
+    [at_10] = classify.classify(schema, "point", tags, 1, last_zoom=10)
+    assert at_10.props == {"rank": 7}
+    [at_11] = classify.classify(schema, "point", tags, 1, last_zoom=11)
+    assert at_11.props == {"name": "Virallinen", "rank": 7}

@@ -177,3 +177,28 @@ def test_the_tags_a_table_reads_are_every_tag_its_rules_look_up(schema_name):
     assert asked > 3 * len(rows)  # rows the rules looked into, not only rows no rule was listed for
     if schema_name == "tilezen":
         assert any("name:" in schemas.tags_read(schema, t)[1] for t in schema.tables)
+
+
+@pytest.mark.parametrize("schema_name", ["tilezen", "shortbread"])
+def test_features_for_tiles_up_to_a_zoom_make_those_tiles_the_same(schema_name):
+    """A low-zoom job collects its rows for tiles no deeper than its last zoom: the properties that appear
+    only deeper are not made (fewer pairs interned), and its tiles come out byte for byte the same."""
+    schema = schemas.load(schemas.schema_path(schema_name))
+    by_table = {}
+    for n, (name, case) in enumerate(p.values for p in _examples()):
+        if name == schema_name:
+            row_id, wkb, tags, _ = row(case, schema.tables[case["table"]])
+            by_table.setdefault(case["table"], []).append((n + 1, wkb, tags))
+    everything = render.collect(schema, list(by_table.items()))
+    fewer = drawn = 0
+    for zoom in (8, 10, 12):
+        [for_zoom] = render.collect_several(schema, list(by_table.items()), 1, last_zoom=zoom)
+        pairs = [(len(f.props.key_of), len(g.props.key_of)) for f, g in zip(everything, for_zoom) if f is not None]
+        assert all(low <= full for full, low in pairs)
+        fewer += sum(full - low for full, low in pairs)
+        spot = mercantile.tile(*shapely.get_coordinates(shapely.from_wkt(DEFAULT_WKT["point"]))[0], zoom)
+        for tile in [Tile(spot.x + dx, spot.y + dy, zoom) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]:
+            made = render.render_tile(schema, for_zoom, tile)
+            assert made == render.render_tile(schema, everything, tile)
+            drawn += made[1]
+    assert fewer > 0 and drawn > 20
