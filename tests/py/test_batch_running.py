@@ -15,7 +15,7 @@ from tilebatch.tiles import Tile
 
 import motoserver
 
-HELD = 3  # seconds moto holds a job running
+HELD = 6  # seconds moto holds a job running: the refusal must come within them, on a loaded machine too
 
 
 @pytest.fixture(scope="module")
