@@ -338,11 +338,8 @@ class Tables:
                     if wkb is None or several and None in wkb:
                         continue
                     it = iter(flat)
-                    if prefixes:
-                        yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and (
-                            k in keys or k.startswith(prefixes))}
-                    else:
-                        yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and k in keys}
+                    yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and (
+                        k in keys or prefixes and k.startswith(prefixes))}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None
 

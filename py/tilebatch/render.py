@@ -75,12 +75,13 @@ def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]
     several zooms; one WKB when `several` is 1): their features for each, the rows classified once.
     `last_zoom`: the features go into no tile deeper (classify leaves out what appears only there)."""
     chunks = [[] for _ in schema.layers]
+    last_zoom = schema.max_zoom if last_zoom is None else last_zoom
     for table, rows in rows_by_table:
         rows = iter(rows)
         # A batch of rows at a time: a row's tags and WKB are let go once its
         # features are made, so a dense tile's rows are never all held at once.
         while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
-            _add_rows(schema, table, batch, chunks, several, schema.max_zoom if last_zoom is None else last_zoom)
+            _add_rows(schema, table, batch, chunks, several, last_zoom)
     by_layer = [_layer_features(layer, c) if c else [None] * several for layer, c in zip(schema.layers, chunks)]
     return [list(features) for features in zip(*by_layer)]
 

@@ -247,13 +247,17 @@ def _set(src: _Source, props: tuple, seen: set, depth: int, sorted_by: frozenset
             src.add(depth + 1, "props[k] = tags[k]")
             any_name = True
             continue
+        may_be_set = any_name or name in seen
         if expr.min_zoom > 0 and name not in sorted_by:
-            src.add(depth, f"if last_zoom < {expr.min_zoom}:")
-            src.add(depth + 1, f"props.pop({name!r}, None)" if any_name or name in seen else "pass")
-            src.add(depth, "else:")
-            _set_one(src, name, expr, depth + 1, any_name or name in seen)
+            if may_be_set:
+                src.add(depth, f"if last_zoom < {expr.min_zoom}:")
+                src.add(depth + 1, f"props.pop({name!r}, None)")
+                src.add(depth, "else:")
+            else:
+                src.add(depth, f"if last_zoom >= {expr.min_zoom}:")
+            _set_one(src, name, expr, depth + 1, may_be_set)
         else:
-            _set_one(src, name, expr, depth, any_name or name in seen)
+            _set_one(src, name, expr, depth, may_be_set)
         seen.add(name)
 
 
