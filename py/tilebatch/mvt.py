@@ -193,7 +193,7 @@ def encode(layers: Sequence[TileLayer], extent: int = EXTENT) -> bytes:
     for layer, start, end, keys, values in zip(layers, ends, ends[1:], layer_keys, layer_values):
         body = [_field(1, layer.name.encode()), features[start:end].tobytes()]
         body += [_field(3, key.encode()) for key in keys]
-        body += [_field(4, _value(field, value)) for field, value in values]
+        body += [_value(field, value) for field, value in values]
         body.append(bytes((5 << 3,)) + _varint(extent) + bytes((15 << 3,)) + _varint(VERSION))
         out.append(_field(3, b"".join(body)))
     return b"".join(out)
@@ -223,19 +223,27 @@ def _field(number: int, data: bytes) -> bytes:
 
 
 def _value(field: str, value) -> bytes:
-    """A layer's Value message."""
+    """A layer's `values` field: a Value message. A short string's, most of a tile's values, is written in one
+    go: each tile writes its own values, so a city's street names are written again and again."""
     if field == "string_value":
-        return _field(1, value.encode())
-    if field == "double_value":
-        return bytes((3 << 3 | 1,)) + _DOUBLE.pack(value)
-    return _varint(_VARINT_FIELDS[field] << 3) + _varint(int(value))
+        data = value.encode()
+        if len(data) < 0x7E:  # both lengths one byte
+            return bytes((4 << 3 | _LEN, len(data) + 2, 1 << 3 | _LEN, len(data))) + data
+        message = _field(1, data)
+    elif field == "double_value":
+        message = bytes((3 << 3 | 1,)) + _DOUBLE.pack(value)
+    else:
+        message = _varint(_VARINT_FIELDS[field] << 3) + _varint(int(value))
+    return _field(4, message)
+
+
+# The least number a varint of each size from two bytes on holds.
+_VARINT_LEAST = np.array([1 << 7 * k for k in range(1, 10)], dtype=np.uint64)
 
 
 def _varint_sizes(v: np.ndarray) -> np.ndarray:
-    size = np.ones(len(v), dtype=np.int64)
-    for k in range(1, 10):
-        size += v >= np.uint64(1 << 7 * k)
-    return size
+    """The size in bytes of each unsigned 64-bit integer as a varint."""
+    return np.searchsorted(_VARINT_LEAST, v, side="right") + 1
 
 
 def _varints(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

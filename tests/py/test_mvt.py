@@ -130,6 +130,8 @@ def test_layers_empty_or_not():
     [{"b": True}, {"b": 1}, {"b": False}, {"b": 0}, {"b": True}],  # a bool is not the number it equals
     [{"x": 1}, {"x": 1.0}, {"y": 1.0}, {"y": 1}],  # an int and an equal float share one value, as there
     [{"s": "1"}, {"s": 1}, {"s": ""}, {"s": "ö"}],
+    # the lengths of a Value and its string, one byte up to 127, two from 128
+    [{"s": "x" * 125}, {"s": "x" * 126}, {"s": "ö" * 63}, {"s": "x" * 127}, {"s": "x" * 300}],
     [{"kind": "a", "none": None, 3: "x", "list": [1]}, {"kind": "a"}],  # unusable pairs are left out
     [{}, {"kind": "b"}, {}],
 ])
