@@ -249,12 +249,13 @@ def _varint_sizes(v: np.ndarray) -> np.ndarray:
 def _varints(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Non-negative integers as consecutive varints: (the bytes, each one's size)."""
     size = _varint_sizes(v)
-    start = np.cumsum(size) - size
     out = np.empty(int(size.sum()), dtype=np.uint8)
-    for k in range(int(size.max(initial=0))):
-        more = size > k
-        byte = (v[more] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        out[start[more] + k] = byte | np.where(size[more] > k + 1, np.uint64(0x80), np.uint64(0))
+    # Byte by byte, each pass over only the numbers that have another: most have one.
+    at, rest, left = np.cumsum(size) - size, v, size
+    while len(rest):
+        more = left > 1
+        out[at] = (rest & np.uint64(0x7F)) | (more * np.uint64(0x80))
+        at, rest, left = at[more] + 1, rest[more] >> np.uint64(7), left[more] - 1
     return out, size
 
 
