@@ -229,6 +229,7 @@ def candidates(features: list[LayerFeatures | None], tiles: list[Tile]) -> list[
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 _POINTS = (shapely.GeometryType.POINT, shapely.GeometryType.MULTIPOINT)
 _LINES = (shapely.GeometryType.LINESTRING, shapely.GeometryType.MULTILINESTRING)
+_SINGLE = (shapely.GeometryType.POINT, shapely.GeometryType.LINESTRING, shapely.GeometryType.POLYGON)
 _SMALL_POLYGON = 64  # square tile units: below it, snap-rounding in full decides what is left of a polygon
 
 
@@ -243,10 +244,17 @@ def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
     others come out of clipping as they went in, and a line's direction is
     its meaning (one-way streets).
     """
-    bounds = shapely.bounds(geoms)
+    bounds, type_id = shapely.bounds(geoms), shapely.get_type_id(geoms)
     inside = (bounds[:, 0] >= box[0]) & (bounds[:, 1] >= box[1]) & (bounds[:, 2] <= box[2]) & (bounds[:, 3] <= box[3])
-    crossing = ~inside & np.isin(shapely.get_type_id(geoms), _POLYGONAL)
-    geoms = shapely.clip_by_rect(geoms, *box)
+    crossing = ~inside & np.isin(type_id, _POLYGONAL)
+    # GEOS's clip returns a copy of a geometry of one part strictly inside the box: the
+    # copy costs as much as the clip of the rest, most of a tile's features, and is
+    # left out. (It returns a multi-part geometry of one part as that part, so those
+    # go through it.)
+    strictly_inside = (bounds[:, 0] > box[0]) & (bounds[:, 1] > box[1]) & (bounds[:, 2] < box[2]) & (bounds[:, 3] < box[3])
+    cut = ~(strictly_inside & np.isin(type_id, _SINGLE))
+    geoms = geoms.copy()
+    geoms[cut] = shapely.clip_by_rect(geoms[cut], *box)
     if crossing.any():
         geoms[crossing] = shapely.normalize(geoms[crossing])
     return geoms

@@ -425,6 +425,29 @@ def test_rawr_tiles_are_byte_identical_across_query_plans(db_url):
     assert packed[0] == packed[1]
 
 
+def test_clipping_leaves_out_only_what_gets_a_copy_of_itself():
+    """Geometries of one part strictly inside the box are not clipped (GEOS would copy them): the result is
+    what clipping everything makes, crossing polygons normalized."""
+    import shapely
+    box = (0.0, 0.0, 100.0, 100.0)
+    wkts = ["POINT (50 50)", "LINESTRING (10 10, 90 20)", "POLYGON ((10 10, 20 10, 20 20, 10 10))",
+            "POLYGON ((5 5, 95 5, 95 95, 5 95, 5 5), (20 20, 30 20, 30 30, 20 20))",
+            "LINESTRING (0 10, 0 90)", "LINESTRING (10 100, 90 100)",  # along an edge: clipping drops them
+            "POLYGON ((0 0, 50 0, 50 50, 0 0))",                         # touches the edge
+            "MULTIPOINT ((50 50))", "MULTILINESTRING ((10 10, 20 20))",   # one part: clipping takes it out
+            "MULTIPOLYGON (((10 10, 20 10, 20 20, 10 10)))",
+            "MULTIPOLYGON (((10 10, 20 10, 20 20, 10 10)), ((30 30, 40 30, 40 40, 30 30)))",
+            "LINESTRING (-10 50, 50 50)", "POLYGON ((50 50, 150 50, 150 150, 50 150, 50 50))", "POINT (150 50)",
+            "POLYGON EMPTY", None]
+    geoms = shapely.from_wkt(wkts)
+    expected = shapely.clip_by_rect(geoms, *box)
+    expected[12] = shapely.normalize(expected[12])
+    got = render._clipped(geoms.copy(), box)
+    assert list(shapely.to_wkt(got)) == list(shapely.to_wkt(expected))
+    assert shapely.equals_identical(got[:12], expected[:12]).all()
+    assert got[0] is geoms[0] and got[7] is not geoms[7]  # left out, and clipped
+
+
 def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
     import shapely
     wkts = ["POLYGON ((10.2 10.2, 40.4 10.2, 40.4 40.4, 10.2 40.4, 10.2 10.2))",      # rounds point by point
