@@ -316,13 +316,18 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     # A point has nothing to simplify. A line is simplified by Douglas-Peucker,
     # a fifth of the cost of keeping its topology, which only a polygon needs
     # (a line that comes to cross itself draws the same; a ring must not).
+    # Douglas-Peucker keeps a line's ends, so a line of two points (a third of a
+    # city's at z14) would come out a copy of itself, and is left as it is.
     type_id, tolerance = shapely.get_type_id(geoms), np.concatenate(tolerance)
-    for types, keep_topology in ((_LINES, False), (_POLYGONAL, True)):
-        shaped = np.isin(type_id, types)
+    two_points = (type_id == shapely.GeometryType.LINESTRING) & (shapely.get_num_coordinates(geoms) == 2)
+    for shaped, keep_topology in ((np.isin(type_id, _LINES) & ~two_points, False),
+                                  (np.isin(type_id, _POLYGONAL), True)):
         geoms[shaped] = shapely.simplify(geoms[shaped], tolerance[shaped], preserve_topology=keep_topology)
-    geoms = shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile)))
-    geoms = shapely.orient_polygons(_snapped(geoms), exterior_cw=False)
-    keep = ~shapely.is_empty(geoms) & np.isin(shapely.get_type_id(geoms), _DRAWABLE)
+    geoms = _snapped(shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile))))
+    type_id = shapely.get_type_id(geoms)
+    polygonal = np.isin(type_id, _POLYGONAL)  # orienting another geometry would copy it
+    geoms[polygonal] = shapely.orient_polygons(geoms[polygonal], exterior_cw=False)
+    keep = ~shapely.is_empty(geoms) & np.isin(type_id, _DRAWABLE)
     out, offset = [], 0
     for i, idx in picked:
         feats, n = features[i], len(idx)

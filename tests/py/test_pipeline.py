@@ -448,6 +448,17 @@ def test_clipping_leaves_out_only_what_gets_a_copy_of_itself():
     assert got[0] is geoms[0] and got[7] is not geoms[7]  # left out, and clipped
 
 
+def test_what_tile_layers_leaves_out_would_be_a_copy():
+    """tile_layers does not simplify a line of two points, nor orient what is no polygon: GEOS would return
+    them as they are. (Should a GEOS upgrade change that, tiles would change: this says where.)"""
+    import shapely
+    lines = shapely.from_wkt(["LINESTRING (0 0, 100 1)", "LINESTRING (5 5, 5 5)", "LINESTRING (0 0, 1e-9 0)"])
+    assert shapely.equals_identical(shapely.simplify(lines, 50.0, preserve_topology=False), lines).all()
+    others = shapely.from_wkt(["POINT (1 2)", "MULTIPOINT ((1 2), (3 4))", "LINESTRING (0 0, 1 1, 0 1)",
+                               "MULTILINESTRING ((0 0, 1 1), (2 2, 3 1))", "POINT EMPTY"])
+    assert shapely.equals_identical(shapely.orient_polygons(others, exterior_cw=False), others).all()
+
+
 def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
     import shapely
     wkts = ["POLYGON ((10.2 10.2, 40.4 10.2, 40.4 40.4, 10.2 40.4, 10.2 10.2))",      # rounds point by point
