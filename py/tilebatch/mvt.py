@@ -142,10 +142,10 @@ def properties(dicts: Iterable[dict], zooms: Iterable[dict | None] | None = None
                 if field is None:
                     continue
                 found, by = numbers[field], _DOUBLE.pack(v) if field == "double_value" else v
-            if k.__class__ is not str and not isinstance(k, str):
-                continue
             key = keys.get(k)
-            if key is None:
+            if key is None:  # only str keys are there: another is left out here
+                if not isinstance(k, str):
+                    continue
                 key = keys[k] = len(keys)
             key_of.append(key)
             number = found.get(by)
