@@ -3,14 +3,10 @@
 import json
 import sys
 
-import mapbox_vector_tile
 import mercantile
-import numpy as np
-import shapely
 
 from . import metatile
 from .errors import BadInput
-from .render import EXTENT
 from .schema import build_max_zoom
 from .store import metatile_store
 from .tiles import parse_tile
@@ -22,6 +18,14 @@ def tile_geojson(data: bytes, tile) -> dict:
     The layer goes beside `properties`, not into them: a road has a property
     `layer` of its own (OSM's, -1 for one under the ground).
     """
+    # Imported here, not with the module: every command imports it to list its
+    # subcommand, and these are most of a command's start (a build's first jobs wait on it).
+    import mapbox_vector_tile
+    import numpy as np
+    import shapely
+
+    from .mvt import EXTENT
+
     bounds = mercantile.xy_bounds(tile)
     scale = (bounds.right - bounds.left) / EXTENT
 

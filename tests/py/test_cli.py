@@ -55,3 +55,17 @@ def test_numpy_starts_no_threads_in_a_tilebatch_process():
     assert count("import tilebatch.cli, numpy") == 1
     if (os.cpu_count() or 1) > 1:  # the test's own check that numpy alone would start them here
         assert count("import numpy") > 1
+
+
+@pytest.mark.parametrize("modules, heavy", [
+    # A job imports its own modules only; what jobs render with is theirs to import.
+    ("JOB_MODULES", ("tqdm", "http.server", "pmtiles", "sqlite3", "mapbox_vector_tile")),
+    # Every other command lists every subcommand: none of them may start numpy and shapely (a fifth of a
+    # second, which a build's first jobs wait on) before the one command that needs them runs.
+    ("COMMAND_MODULES", ("numpy", "shapely", "mapbox_vector_tile")),
+])
+def test_listing_the_commands_imports_nothing_heavy(modules, heavy):
+    code = (f"import sys; from tilebatch import cli; cli.build_parser(cli.{modules}); "
+            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
