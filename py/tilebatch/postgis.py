@@ -179,18 +179,17 @@ class Tables:
         return self._reads[table_key]
 
     def _tag_pairs(self, table_key: str, read: bool = False) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        """SQL (key, value) of a row's tags besides its tags column: those of the tag columns (`read`: the
-        ones the schema reads), and those always there (way_area, z_order; the label point, from the whole
-        polygon so that it is the same point whichever tile clipped it)."""
+        """The (key, SQL value) pairs of a row's tags besides its tags column: those of the tag columns (`read`:
+        the ones the schema reads), and those always there (way_area, z_order; the label point, from the
+        whole polygon so that it is the same point whichever tile clipped it)."""
         columns = self._columns[table_key]
         keys, prefixes = self._read(table_key) if read else (None, ())
-        tag_columns = [(psycopg2.extensions.QuotedString(c).getquoted().decode(), _identifier(c))
-                       for c in sorted(c for c, t in columns.items() if t == "text" and c not in NOT_TAGS)
+        tag_columns = [(c, _identifier(c)) for c in sorted(c for c, t in columns.items() if t == "text" and c not in NOT_TAGS)
                        if keys is None or c in keys or c.startswith(prefixes)]
-        always = [(f"'{c}'", f"{c}::text") for c in PSEUDO_TAGS if c in columns]
+        always = [(c, f"{c}::text") for c in PSEUDO_TAGS if c in columns]
         if table_key in self.schema.label_tables and not self._points_only(table_key):
             point = f"ST_PointOnSurface({self.tables[table_key].geometry_column})"
-            always.append((f"'{LABEL_KEY}'", f"ST_X({point})::text || ' ' || ST_Y({point})::text"))
+            always.append((LABEL_KEY, f"ST_X({point})::text || ' ' || ST_Y({point})::text"))
         return tag_columns, always
 
     def _tags_expression(self, table_key: str) -> str:
@@ -203,29 +202,45 @@ class Tables:
             return "''::hstore"
         tag_columns, always = self._tag_pairs(table_key)
         parts = ["coalesce(tags, ''::hstore)"]
-        parts += [f"(CASE WHEN {value} IS NULL THEN ''::hstore ELSE hstore({key}, {value}) END)"
+        parts += [f"(CASE WHEN {value} IS NULL THEN ''::hstore ELSE hstore({sqlfilter.quote(key)}, {value}) END)"
                   for key, value in tag_columns]
-        parts += [f"hstore({key}, {value})" for key, value in always]
+        parts += [f"hstore({sqlfilter.quote(key)}, {value})" for key, value in always]
         return " || ".join(parts)
 
     def _tags_array(self, table_key: str) -> str:
         """`_tags_expression` as a flat text[] of keys and values, a later pair taking a key from an earlier
-        one, a NULL value none (the client drops it), less the tag columns no rule reads (most of them).
+        one, a NULL value none (the client drops it), less the tags no rule reads (most of them).
 
         A tag column adds its pair only where it has a value: osm2pgsql makes
         some 70 columns, nearly all NULL in any row, and NULL-valued pairs cost
         the database and the client 5x the rest of the row (rawr reads every
         row). An array, not the hstore merged of them: merging hstores was 60%
         of the database's time for a RAWR tile.
+
+        The tags column gives the pairs of the keys read that have no column
+        of their own (a column's value is the key's: `_tag_sql`), and only in
+        rows that hold one of them, most rows none: its other pairs
+        (addresses, names in other languages, ...) were most of what the
+        database sent for a row, and the client parsed and dropped. A key
+        prefix (Tilezen's `name:`) is no key to look for: then all its pairs come.
         """
         if not self.tables[table_key].tags:
             return "ARRAY[]::text[]"
         tag_columns, always = self._tag_pairs(table_key, read=True)
+        keys, prefixes = self._read(table_key)
+        own = sorted(keys - {key for key, _ in tag_columns + always})
+        if prefixes:
+            hstore = "coalesce(hstore_to_array(tags), ARRAY[]::text[])"
+        elif own:
+            wanted = f"ARRAY[{', '.join(map(sqlfilter.quote, own))}]"
+            hstore = f"(CASE WHEN tags ?| {wanted} THEN hstore_to_array(slice(tags, {wanted})) ELSE ARRAY[]::text[] END)"
+        else:
+            hstore = "ARRAY[]::text[]"
         # A NULL column's key is NULL too, and array_remove takes out both.
-        present = ", ".join(f"CASE WHEN {value} IS NULL THEN NULL ELSE {key} END, {value}" for key, value in tag_columns)
-        pairs = ", ".join(f"{key}, {value}" for key, value in always)
-        return ("coalesce(hstore_to_array(tags), ARRAY[]::text[])"
-                + (f" || array_remove(ARRAY[{present}]::text[], NULL)" if present else "")
+        present = ", ".join(f"CASE WHEN {value} IS NULL THEN NULL ELSE {sqlfilter.quote(key)} END, {value}"
+                            for key, value in tag_columns)
+        pairs = ", ".join(f"{sqlfilter.quote(key)}, {value}" for key, value in always)
+        return (hstore + (f" || array_remove(ARRAY[{present}]::text[], NULL)" if present else "")
                 + (f" || ARRAY[{pairs}]::text[]" if pairs else ""))
 
     def _points_only(self, table_key: str) -> bool:
