@@ -41,17 +41,17 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.389, 8.29e-06), "memory": (32.2, 6.13e-05)},
-    "meta-high": {"cpu": (0.236, 1.4e-05), "memory": (50.3, 0.000859)},
-    "meta-low/0": {"cpu": (0.239, 3.92e-09), "memory": (46.1, 0)},
-    "meta-low/1": {"cpu": (0.243, 1.43e-08), "memory": (49.5, 1.4e-07)},
-    "meta-low/2": {"cpu": (0.264, 2.52e-09), "memory": (49.5, 1.57e-07)},
-    "meta-low/3": {"cpu": (0.3, 0), "memory": (49.5, 1.12e-07)},
-    "meta-low/4": {"cpu": (0.248, 6.99e-09), "memory": (49.5, 1.43e-07)},
-    "meta-low/5": {"cpu": (0.269, 7.62e-07), "memory": (50.6, 5.89e-05)},
-    "meta-low/6": {"cpu": (0.273, 1.35e-06), "memory": (51.7, 9.13e-05)},
-    "meta-low/7": {"cpu": (0.429, 7.01e-06), "memory": (54.9, 0.000217)},
-    START_UP: {"cpu": (0.361, 0), "memory": (0, 0)},
+    "rawr": {"cpu": (0.23, 6.6e-06), "memory": (32.1, 6.17e-05)},
+    "meta-high": {"cpu": (0.186, 1.37e-05), "memory": (49, 0.00086)},
+    "meta-low/0": {"cpu": (0.219, 6.15e-09), "memory": (46.2, 0)},
+    "meta-low/1": {"cpu": (0.23, 2.8e-09), "memory": (49.5, 5.04e-08)},
+    "meta-low/2": {"cpu": (0.24, 0), "memory": (49.5, 1.4e-07)},
+    "meta-low/3": {"cpu": (0.24, 2.52e-09), "memory": (49.5, 1.26e-07)},
+    "meta-low/4": {"cpu": (0.24, 0), "memory": (49.4, 1.09e-07)},
+    "meta-low/5": {"cpu": (0.234, 5.95e-07), "memory": (50.6, 4.45e-05)},
+    "meta-low/6": {"cpu": (0.26, 9.49e-07), "memory": (51.9, 6.92e-05)},
+    "meta-low/7": {"cpu": (0.201, 6.21e-06), "memory": (55.2, 0.000181)},
+    START_UP: {"cpu": (0.237, 0), "memory": (0, 0)},
 }
 
 
