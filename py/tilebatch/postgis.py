@@ -196,7 +196,7 @@ class Tables:
         """All of a row's tags as one hstore: the tags column, the tag columns, and way_area (for a query
         that needs an hstore, as the ST_AsMVT benchmark peer's does; jobs read `_tags_array`).
 
-        Like `_tag_sql`, a NULL column leaves the hstore's value for that key.
+        A NULL column leaves the hstore's value for that key (no row osm2pgsql makes has both).
         """
         if not self.tables[table_key].tags:
             return "''::hstore"
