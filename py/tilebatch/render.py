@@ -245,14 +245,13 @@ def _clipped(geoms: np.ndarray, box: tuple) -> np.ndarray:
     its meaning (one-way streets).
     """
     bounds, type_id = shapely.bounds(geoms), shapely.get_type_id(geoms)
-    inside = (bounds[:, 0] >= box[0]) & (bounds[:, 1] >= box[1]) & (bounds[:, 2] <= box[2]) & (bounds[:, 3] <= box[3])
-    crossing = ~inside & np.isin(type_id, _POLYGONAL)
+    low, high = bounds[:, :2] - box[:2], box[2:] - bounds[:, 2:]  # each side's distance in from the box's
+    crossing = ~((low >= 0).all(axis=1) & (high >= 0).all(axis=1)) & np.isin(type_id, _POLYGONAL)
     # GEOS's clip returns a copy of a geometry of one part strictly inside the box: the
     # copy costs as much as the clip of the rest, most of a tile's features, and is
     # left out. (It returns a multi-part geometry of one part as that part, so those
     # go through it.)
-    strictly_inside = (bounds[:, 0] > box[0]) & (bounds[:, 1] > box[1]) & (bounds[:, 2] < box[2]) & (bounds[:, 3] < box[3])
-    cut = ~(strictly_inside & np.isin(type_id, _SINGLE))
+    cut = ~((low > 0).all(axis=1) & (high > 0).all(axis=1) & np.isin(type_id, _SINGLE))
     geoms = geoms.copy()
     geoms[cut] = shapely.clip_by_rect(geoms[cut], *box)
     if crossing.any():
@@ -317,9 +316,10 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
     # a fifth of the cost of keeping its topology, which only a polygon needs
     # (a line that comes to cross itself draws the same; a ring must not).
     # Douglas-Peucker keeps a line's ends, so a line of two points (a third of a
-    # city's at z14) would come out a copy of itself, and is left as it is.
+    # city's at z14) would come out as itself (a multi-line of one part as that
+    # part, which a tile writes alike), and is left as it is.
     type_id, tolerance = shapely.get_type_id(geoms), np.concatenate(tolerance)
-    two_points = (type_id == shapely.GeometryType.LINESTRING) & (shapely.get_num_coordinates(geoms) == 2)
+    two_points = shapely.get_num_coordinates(geoms) == 2
     for shaped, keep_topology in ((np.isin(type_id, _LINES) & ~two_points, False),
                                   (np.isin(type_id, _POLYGONAL), True)):
         geoms[shaped] = shapely.simplify(geoms[shaped], tolerance[shaped], preserve_topology=keep_topology)

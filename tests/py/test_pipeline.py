@@ -450,12 +450,45 @@ def test_clipping_leaves_out_only_what_gets_a_copy_of_itself():
     assert got[0] is geoms[0] and got[7] is not geoms[7]  # left out, and clipped
 
 
+def test_a_tile_simplifies_every_line_but_those_of_two_points():
+    """tile_layers leaves a line of two points as it is; a longer one is simplified (a bend under the z14
+    tolerance of the streets layer, ~4.8 m, goes; one of 50 m stays), a multi-line of one part too."""
+    import shapely
+    import shapely.affinity
+
+    from tilebatch.tiles import tile_bounds_3857
+
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    tile = tile_at(*CENTRAL, 14)
+    x, y = tile_bounds_3857(tile)[:2]
+    lines = {1: "LINESTRING (100 100, 900 100)", 2: "LINESTRING (100 300, 500 301, 900 300)",
+             3: "LINESTRING (100 600, 500 650, 900 600)", 4: "MULTILINESTRING ((100 800, 500 801, 900 800))",
+             5: "MULTILINESTRING ((100 1000, 900 1000))"}
+    kinds = {1: "residential", 2: "service", 3: "tertiary", 4: "unclassified", 5: "track"}  # apart: none merge
+    rows = [(row_id, shapely.to_wkb(shapely.affinity.translate(shapely.from_wkt(wkt), x, y)), {"highway": kinds[row_id]})
+            for row_id, wkt in lines.items()]
+    [streets] = [layer for layer in render.tile_layers(schema, render.collect(schema, [("line", rows)]), tile)
+                 if layer.name == "streets"]
+    points = dict(zip(streets.ids.tolist(), shapely.get_num_coordinates(streets.geoms).tolist()))
+    assert points == {1: 2, 2: 2, 3: 3, 4: 2, 5: 2}
+
+
 def test_what_tile_layers_leaves_out_would_be_a_copy():
     """tile_layers does not simplify a line of two points, nor orient what is no polygon: GEOS would return
     them as they are. (Should a GEOS upgrade change that, tiles would change: this says where.)"""
+    import numpy as np
     import shapely
+
+    from tilebatch import mvt
+
     lines = shapely.from_wkt(["LINESTRING (0 0, 100 1)", "LINESTRING (5 5, 5 5)", "LINESTRING (0 0, 1e-9 0)"])
     assert shapely.equals_identical(shapely.simplify(lines, 50.0, preserve_topology=False), lines).all()
+    # A multi-line of one part of two points comes out as that part, which a tile writes as the same feature.
+    multi = shapely.from_wkt("MULTILINESTRING ((0 0, 100 1))")
+    assert shapely.equals_identical(shapely.simplify(multi, 50.0, preserve_topology=False), lines[0])
+    written = [mvt.encode([mvt.TileLayer("l", np.array([g], dtype=object), mvt.properties([{}]), None)])
+               for g in (multi, lines[0])]
+    assert written[0] == written[1]
     others = shapely.from_wkt(["POINT (1 2)", "MULTIPOINT ((1 2), (3 4))", "LINESTRING (0 0, 1 1, 0 1)",
                                "MULTILINESTRING ((0 0, 1 1), (2 2, 3 1))", "POINT EMPTY"])
     assert shapely.equals_identical(shapely.orient_polygons(others, exterior_cw=False), others).all()
