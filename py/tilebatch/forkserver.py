@@ -2,9 +2,13 @@
 
 Starting Python and importing numpy, shapely and the job modules costs a job
 process about 0.2 CPU-seconds: more than most of a small build's jobs work.
-`tilebatch build` starts this server with a round's first job; each job is
-then a fork of it that runs the very command line a Batch job runs
-(`cli.main`), shown as that command line in ps.
+`tilebatch build` starts this server as it starts; each job is then a fork
+of it that runs the very command line a Batch job runs (`cli.main`), shown
+as that command line in ps. The server also loads the build's schema and
+compiles its rules, which each job would otherwise do again (schema.load
+keeps it, and checks that the file is unchanged). It loads kind by kind, and
+forks a job as soon as its kind is loaded: a build's first jobs, rawr's, need
+neither numpy nor shapely, and start while those load.
 
 A forked job is run as a spawned one would be: in a session and process group
 of its own, its stderr to the runner, SIGTERM from the kernel when the server
@@ -31,6 +35,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 
 import setproctitle
 
@@ -38,7 +43,8 @@ from . import log
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
 _MESSAGE_BYTES = 1 << 16  # a request's most: a job's command line
-_SERVER_MAIN = "import sys; del sys.path[0]; from tilebatch import forkserver; sys.exit(forkserver.main(int(sys.argv[1])))"
+_SERVER_MAIN = ("import sys; del sys.path[0]; from tilebatch import forkserver; "
+                "sys.exit(forkserver.main(int(sys.argv[1]), *sys.argv[2:]))")
 _GONE_WAIT = 5  # seconds to wait for a server whose socket failed to end, so that its last words can be read
 TITLE = "tilebatch job server"  # what ps shows of it
 LOST_CODE = -signal.SIGKILL  # the exit status of a job whose server died: it was killed, not failed
@@ -108,14 +114,15 @@ class Server:
     children's (a job still running then gets SIGTERM, as when the runner dies: the server's end of the
     socket hears the runner's close, however it comes)."""
 
-    def __init__(self):
+    def __init__(self, config_path: str | None = None):
+        """A server for the jobs of the configuration at `config_path` (None: the default one)."""
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # Its own session: a terminal's Ctrl-C is the runner's to answer. Not `-m`, which would
             # put the working directory first on the jobs' import path, as a `tilebatch` command does not.
             # Its stderr is read once it has ended (`_gone`): it writes only the error that ends it.
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno())],
+                [sys.executable, "-c", _SERVER_MAIN, str(theirs.fileno()), *([config_path] if config_path else [])],
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, start_new_session=True)
         except OSError as e:  # out of memory or processes: its jobs fail, a retry may help
@@ -200,16 +207,44 @@ class Server:
                 self._proc.communicate()  # its stderr read to the end: it cannot block on a full pipe
 
 
-def _preload() -> None:
-    """Import what every job imports, and freeze it out of the collector's sight (jobs.run_job freezes
-    the rest): the forks share these pages instead of copying them as the collector touches them."""
-    from . import cli, kinds
+def _preload(config_path: str | None = None) -> Iterator[set]:
+    """Load what jobs load, kind by kind in the order a build starts them (kinds.KINDS), with the schema
+    each job loads and then its rules compiled; yields the commands whose jobs may be forked after each
+    step. A build's first jobs (rawr: neither numpy nor shapely) start while the rest loads.
+
+    What is loaded is frozen out of the collector's sight (jobs.run_job freezes
+    the rest): the forks share these pages instead of copying them as the
+    collector touches them."""
+    from . import classify, cli, kinds
 
     cli.build_parser(cli.JOB_MODULES)
+    schema = _load_schema(config_path)
     for kind in kinds.KINDS:
         kind.work_function()
+        _freeze()
+        yield {kind.command}
+    if schema is not None:
+        for table in schema.tables:
+            classify.table_rules(schema, table)
+        _freeze()
+
+
+def _freeze() -> None:
     gc.collect()
     gc.freeze()
+
+
+def _load_schema(config_path: str | None):
+    """The schema of the jobs' configuration, which each job would load (10 ms); None when the configuration
+    or the schema does not load, which each job then reports as it would without the server."""
+    from . import config
+    from .errors import TilebatchError
+    from .schema import load_schema
+
+    try:
+        return load_schema(config.load(config_path))
+    except TilebatchError:
+        return None
 
 
 def _run_job(message: bytes, server: int) -> int:
@@ -271,35 +306,67 @@ def _report(status: int, what, last: bool = False) -> None:
         os.close(status)
 
 
-def serve(sock: socket.socket) -> None:
+def _command(message: bytes) -> str:
+    cmd = json.loads(message)
+    return cmd[1] if len(cmd) > 1 else ""
+
+
+def _fork(message: bytes, fds: list[int], selector, server: int) -> None:
+    """Fork the job `message` asks for, report its pid, and watch for its end."""
+    stderr, status = fds
+    started, started_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as e:  # out of memory or processes: the job fails, a retry may help
+        for fd in (stderr, started, started_w):
+            os.close(fd)
+        _report(status, e.strerror, last=True)
+        return
+    if pid == 0:
+        _child(message, stderr, server)
+    for fd in (stderr, started_w):
+        os.close(fd)
+    os.read(started, 1)  # the end of file once the child has its own session
+    os.close(started)
+    _report(status, pid)
+    selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, status))
+
+
+def serve(sock: socket.socket, loading: Iterator[set] = iter(())) -> None:
     """Fork a job for each request on `sock` and report its pid and exit status; return when the runner
-    closes its end."""
+    closes its end.
+
+    `loading` (_preload) is taken a step at a time whenever no request waits; until it is done, a
+    request for a command no step has yet made ready is held, and forked once one has.
+    """
     server = os.getpid()
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
+    ready, held = set(), []
     while True:
-        for key, _ in selector.select():
+        events = selector.select(None if loading is None else 0)
+        if not events and loading is not None:
+            step = next(loading, None)
+            if step is None:
+                loading = None
+            else:
+                ready |= step
+            waiting, held = held, []
+            for message, fds in waiting:
+                if loading is None or _command(message) in ready:
+                    _fork(message, fds, selector, server)
+                else:
+                    held.append((message, fds))
+            continue
+        for key, _ in events:
             if key.fileobj is sock:
                 message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_BYTES, 2)
                 if not message:
                     return
-                stderr, status = fds
-                started, started_w = os.pipe()
-                try:
-                    pid = os.fork()
-                except OSError as e:  # out of memory or processes: the job fails, a retry may help
-                    for fd in (stderr, started, started_w):
-                        os.close(fd)
-                    _report(status, e.strerror, last=True)
-                    continue
-                if pid == 0:
-                    _child(message, stderr, server)
-                for fd in (stderr, started_w):
-                    os.close(fd)
-                os.read(started, 1)  # the end of file once the child has its own session
-                os.close(started)
-                _report(status, pid)
-                selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, status))
+                if loading is None or _command(message) in ready:
+                    _fork(message, fds, selector, server)
+                else:
+                    held.append((message, fds))
             else:
                 pid, status = key.data
                 selector.unregister(key.fileobj)
@@ -308,11 +375,10 @@ def serve(sock: socket.socket) -> None:
                 _report(status, os.waitstatus_to_exitcode(wait_status), last=True)
 
 
-def main(fd: int) -> int:
+def main(fd: int, config_path: str | None = None) -> int:
     setproctitle.setproctitle(TITLE)
     try:
-        _preload()
-        serve(socket.socket(fileno=fd))
+        serve(socket.socket(fileno=fd), _preload(config_path))
     except Exception as e:  # one error line, never a traceback; the runner sees its jobs killed
         log.error("the job server failed", error=f"{type(e).__name__}: {e}")
         return 1

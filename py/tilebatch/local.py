@@ -185,10 +185,7 @@ class Runner:
             stop.set()
             bar.close()
             pool.shutdown(wait=True)
-            with self._lock:
-                if self._server:
-                    self._server.close()
-                self._server, self._servers = None, 0
+            self.close_server()
 
     def _tick(self, stop: threading.Event) -> None:
         while not stop.wait(self.progress_seconds):
@@ -258,24 +255,36 @@ class Runner:
         return False
 
     def _start(self, cmd: list[str]) -> forkserver.Job:
-        """The job `cmd`, forked by the round's job server, which starts with its first job. A server
-        gone (the kernel's OOM killer may pick it: its jobs were killed) is replaced, up to
-        SERVER_STARTS in a round, for a server that cannot start would fail every job."""
+        """The job `cmd`, forked by the round's job server. A server gone (the kernel's OOM killer may
+        pick it: its jobs were killed) is replaced, up to SERVER_STARTS in a round, for a server that
+        cannot start would fail every job: then ServerGone."""
         while True:
-            with self._lock:
-                if self._server is None or self._server.gone:
-                    if self._servers == SERVER_STARTS:
-                        raise forkserver.ServerGone(f"the job server is gone ({self._server.why}), "
-                                                    f"started {SERVER_STARTS} times")
-                    if self._server is not None:
-                        log.warning("the job server is gone: starting another", why=self._server.why)
-                        self._server.close()
-                    self._server, self._servers = forkserver.Server(), self._servers + 1
-                server = self._server
+            server = self.start_server()
             try:
                 return server.start(cmd)
             except forkserver.ServerGone:
                 continue
+
+    def start_server(self) -> forkserver.Server:
+        """The round's job server, started if there is none (or it is gone; see `_start`). `build` starts
+        it first, so that its imports overlap the run's set-up."""
+        with self._lock:
+            if self._server is None or self._server.gone:
+                if self._servers == SERVER_STARTS:
+                    raise forkserver.ServerGone(f"the job server is gone ({self._server.why}), "
+                                                f"started {SERVER_STARTS} times")
+                if self._server is not None:
+                    log.warning("the job server is gone: starting another", why=self._server.why)
+                    self._server.close()
+                self._server, self._servers = forkserver.Server(self.config_path), self._servers + 1
+            return self._server
+
+    def close_server(self) -> None:
+        """End the round's job server, if any, and reap it (its jobs' CPU then counts as the runner's)."""
+        with self._lock:
+            if self._server:
+                self._server.close()
+            self._server, self._servers = None, 0
 
     def _recorded_since(self, key: str, before: bytes | None) -> bool:
         """Whether the job wrote its completion record (then whatever ended it, its work is done)."""
@@ -332,7 +341,7 @@ def _store_holds(store) -> str:
     metas = tileset.metatiles(store)
     if not metas:
         return "the store holds no tiles: the box has nothing the schema shows"
-    d = tileset.describe(store, metas)
+    d = tileset.describe(store, metas, center=False)
     return (f"the store holds tiles of zooms {d.minzoom}..{d.maxzoom} over "
             f"{','.join(f'{v:.5f}' for v in d.bounds)} (west,south,east,north)")
 
@@ -348,10 +357,14 @@ def build(args, cfg) -> int:
     if args.world is not None and not 0 <= args.world <= queue_zoom + METATILE_ZOOMS - 1:
         raise BadInput(f"--world {args.world}: expected a zoom in 0..{queue_zoom + METATILE_ZOOMS - 1}")
     jobs = build_jobs(queue_zoom, bbox=bbox, world_zoom=args.world)
-    warn_missing_tables(cfg)
     runner = Runner(cfg, getattr(args, "config", None), run_id, workers, args.force, split_within=bbox)
     started = time.monotonic()
-    missing = run_build(runner, jobs, args.attempts)
+    try:
+        runner.start_server()
+        warn_missing_tables(cfg)
+        missing = run_build(runner, jobs, args.attempts)
+    finally:
+        runner.close_server()
     seconds = round(time.monotonic() - started, 1)
     totals = runner.totals(jobs)
     expected = sum(len(t) for t in jobs.values())

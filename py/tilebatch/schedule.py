@@ -10,8 +10,12 @@ the workers they leave idle instead of after them.
 
 Free workers take what may start in the order of the build's critical path:
 the kinds in their order (rawr, then meta-high, whose chain is the longest),
-within a kind parts before whole jobs, in the order given, and last its
-groups of small jobs (split.groups_of), to fill the gaps the others leave.
+within a kind its parts, then its jobs, in the order given. A job cut into
+parts comes after the next kind's: it does what its parts left, little, and
+the next kind's job over its tile waits for that kind's parts as well, which
+take longer (at 16x, rawr's z7 job would hold up meta-high's largest part).
+Last come the groups of small jobs (split.groups_of), to fill the gaps the
+others leave.
 """
 
 import heapq
@@ -50,14 +54,17 @@ class Schedule:
         """`todo`: each kind's jobs to run; `parts`: each kind's {job: its parts} (split.py), but those in
         `done` (by kind) done already; `together`: each kind's groups of jobs in `todo` run by one process,
         after its other jobs."""
-        tasks = []
+        tasks, left, last = [], [], []  # left: the kind before's jobs cut into parts; last: the groups
         for kind in NAMES:
             cut, skip = parts.get(kind, {}), (done or {}).get(kind, set())
             groups = (together or {}).get(kind, [])
             grouped = {t for g in groups for t in g}
+            jobs = [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, []) if t not in grouped]
             tasks += [Task(kind, p, part=True) for ps in cut.values() for p in ps if p not in skip]
-            tasks += [Task(kind, t, tuple(cut.get(t, ()))) for t in todo.get(kind, []) if t not in grouped]
-            tasks += [Task(kind, g[0], more=tuple(g[1:])) for g in groups]
+            tasks += [t for t in jobs if not t.parts] + left
+            left = [t for t in jobs if t.parts]
+            last += [Task(kind, g[0], more=tuple(g[1:])) for g in groups]
+        tasks += left + last
         self._rank = {t: i for i, t in enumerate(tasks)}  # the order to start them in
         self._needs = {t: set() for t in tasks}           # unfinished tasks each one waits for
         self._needed_by = defaultdict(list)

@@ -27,7 +27,7 @@ CENTER_METATILES = 16
 
 class Description(NamedTuple):
     bounds: tuple[float, float, float, float]   # west, south, east, north
-    center: tuple[float, float, int]           # lon, lat, zoom
+    center: tuple[float, float, int] | None    # lon, lat, zoom
     minzoom: int
     maxzoom: int
 
@@ -53,8 +53,9 @@ def _tile_id(tile: Tile) -> int:
     return zxy_to_tileid(tile.z, tile.x, tile.y)
 
 
-def describe(store, metas: list[Tile]) -> Description:
+def describe(store, metas: list[Tile], center: bool = True) -> Description:
     """Bounds, center and zoom range of the tiles in these metatiles; BadInput if there are none.
+    `center` False leaves the center out (None): finding it reads metatiles.
 
     The bounds are the deepest metatiles' and those of any metatile lying
     wholly outside them: a map asks only for tiles meeting the bounds, and every
@@ -71,6 +72,8 @@ def describe(store, metas: list[Tile]) -> Description:
     west, south, east, north = _box(deep + elsewhere)
     minzoom = min(0 if m.z == 0 else m.z + METATILE_ZOOMS for m in metas)
     maxzoom = deepest + METATILE_ZOOMS
+    if not center:
+        return Description((west, south, east, north), None, minzoom, maxzoom)
     # The zoom at which the data spans about two tiles: all of it in view.
     span = max(deep_box[2] - deep_box[0], 1e-9)
     zoom = min(max(int(math.log2(720 / span)), minzoom), maxzoom)

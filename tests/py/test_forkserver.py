@@ -1,5 +1,6 @@
 """The job server (forkserver.py): a job forked from it runs as a spawned one would."""
 
+import gc
 import json
 import os
 import signal
@@ -9,7 +10,8 @@ import threading
 
 import pytest
 
-from tilebatch import forkserver, metatile
+from tilebatch import forkserver, metatile, schema
+from tilebatch.kinds import KINDS
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile
 
@@ -141,3 +143,62 @@ def test_threads_that_find_a_server_gone_at_once_all_hear_why(broken_server):
     for thread in threads:
         thread.join()
     assert heard == ["the job server is gone (the job server failed: ImportError: numpy is broken here)"] * 4
+
+
+@pytest.fixture
+def own_schema(tmp_path, monkeypatch):
+    """A configuration file naming a schema file of its own (a copy of Shortbread's), and a store."""
+    own = tmp_path / "own.yaml"
+    own.write_bytes(open(schema.schema_path("shortbread"), "rb").read())
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"schema:\n  name: {own}\n")
+    monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}/out")
+    return own, str(config_file)
+
+
+def test_the_server_loads_the_schema_of_its_configuration_and_compiles_its_rules(own_schema, monkeypatch):
+    """What each job would load and compile, the server has done once before it forks any."""
+    own, config_file = own_schema
+    monkeypatch.setattr(schema, "_CACHE", {})
+    try:
+        steps = list(forkserver._preload(config_file))
+    finally:
+        gc.unfreeze()
+    assert steps == [{kind.command} for kind in KINDS]
+    [(path, (_, loaded))] = schema._CACHE.items()
+    assert path == str(own) and set(loaded.compiled) == set(loaded.tables)
+    started = forkserver.Server(config_file)
+    try:
+        assert cmdline(started.pid).split()[-1] == config_file
+    finally:
+        started.close()
+
+
+def test_a_job_reads_its_schema_as_the_file_is_now(own_schema):
+    """The server loaded the schema as it started: a job forked after the file changed sees the change."""
+    own, config_file = own_schema
+    started = forkserver.Server(config_file)
+    try:
+        started.start(tilebatch("--version")).communicate()  # answered once the server has loaded it
+        own.write_text("layers: [\n")
+        job = started.start(tilebatch("meta-tile-low-zoom", "--config", config_file, "--tile", "0/0/0",
+                                      "--run-id", "changed"))
+        _, err = job.communicate()
+    finally:
+        started.close()
+    assert job.returncode == 2
+    assert json.loads(err.splitlines()[-1])["msg"].startswith(f"{own}:2: not valid YAML"), err
+
+
+def test_a_configuration_that_does_not_load_is_left_to_the_jobs_to_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("TILEQUEUE__schema__name", "no-such-schema")
+    monkeypatch.setenv("TILEQUEUE__store__url", f"file://{tmp_path}/out")
+    started = forkserver.Server()
+    try:
+        job = started.start(tilebatch("meta-tile-low-zoom", "--tile", "0/0/0", "--run-id", "bad"))
+        _, err = job.communicate()
+        assert not started.gone
+    finally:
+        started.close()
+    assert job.returncode == 2
+    assert "schema.name 'no-such-schema': no built-in schema" in json.loads(err.splitlines()[-1])["msg"], err

@@ -133,6 +133,8 @@ def test_metatiles_lying_elsewhere_widen_the_bounds_and_the_view_opens_on_the_da
     assert desc.bounds == pytest.approx((far.west, far.south, alone.bounds[2], far.north))
     assert (desc.minzoom, desc.maxzoom) == (5, 16)
     assert desc.center[:2] == alone.center[:2] and desc.center[2] >= 13
+    # Without the center (build's summary line, which need not read metatiles for it), the rest alike.
+    assert tileset.describe(store, [ancestor_, elsewhere, *deep], center=False) == desc._replace(center=None)
 
 
 def test_tilezen_is_drawn_with_protomaps_light_from_this_server(server):

@@ -207,14 +207,17 @@ def test_meta_low_takes_the_workers_rawr_and_meta_high_leave_idle():
     # The first rawr part done, the meta-high part over it starts, the other rawr part still running.
     assert steps[1] == [("meta-high", "10/582/296", True)]
     order = {(k, t): i for i, step in enumerate(steps) for k, t, _ in step}
-    # Each job after its parts; meta-high's over the rest of the z7 tile after rawr's.
-    assert order[("rawr", "7/72/37")] > order[("rawr", "10/583/296")]
+    # Each job after its parts, and after the next kind's parts (rawr's z7 job leaves meta-high's largest
+    # part waiting for nothing); meta-high's over the rest of the z7 tile after rawr's.
+    assert order[("rawr", "7/72/37")] > order[("meta-high", "10/583/296")] > order[("rawr", "10/583/296")]
     assert order[("meta-high", "10/583/296")] > order[("rawr", "10/583/296")]
     assert order[("meta-high", "7/72/37")] > max(order[("rawr", "7/72/37")], order[("meta-high", "10/583/296")])
     assert order[("meta-low", "7/72/37")] > order[("meta-low", "8/145/74")]
-    # One worker: the kinds one after the other, as before.
-    one = [s[0][0] for s in run_in_order(schedule.Schedule(todo, cut), workers=1)]
-    assert one == ["rawr"] * 3 + ["meta-high"] * 3 + ["meta-low"] * 3
+    # One worker: the same order; a job cut into parts after the next kind's parts and whole jobs.
+    one = [(k, t) for s in run_in_order(schedule.Schedule(todo, cut), workers=1) for k, t, _ in s]
+    assert one == [("rawr", "10/582/296"), ("rawr", "10/583/296"), ("meta-high", "10/582/296"),
+                   ("meta-high", "10/583/296"), ("rawr", "7/72/37"), ("meta-low", "8/145/74"),
+                   ("meta-low", "0/0/0"), ("meta-high", "7/72/37"), ("meta-low", "7/72/37")]
 
 
 def test_meta_high_waits_for_rawr_over_its_area_only():
