@@ -41,17 +41,17 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.23, 6.6e-06), "memory": (32.1, 6.17e-05)},
-    "meta-high": {"cpu": (0.186, 1.37e-05), "memory": (49, 0.00086)},
-    "meta-low/0": {"cpu": (0.219, 6.15e-09), "memory": (46.2, 0)},
-    "meta-low/1": {"cpu": (0.23, 2.8e-09), "memory": (49.5, 5.04e-08)},
-    "meta-low/2": {"cpu": (0.24, 0), "memory": (49.5, 1.4e-07)},
-    "meta-low/3": {"cpu": (0.24, 2.52e-09), "memory": (49.5, 1.26e-07)},
-    "meta-low/4": {"cpu": (0.24, 0), "memory": (49.4, 1.09e-07)},
-    "meta-low/5": {"cpu": (0.234, 5.95e-07), "memory": (50.6, 4.45e-05)},
-    "meta-low/6": {"cpu": (0.26, 9.49e-07), "memory": (51.9, 6.92e-05)},
-    "meta-low/7": {"cpu": (0.201, 6.21e-06), "memory": (55.2, 0.000181)},
-    START_UP: {"cpu": (0.237, 0), "memory": (0, 0)},
+    "rawr": {"cpu": (0.153, 3.51e-06), "memory": (32, 6.13e-05)},
+    "meta-high": {"cpu": (0.0583, 8.88e-06), "memory": (49.2, 0.000859)},
+    "meta-low/0": {"cpu": (0.134, 4.76e-09), "memory": (46.3, 0)},
+    "meta-low/1": {"cpu": (0.15, 3.08e-09), "memory": (49.6, 1.43e-07)},
+    "meta-low/2": {"cpu": (0.144, 4.76e-09), "memory": (49.7, 1.26e-07)},
+    "meta-low/3": {"cpu": (0.139, 9.23e-09), "memory": (49.6, 1.57e-07)},
+    "meta-low/4": {"cpu": (0.16, 0), "memory": (49.6, 1.12e-07)},
+    "meta-low/5": {"cpu": (0.095, 7.76e-07), "memory": (50.8, 4.45e-05)},
+    "meta-low/6": {"cpu": (0.142, 6.17e-07), "memory": (52, 6.95e-05)},
+    "meta-low/7": {"cpu": (0.107, 3.91e-06), "memory": (55.2, 0.000181)},
+    START_UP: {"cpu": (0.146, 0), "memory": (0, 0)},
 }
 
 
