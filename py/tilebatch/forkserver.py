@@ -307,6 +307,7 @@ def _report(status: int, what, last: bool = False) -> None:
 
 
 def _command(message: bytes) -> str:
+    """The subcommand a request runs (local.job_command: the word after the program), "" if none."""
     cmd = json.loads(message)
     return cmd[1] if len(cmd) > 1 else ""
 
@@ -343,6 +344,13 @@ def serve(sock: socket.socket, loading: Iterator[set] = iter(())) -> None:
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     ready, held = set(), []
+
+    def take(message: bytes, fds: list[int]) -> None:
+        if loading is None or _command(message) in ready:
+            _fork(message, fds, selector, server)
+        else:
+            held.append((message, fds))
+
     while True:
         events = selector.select(None if loading is None else 0)
         if not events and loading is not None:
@@ -352,21 +360,15 @@ def serve(sock: socket.socket, loading: Iterator[set] = iter(())) -> None:
             else:
                 ready |= step
             waiting, held = held, []
-            for message, fds in waiting:
-                if loading is None or _command(message) in ready:
-                    _fork(message, fds, selector, server)
-                else:
-                    held.append((message, fds))
+            for request in waiting:
+                take(*request)
             continue
         for key, _ in events:
             if key.fileobj is sock:
                 message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_BYTES, 2)
                 if not message:
                     return
-                if loading is None or _command(message) in ready:
-                    _fork(message, fds, selector, server)
-                else:
-                    held.append((message, fds))
+                take(message, fds)
             else:
                 pid, status = key.data
                 selector.unregister(key.fileobj)

@@ -126,6 +126,21 @@ def test_a_server_that_fails_as_it_loads_the_job_code_says_why(broken_server):
     assert broken_server.why == "the job server failed: ImportError: numpy is broken here"
 
 
+def test_a_job_of_a_kind_loaded_is_forked_while_the_rest_loads(tmp_path, monkeypatch):
+    """rawr's code comes first and needs no shapely: its job is forked before the server goes on to load
+    the rest (here a shapely that does not import, which ends the server); a meta-high job never is."""
+    monkeypatch.setenv("PYTHONPATH", broken_install(tmp_path, "shapely"))
+    started = forkserver.Server()
+    try:
+        early = started.start(tilebatch("rawr-tile", "--tile", "99/0/0", "--run-id", "early"))
+        assert early.pid > 0
+        with pytest.raises(forkserver.ServerGone, match="ImportError: shapely is broken here"):
+            started.start(tilebatch("meta-tile", "--tile", "99/0/0", "--run-id", "late"))
+        early.communicate()
+    finally:
+        started.close()
+
+
 def test_threads_that_find_a_server_gone_at_once_all_hear_why(broken_server):
     """The runner's workers start jobs on one server side by side: each hears the same cause, whichever
     finds the server gone first, and none of them an error of another kind."""
