@@ -89,7 +89,7 @@ def build_parser(modules: tuple = COMMAND_MODULES) -> argparse.ArgumentParser:
     return parser
 
 
-def _command(argv: list[str]) -> str | None:
+def subcommand(argv: list[str]) -> str | None:
     """The subcommand argv names: its first word that is neither an option nor --config's value."""
     words = iter(argv)
     for word in words:
@@ -110,7 +110,7 @@ def _terminate(signum, frame):
 def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     argv = sys.argv[1:] if argv is None else list(argv)
-    job = _command(argv) in {k.command for k in KINDS}
+    job = subcommand(argv) in {k.command for k in KINDS}
     try:
         # Building the parser imports the command's modules (numpy, shapely: a good part
         # of a second), so a SIGTERM may well land there: it is answered like any other.

@@ -306,12 +306,6 @@ def _report(status: int, what, last: bool = False) -> None:
         os.close(status)
 
 
-def _command(message: bytes) -> str:
-    """The subcommand a request runs (local.job_command: the word after the program), "" if none."""
-    cmd = json.loads(message)
-    return cmd[1] if len(cmd) > 1 else ""
-
-
 def _fork(message: bytes, fds: list[int], selector, server: int) -> None:
     """Fork the job `message` asks for, report its pid, and watch for its end."""
     stderr, status = fds
@@ -333,20 +327,22 @@ def _fork(message: bytes, fds: list[int], selector, server: int) -> None:
     selector.register(os.pidfd_open(pid), selectors.EVENT_READ, (pid, status))
 
 
-def serve(sock: socket.socket, loading: Iterator[set] = iter(())) -> None:
+def serve(sock: socket.socket, loading: Iterator[set]) -> None:
     """Fork a job for each request on `sock` and report its pid and exit status; return when the runner
     closes its end.
 
     `loading` (_preload) is taken a step at a time whenever no request waits; until it is done, a
     request for a command no step has yet made ready is held, and forked once one has.
     """
+    from .cli import subcommand
+
     server = os.getpid()
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     ready, held = set(), []
 
     def take(message: bytes, fds: list[int]) -> None:
-        if loading is None or _command(message) in ready:
+        if loading is None or subcommand(json.loads(message)[1:]) in ready:
             _fork(message, fds, selector, server)
         else:
             held.append((message, fds))
