@@ -39,7 +39,7 @@ def features_over(src: postgis.Tables, schema: Schema, area: Tile, zooms: list[i
     read and classified once, its geometry simplified for each zoom in the database."""
     simplify = []
     for zoom in zooms:
-        tolerances = [simplify_tolerance(layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
+        tolerances = [simplify_tolerance(schema, layer, zoom) for layer in schema.layers if layer.simplify_px > 0]
         simplify.append(min(tolerances) if tolerances and zoom < RAWR_RENDER_ZOOM else 0.0)
     box, clip = rawr_box(area), rawr_box(job_area or area)
     return render.collect_several(schema, ((key, src.rows(key, box, (zooms[0], zooms[-1]), tuple(simplify), clip))

@@ -308,20 +308,21 @@ def tile_layers(schema: Schema, features: list[LayerFeatures | None], tile: Tile
                   & (feats.area[idx] >= min_area(layer, tile.z))]
         if len(idx):
             picked.append((i, idx))
-            tolerance.append(np.full(len(idx), simplify_tolerance(layer, tile.z)))
+            tolerance.append(np.full(len(idx), simplify_tolerance(schema, layer, tile.z)))
     if not picked:
         return []
     geoms = _clipped(np.concatenate([features[i].geoms[idx] for i, idx in picked]), box)
-    # A point has nothing to simplify. A line is simplified by Douglas-Peucker,
-    # a fifth of the cost of keeping its topology, which only a polygon needs
-    # (a line that comes to cross itself draws the same; a ring must not).
-    # Douglas-Peucker keeps a line's ends, so a line of two points (a third of a
-    # city's at z14) would come out as itself (a multi-line of one part as that
-    # part, which a tile writes alike), and is left as it is.
+    # A point has nothing to simplify, nor has a layer without a tolerance at this
+    # zoom. A line is simplified by Douglas-Peucker, a fifth of the cost of
+    # keeping its topology, which only a polygon needs (a line that comes to
+    # cross itself draws the same; a ring must not). Douglas-Peucker keeps a
+    # line's ends, so a line of two points (a third of a city's at z14) would
+    # come out as itself (a multi-line of one part as that part, which a tile
+    # writes alike), and is left as it is.
     type_id, tolerance = shapely.get_type_id(geoms), np.concatenate(tolerance)
-    two_points = shapely.get_num_coordinates(geoms) == 2
-    for shaped, keep_topology in ((np.isin(type_id, _LINES) & ~two_points, False),
-                                  (np.isin(type_id, _POLYGONAL), True)):
+    simplified = (tolerance > 0) & (shapely.get_num_coordinates(geoms) > 2)
+    for shaped, keep_topology in ((simplified & np.isin(type_id, _LINES), False),
+                                  (simplified & np.isin(type_id, _POLYGONAL), True)):
         geoms[shaped] = shapely.simplify(geoms[shaped], tolerance[shaped], preserve_topology=keep_topology)
     geoms = _snapped(shapely.transform(geoms, _to_tile_units(tile_bounds_3857(tile))))
     type_id = shapely.get_type_id(geoms)

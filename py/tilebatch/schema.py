@@ -458,9 +458,16 @@ def tile_size_m(zoom: int) -> float:
     return EARTH_CIRCUMFERENCE / (1 << zoom)
 
 
-def simplify_tolerance(layer: LayerSpec, zoom: int) -> float:
-    """The layer's simplification tolerance at `zoom`, in metres."""
-    return layer.simplify_px * tile_size_m(zoom) / 256
+def simplify_tolerance(schema: Schema, layer: LayerSpec, zoom: int) -> float:
+    """The layer's simplification tolerance at `zoom`, in metres; 0 at the schema's max zoom.
+
+    Clients draw the max zoom's tiles overzoomed, four zooms deeper and more:
+    what a tile there leaves out shows (a building's corner, half a pixel at
+    z14, is eight pixels at z18). So it is not simplified, as tilemaker's
+    Shortbread configuration does not simplify z14; rounding to the tile's
+    grid is all it loses.
+    """
+    return 0.0 if zoom >= schema.max_zoom else layer.simplify_px * tile_size_m(zoom) / 256
 
 
 def min_area(layer: LayerSpec, zoom: int) -> float:

@@ -450,27 +450,53 @@ def test_clipping_leaves_out_only_what_gets_a_copy_of_itself():
     assert got[0] is geoms[0] and got[7] is not geoms[7]  # left out, and clipped
 
 
-def test_a_tile_simplifies_every_line_but_those_of_two_points():
-    """tile_layers leaves a line of two points as it is; a longer one is simplified (a bend under the z14
-    tolerance of the streets layer, ~4.8 m, goes; one of 50 m stays), a multi-line of one part too."""
+def _streets_points(zoom: int) -> dict[int, int]:
+    """The points each of five streets keeps in a shortbread tile at `zoom`: two straight ones of two
+    points, two with a bend of 1 m, one with a bend of 50 m (all apart: none merge)."""
     import shapely
     import shapely.affinity
 
     from tilebatch.tiles import tile_bounds_3857
 
     schema = schemas.load(schemas.schema_path("shortbread"))
-    tile = tile_at(*CENTRAL, 14)
+    tile = tile_at(*CENTRAL, zoom)
     x, y = tile_bounds_3857(tile)[:2]
     lines = {1: "LINESTRING (100 100, 900 100)", 2: "LINESTRING (100 300, 500 301, 900 300)",
              3: "LINESTRING (100 600, 500 650, 900 600)", 4: "MULTILINESTRING ((100 800, 500 801, 900 800))",
              5: "MULTILINESTRING ((100 1000, 900 1000))"}
-    kinds = {1: "residential", 2: "service", 3: "tertiary", 4: "unclassified", 5: "track"}  # apart: none merge
+    kinds = {1: "residential", 2: "service", 3: "tertiary", 4: "unclassified", 5: "track"}
     rows = [(row_id, shapely.to_wkb(shapely.affinity.translate(shapely.from_wkt(wkt), x, y)), {"highway": kinds[row_id]})
             for row_id, wkt in lines.items()]
     [streets] = [layer for layer in render.tile_layers(schema, render.collect(schema, [("line", rows)]), tile)
                  if layer.name == "streets"]
-    points = dict(zip(streets.ids.tolist(), shapely.get_num_coordinates(streets.geoms).tolist()))
-    assert points == {1: 2, 2: 2, 3: 3, 4: 2, 5: 2}
+    return dict(zip(streets.ids.tolist(), shapely.get_num_coordinates(streets.geoms).tolist()))
+
+
+def test_a_tile_simplifies_every_line_but_those_of_two_points():
+    """tile_layers leaves a line of two points as it is; a longer one is simplified (a bend under the z13
+    tolerance of the streets layer, ~9.6 m, goes; one of 50 m stays), a multi-line of one part too."""
+    assert _streets_points(13) == {1: 2, 2: 2, 3: 3, 4: 2, 5: 2}
+
+
+def test_the_max_zoom_and_a_layer_without_a_tolerance_are_not_simplified():
+    """Clients overzoom the schema's max zoom: its tiles keep a street's bend of 1 m, and a building's
+    point on a straight wall (a node it shares with its neighbour), which simplifying by 0 would drop."""
+    import shapely
+    import shapely.affinity
+
+    from tilebatch.tiles import tile_bounds_3857
+
+    assert _streets_points(14) == {1: 2, 2: 3, 3: 3, 4: 3, 5: 2}
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    tile = tile_at(*CENTRAL, 14)
+    x, y = tile_bounds_3857(tile)[:2]
+    building = shapely.from_wkt("POLYGON ((100 100, 150 100, 200 100, 200 200, 100 200, 100 100))")
+    rows = [(1, shapely.to_wkb(shapely.affinity.translate(building, x, y)), {"building": "yes"})]
+    [buildings] = [layer for layer in render.tile_layers(schema, render.collect(schema, [("polygon", rows)]), tile)
+                   if layer.name == "buildings"]
+    assert shapely.get_num_coordinates(buildings.geoms).tolist() == [6]
+    assert schemas.simplify_tolerance(schema, schema.layers[0], 13) > 0
+    assert schemas.simplify_tolerance(schema, schema.layers[0], 14) == 0
 
 
 def test_what_tile_layers_leaves_out_would_be_a_copy():
