@@ -343,6 +343,30 @@ def test_rawr_tile_format(db_url, tmp_path):
     assert all("way_area" in r[2] for r in unpacked["planet_osm_polygon"])
 
 
+def test_a_rawr_tile_holds_zstd_members_and_one_that_does_not_decompress_is_corrupt():
+    """Each table's records are one zstd frame in a stored member, over several writes (a chunk a megabyte of
+    records) and read back whole; a member that is no zstd frame, its zip checksum right, is bad input."""
+    import io
+    import zipfile
+
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    rows = [(i, bytes(200) + i.to_bytes(4, "little"), {"highway": "residential", "name": f"street {i}"})
+            for i in range(1, 20001)]  # over 4 MB of records
+    data, count = rawrtile.pack({"planet_osm_line": iter(rows)}, schema, 10)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        [info] = z.infolist()
+        assert info.compress_type == zipfile.ZIP_STORED and z.read(info)[:4] == b"\x28\xb5\x2f\xfd"  # zstd's magic
+        assert info.file_size < 1_000_000
+    [(name, records)] = list(rawrtile.unpack(data, schema, 10))
+    assert (name, count) == ("planet_osm_line", len(rows)) and list(records) == rows
+    garbled = io.BytesIO()
+    with zipfile.ZipFile(garbled, "w") as z:
+        z.comment = rawrtile.stamp(schema, 10)
+        z.writestr(zipfile.ZipInfo("planet_osm_line"), b"records, not compressed")
+    with pytest.raises(BadInput, match="^the tile is corrupt .*: rebuild it$"):
+        list(rawrtile.unpack(garbled.getvalue(), schema, 10, "the tile", ": rebuild it"))
+
+
 def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url):
     """A tag column's value is the tag's (osm2pgsql keeps it out of the hstore, or under --hstore-all holds the
     same there); way_area and the label point come along; no key has a NULL value; a tag no rule reads (roof,
