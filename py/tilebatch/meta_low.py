@@ -105,7 +105,7 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
         # The rows of the whole tile for every zoom at which it renders all its
         # metatiles, in one query: a row is read and classified once for all of
         # them. Where parts took some of its metatiles at a zoom, the rows of
-        # each one left instead (mostly where there is no data: a cheap look first).
+        # each one left instead (mostly where there is no data: one cheap look for all first).
         whole = [z for z, at in at_zoom.items() if len(at) == len(every_at_zoom[z])]
         if whole:
             by_zoom = features_over(src, schema, tile, whole, job_area)
@@ -113,11 +113,11 @@ def meta_low_job(tile: Tile, cfg: dict, parts: frozenset = frozenset()) -> dict:
                 # Each zoom's features go once its tiles are made.
                 features = by_zoom.pop(0)
                 counts["features"] += _render(schema, features, zoom, {m: members[m] for m in at_zoom[zoom]})
-        for zoom in (z for z in at_zoom if z not in whole):
-            for meta in at_zoom[zoom]:
-                if src.has_rows(rawr_box(meta)):
-                    features = features_at(src, schema, meta, zoom, job_area)
-                    counts["features"] += _render(schema, features, zoom, {meta: members[meta]})
+        left = [(zoom, meta) for zoom in at_zoom if zoom not in whole for meta in at_zoom[zoom]]
+        for (zoom, meta), has_rows in zip(left, src.boxes_with_rows([rawr_box(meta) for _, meta in left])):
+            if has_rows:
+                features = features_at(src, schema, meta, zoom, job_area)
+                counts["features"] += _render(schema, features, zoom, {meta: members[meta]})
     finally:
         postgis.end_job(src)
     for meta in metas:

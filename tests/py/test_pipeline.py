@@ -14,7 +14,7 @@ from tilebatch.errors import BadInput
 from tilebatch.kinds import KINDS, NAMES
 from tilebatch.meta_low import features_at
 from tilebatch.store import open_store
-from tilebatch.tiles import ancestor, metatile_of, tile_at
+from tilebatch.tiles import Tile, ancestor, metatile_of, tile_at
 
 from conftest import broken_install, build_env, built_tile, counted_in_database, last_error, run_cli
 from motoserver import free_port
@@ -293,6 +293,24 @@ def test_tile_command_prints_geojson(built_store):
         "Polygon" else (CENTRAL[0], CENTRAL[1])
     assert abs(lng - CENTRAL[0]) < 0.05 and abs(lat - CENTRAL[1]) < 0.05
     assert run_cli("tile", "17/0/0", "--config", "config.yaml", env=env).returncode == 2
+
+
+def test_one_look_finds_which_boxes_have_rows(db_url):
+    """boxes_with_rows answers for each box in order, of the tables asked (all by default: the sea's cover
+    the Arctic too)."""
+    cfg = config.load("config.yaml")
+    src = postgis.Tables(postgis.connect(cfg), schemas.load(schemas.schema_path("shortbread")))
+    try:
+        city = rawrtile.rawr_box(ancestor(tile_at(*CENTRAL, 15), 10))
+        far = rawrtile.rawr_box(Tile(0, 0, 10))  # the Arctic, off the extract
+        osm = ["point", "line", "polygon"]
+        assert src.boxes_with_rows([city, far, city, far], osm) == [True, False, True, False]
+        assert src.boxes_with_rows([city, far]) == [True, True]
+        assert src.boxes_with_rows([city], ["point"]) == [True]
+        assert src.boxes_with_rows([city], ["no such table"]) == [False]
+        assert src.boxes_with_rows([]) == []
+    finally:
+        src.conn.close()
 
 
 def test_rawr_tile_format(db_url, tmp_path):
