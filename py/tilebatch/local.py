@@ -25,8 +25,6 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from tqdm import tqdm
-
 from . import forkserver, load, log, oom, postgis, records, runkeys, runs, schedule, split, tileset
 from .enqueue import build_jobs
 from .errors import BadInput, JobFailed, TilebatchError
@@ -150,6 +148,8 @@ class Runner:
 
         Each kind's first start and its end are logged (`stage started`, `stage done`), in the order they happen.
         """
+        from tqdm import tqdm  # here, not at the top: 20 ms a build's job server would start later
+
         bar = tqdm(total=len(sched), desc="build", unit="job",
                    disable=not self.on_terminal, file=sys.stderr)
         stop = threading.Event()

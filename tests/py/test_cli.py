@@ -57,6 +57,19 @@ def test_numpy_starts_no_threads_in_a_tilebatch_process():
         assert count("import numpy") > 1
 
 
+def test_each_command_is_added_by_the_module_it_is_listed_with():
+    """A command builds the parser of its own module alone (cli.COMMANDS): each lists exactly what it adds."""
+    def added(modules):
+        parser = cli.build_parser(modules)
+        [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(sub.choices)
+
+    jobs = added(cli.JOB_MODULES)
+    for module in set(cli.COMMANDS.values()):
+        assert added((module,)) == {c for c, m in cli.COMMANDS.items() if m == module}, module
+    assert added(cli.COMMAND_MODULES) == set(cli.COMMANDS) | jobs
+
+
 @pytest.mark.parametrize("modules, heavy", [
     # A job imports its own modules only; what jobs render with is theirs to import.
     ("JOB_MODULES", ("tqdm", "http.server", "pmtiles", "sqlite3", "mapbox_vector_tile")),
