@@ -320,10 +320,9 @@ class Tables:
         return self._wheres[key]
 
     def rows(self, table_key: str, box: tuple, zooms: tuple[int, int] | None = None,
-             simplify: tuple[float, ...] = (0.0,), clip: tuple | None = None) -> Iterator[tuple]:
+             simplify: float = 0.0, clip: tuple | None = None) -> Iterator[tuple]:
         """The rows of a table touching `box` (EPSG:3857), clipped to it, in a fixed order (id first):
-        (id, WKB, tags), the geometry simplified in the database by the tolerance of `simplify` (metres, 0
-        not at all); with several tolerances, (id, tuple of WKB, tags), one a tolerance.
+        (id, WKB, tags), the geometry simplified in the database by `simplify` metres (0: not at all).
 
         `clip`, a box holding `box`, clips instead: a part of a job gets its rows
         as the whole job would, the ones it needs of them.
@@ -351,11 +350,7 @@ class Tables:
         clip_envelope = "ST_MakeEnvelope(%(clip_minx)s, %(clip_miny)s, %(clip_maxx)s, %(clip_maxy)s, 3857)"
         clipped = f"ST_ClipByBox2D({table.geometry_column}, {clip_envelope})"
         declared = self._columns[table_key][table.geometry_column]
-        geoms = [f"ST_AsBinary({simplified(clipped, table.geometry_column, s, declared)})" for s in simplify]
-        # One geometry a row, or an array of them, one a tolerance: a row is always (id, geometry, tags).
-        several = len(geoms) > 1
-        geom = f"ARRAY[{', '.join(geoms)}]" if several else geoms[0]
-        as_bytes = (lambda wkbs: tuple(map(bytes, wkbs))) if several else bytes
+        geom = f"ST_AsBinary({simplified(clipped, table.geometry_column, simplify, declared)})"
         keys, prefixes = self._read(table_key)
         # Several rows can share an id (a relation's lines, a split way): geometry
         # and tags order them, so every build reads rows in the same order.
@@ -372,10 +367,10 @@ class Tables:
                 cur.itersize = FETCH_ROWS
                 cur.execute(sql, params)
                 for row_id, wkb, flat in cur:
-                    if wkb is None or several and None in wkb:
+                    if wkb is None:
                         continue
                     it = iter(flat)
-                    yield row_id, as_bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and (
+                    yield row_id, bytes(wkb), {k: v for k, v in zip(it, it) if v is not None and (
                         k in keys or prefixes and k.startswith(prefixes))}
         except psycopg2.Error as e:
             raise faults.db_error(f"database query on {table.name} failed", e) from None

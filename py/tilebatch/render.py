@@ -40,7 +40,7 @@ class _Chunk(NamedTuple):
     """Some of a layer's features, from one batch of one table's rows: the table, then parallel arrays."""
 
     table: int              # the table's place in the schema: feature order does not depend on the path
-    geoms: list             # an array for each of the rows' geometries
+    geoms: np.ndarray
     min_zoom: np.ndarray
     max_zoom: np.ndarray
     area: np.ndarray        # osm2pgsql's way_area, inf where there is none
@@ -59,21 +59,16 @@ def _label_points(tags_of: list[dict], geoms: np.ndarray) -> np.ndarray:
     return out
 
 
-def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]]) -> list[LayerFeatures | None]:
+def collect(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]],
+            last_zoom: int | None = None) -> list[LayerFeatures | None]:
     """Classify rows into per-layer features (None for a layer with none).
 
     Within a layer, features are ordered by the layer's `sort` keys, then by
     table in schema order, then in the order of their rows (ids ascending):
     the same on both paths, whichever order they read the tables in.
+    `last_zoom`: the features go into no tile deeper (classify leaves out
+    what appears only there).
     """
-    return collect_several(schema, rows_by_table, 1)[0]
-
-
-def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]],
-                    several: int, last_zoom: int | None = None) -> list[list[LayerFeatures | None]]:
-    """`collect` for rows with `several` geometries each (a tuple of WKB: the same rows simplified for
-    several zooms; one WKB when `several` is 1): their features for each, the rows classified once.
-    `last_zoom`: the features go into no tile deeper (classify leaves out what appears only there)."""
     chunks = [[] for _ in schema.layers]
     last_zoom = schema.max_zoom if last_zoom is None else last_zoom
     for table, rows in rows_by_table:
@@ -81,9 +76,8 @@ def collect_several(schema: Schema, rows_by_table: Iterable[tuple[str, Iterable]
         # A batch of rows at a time: a row's tags and WKB are let go once its
         # features are made, so a dense tile's rows are never all held at once.
         while batch := list(itertools.islice(rows, ROWS_AT_ONCE)):
-            _add_rows(schema, table, batch, chunks, several, last_zoom)
-    by_layer = [_layer_features(layer, c) if c else [None] * several for layer, c in zip(schema.layers, chunks)]
-    return [list(features) for features in zip(*by_layer)]
+            _add_rows(schema, table, batch, chunks, last_zoom)
+    return [_layer_features(layer, c) if c else None for layer, c in zip(schema.layers, chunks)]
 
 
 def _shapes(wkbs: list, tags_of: list[dict], modes: set) -> dict:
@@ -100,8 +94,7 @@ def _objects(items) -> np.ndarray:
     return out
 
 
-def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]], several: int,
-              last_zoom: int) -> None:
+def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]], last_zoom: int) -> None:
     """Classify rows of one table and add a chunk of their features to each layer they go into, in row order.
 
     Rows are classified one by one; the rest is done for the batch at once:
@@ -119,29 +112,12 @@ def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]]
         return
     row_ids, wkbs, tags_of = zip(*kept)
     layer, min_zoom, max_zoom, geometry, props, zooms = zip(*matches)
-    modes = set(geometry) - {None}
-    shaped, previous = [], None
-    for column in [wkbs] if several == 1 else [list(c) for c in zip(*wkbs)]:
-        if previous is None:
-            shaped.append(_shapes(column, tags_of, modes))
-        else:
-            # Most rows come out of each zoom's simplification the same: such a row
-            # shares the last zoom's geometry objects, made once and held once.
-            shapes = {mode: shape.copy() for mode, shape in shaped[-1].items()}
-            redo = [i for i, (wkb, before) in enumerate(zip(column, previous)) if wkb != before]
-            if redo:
-                for mode, shape in _shapes([column[i] for i in redo], [tags_of[i] for i in redo], modes).items():
-                    shapes[mode][redo] = shape
-            shaped.append(shapes)
-        previous = column
+    shapes = _shapes(wkbs, tags_of, set(geometry) - {None})
     row_of, geometry = np.array(row_of), _objects(geometry)
-    drawn_as = {mode: (geometry == mode) for mode in modes}  # the matches drawn as a boundary, a label point
-    columns = []  # each match's geometry, for each of the rows' geometries
-    for shapes in shaped:
-        geoms = shapes[None][row_of]
-        for mode, these in drawn_as.items():
-            geoms[these] = shapes[mode][row_of[these]]
-        columns.append(geoms)
+    geoms = shapes[None][row_of]  # each match's geometry: its row's, or that drawn as a boundary, a label point
+    for mode in shapes.keys() - {None}:
+        these = geometry == mode
+        geoms[these] = shapes[mode][row_of[these]]
     area = np.array([float(tags.get("way_area", "inf")) for tags in tags_of])[row_of]
     ids = np.array([abs(row_id) for row_id in row_ids], dtype=np.uint64)[row_of]
     layer, min_zoom, max_zoom, props, zooms = (np.array(layer), np.array(min_zoom), np.array(max_zoom),
@@ -152,13 +128,12 @@ def _add_rows(schema: Schema, table: str, rows: list, chunks: list[list[_Chunk]]
     for i, (start, end) in enumerate(zip(cuts, cuts[1:])):
         if start < end:
             idx = order[start:end]
-            chunks[i].append(_Chunk(table_place, [geoms[idx] for geoms in columns], min_zoom[idx], max_zoom[idx],
-                                    area[idx], ids[idx], props[idx], zooms[idx]))
+            chunks[i].append(_Chunk(table_place, geoms[idx], min_zoom[idx], max_zoom[idx], area[idx], ids[idx],
+                                    props[idx], zooms[idx]))
 
 
-def _layer_features(layer, chunks: list[_Chunk]) -> list[LayerFeatures]:
-    """The layer's features in the order tiles write them, one LayerFeatures for each of the rows' geometries
-    (all else shared), properties interned, names starting with _ left out.
+def _layer_features(layer, chunks: list[_Chunk]) -> LayerFeatures:
+    """The layer's features in the order tiles write them, properties interned, names starting with _ left out.
 
     They are interned before they are sorted: sorting reorders the interned
     pairs, and a tile numbers its keys and values afresh in the order it
@@ -177,13 +152,10 @@ def _layer_features(layer, chunks: list[_Chunk]) -> list[LayerFeatures]:
         keys += [-number if descending else number, missing]
     order = np.lexsort(keys)
     props = props.take(order)
-    shared = (min_zoom[order], max_zoom[order], area[order],
-              props.without([k for k in props.keys if k.startswith("_")]), ids[order])
-    out = []
-    for column in zip(*(chunk.geoms for chunk in chunks)):
-        geoms = np.concatenate(column)[order]
-        out.append(LayerFeatures(geoms, *shared, shapely.STRtree(geoms)))
-    return out
+    geoms = np.concatenate([chunk.geoms for chunk in chunks])[order]
+    return LayerFeatures(geoms, min_zoom[order], max_zoom[order], area[order],
+                         props.without([k for k in props.keys if k.startswith("_")]), ids[order],
+                         shapely.STRtree(geoms))
 
 
 def _to_tile_units(box: tuple):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tilebatch import config, metatile, mvt, postgis, rawrtile, render
 from tilebatch import schema as schemas
-from tilebatch.meta_low import features_at
+from tilebatch.meta_low import features_at, job_tolerance
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, ancestor, metatile_members
 
@@ -70,7 +70,8 @@ def test_every_tile_of_the_demo_build(built_store, db_url):
                 if meta.z < group_zoom:  # from PostGIS, zoom by zoom, as meta-low does
                     area = ancestor(meta, queue_zoom)
                     if (area, tile.z) not in from_db:
-                        from_db[area, tile.z] = features_at(src, schema, area, tile.z)
+                        simplify = job_tolerance(schema, area, queue_zoom, schemas.build_max_zoom(cfg, schema))
+                        from_db[area, tile.z] = features_at(src, schema, area, [tile.z], simplify)
                     found = from_db[area, tile.z]
                 tile_layers = render.tile_layers(schema, found, tile)
                 if not tile_layers:

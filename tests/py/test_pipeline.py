@@ -12,7 +12,7 @@ from tilebatch import classify, config, metatile, postgis, rawr, rawrtile, rende
 from tilebatch import schema as schemas
 from tilebatch.errors import BadInput
 from tilebatch.kinds import KINDS, NAMES
-from tilebatch.meta_low import features_at
+from tilebatch.meta_low import features_at, job_tolerance
 from tilebatch.store import open_store
 from tilebatch.tiles import Tile, ancestor, metatile_of, tile_at
 
@@ -43,7 +43,7 @@ def both_paths(name: str, tile) -> tuple[bytes, bytes]:
         rawr_tile = rawrtile.unpack(rawrtile.pack(rawr.build_rawr_tile(src, ancestor(tile, 10)), schema, 10)[0], schema, 10)
         keys = {t.name: t.key for t in schema.tables.values()}
         from_rawr = render.collect(schema, ((keys[name], rows) for name, rows in rawr_tile))
-        from_db = features_at(src, schema, ancestor(tile, 7), tile.z)
+        from_db = features_at(src, schema, ancestor(tile, 7), [tile.z], 0.0)  # RAWR tiles' rows are whole too
     finally:
         src.conn.close()
     return render.render_tile(schema, from_rawr, tile)[0], render.render_tile(schema, from_db, tile)[0]
@@ -67,7 +67,8 @@ def test_rows_read_a_batch_at_a_time_make_the_same_tiles(db_url, monkeypatch, na
     def metatile_at_12():
         src = postgis.Tables(postgis.connect(config.load("config.yaml")), schema)
         try:
-            features = features_at(src, schema, ancestor(tile, 7), tile.z)
+            job = ancestor(tile, 7)
+            features = features_at(src, schema, job, [tile.z], job_tolerance(schema, job, 7, schema.max_zoom))
         finally:
             src.conn.close()
         return render.render_metatile(schema, features, metatile_of(tile)[0], tile.z)
@@ -293,6 +294,17 @@ def test_tile_command_prints_geojson(built_store):
         "Polygon" else (CENTRAL[0], CENTRAL[1])
     assert abs(lng - CENTRAL[0]) < 0.05 and abs(lat - CENTRAL[1]) < 0.05
     assert run_cli("tile", "17/0/0", "--config", "config.yaml", env=env).returncode == 2
+
+
+def test_a_meta_low_job_simplifies_in_the_database_for_its_deepest_zoom():
+    """Every part of a job reads its rows simplified alike: for the deepest tile zoom of the whole job."""
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    streets = next(layer for layer in schema.layers if layer.name == "streets")
+    at = {z: schemas.simplify_tolerance(schema, streets, z) for z in range(15)}  # shortbread's: all 0.5 px
+    assert job_tolerance(schema, Tile(72, 37, 7), 7, 14) == at[12]  # tiles z10..z12
+    assert job_tolerance(schema, Tile(0, 0, 0), 7, 14) == at[3]  # tiles z0..z3
+    assert job_tolerance(schema, Tile(36, 18, 6), 7, 14) == at[9]
+    assert job_tolerance(schema, Tile(72, 37, 7), 7, 11) == at[11]  # a build to z11: its z9 metatiles left out
 
 
 def test_one_look_finds_which_boxes_have_rows(db_url):
