@@ -82,8 +82,9 @@ def classify(schema: Schema, table: str, tags: dict, row_id: int = 0, last_zoom:
     (schema.rule_index), in the order the layers and their rules come.
 
     `last_zoom`, the last zoom of the tiles being made (default the
-    schema's), leaves out the properties that appear only deeper, which no
-    such tile holds: a low-zoom job makes fewer.
+    schema's), leaves out the matches and properties that appear only
+    deeper, which no such tile holds: a low-zoom job makes fewer (a z7
+    meta-low job's street rows make no street labels, which start at z13).
     """
     return table_rules(schema, table).classify(tags, row_id, schema.max_zoom if last_zoom is None else last_zoom)
 
@@ -98,7 +99,7 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
     new_match = tuple.__new__  # a Match without the Python-level __new__ a NamedTuple has
 
     def matches(candidates, tags: dict, row_id: int, last_zoom: int = max_zoom) -> list[Match]:
-        out, layer_at, done_with = [], -1, -1
+        out, layer_at, done_with, deeper = [], -1, -1, False
         for p in candidates:
             layer, zoom_of, properties, last, rule_max_zoom, geometry, more = rules[p]
             if layer == done_with:
@@ -112,8 +113,12 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
             if low > max_zoom:
                 low = max_zoom
             if low <= last:
-                props, zooms = properties(tags, low, row_id, last_zoom)
-                out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
+                if low > last_zoom:  # in no tile being made: held (without properties) for `unless` alone
+                    deeper = True
+                    out.append(new_match(Match, (layer, low, last, geometry, None, None)))
+                else:
+                    props, zooms = properties(tags, low, row_id, last_zoom)
+                    out.append(new_match(Match, (layer, low, last, geometry, props, zooms)))
             if more:
                 continue
             if rule_max_zoom is None:
@@ -123,7 +128,7 @@ def _row_classifier(schema: Schema, rules: tuple, index: dict, always: tuple) ->
         if len(out) > 1 and unless:  # a layer's unless names other layers: a lone match stays
             seen = {names[m.layer] for m in out}
             out = [m for m in out if m.layer not in unless or seen.isdisjoint(unless[m.layer])]
-        return out
+        return [m for m in out if m.props is not None] if deeper else out
 
     def classify_row(tags: dict, row_id: int = 0, last_zoom: int = max_zoom) -> list[Match]:
         hits = keys.intersection(tags)

@@ -195,3 +195,32 @@ def test_properties_that_appear_deeper_than_the_tiles_made_are_not_made(tmp_path
     assert at_10.props == {"rank": 7}
     [at_11] = classify.classify(schema, "point", tags, 1, last_zoom=11)
     assert at_11.props == {"name": "Virallinen", "rank": 7}
+
+
+def test_matches_that_appear_deeper_than_the_tiles_made_are_not_made_yet_still_count_for_unless(tmp_path):
+    """A row's match in a layer it enters only deeper than the last zoom made is left out (no tile holds it),
+    while a layer whose `unless` names that layer still leaves the row out, as it does at every zoom."""
+    schema = schemas.load(write(tmp_path, """\
+        name: deeper
+        max_zoom: 14
+        tables:
+          point: {name: planet_osm_point}
+        layers:
+          labels:
+            rules:
+              - {table: point, where: {amenity: true}, min_zoom: 13}
+          dots:
+            unless: [labels]
+            rules:
+              - {table: point, where: {amenity: true}, min_zoom: 5}
+          places:
+            rules:
+              - {table: point, where: {place: true}, min_zoom: 13}
+              - {table: point, where: {amenity: true}, min_zoom: 3}
+        """))
+    layers = lambda tags, last: [(schema.layers[m.layer].name, m.min_zoom)  # noqa: E731
+                                 for m in classify.classify(schema, "point", tags, 1, last_zoom=last)]
+    cafe = {"amenity": "cafe"}
+    assert layers(cafe, 14) == [("labels", 13), ("places", 3)]
+    assert layers(cafe, 12) == [("places", 3)]  # no label, and still no dot
+    assert layers({"place": "town", "amenity": "cafe"}, 12) == []  # the place's rule wins, deeper
