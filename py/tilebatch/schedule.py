@@ -14,8 +14,9 @@ within a kind its parts, then its jobs, in the order given. A job cut into
 parts comes after the next kind's: it does what its parts left, little, and
 the next kind's job over its tile waits for that kind's parts as well, which
 take longer (at 16x, rawr's z7 job would hold up meta-high's largest part).
-Last come the groups of small jobs (split.groups_of), to fill the gaps the
-others leave.
+Last come the groups of jobs one process runs (split.cut: a box's small
+low-zoom meta-low jobs, with its queue-zoom one when that is not cut), to
+fill the gaps the others leave.
 """
 
 import heapq

@@ -18,11 +18,15 @@ included, so a split build is recorded as an unsplit one, byte for byte the
 same tiles.
 
 The other way round, a box's few meta-low jobs below the queue zoom (a city's:
-one a zoom, z0..z6, each a fraction of a second's work) run as a process a
-worker (`groups_of`), after meta-low's other jobs: a job process, even one
-forked from the job server (forkserver.py), loads its schema, connects and
-plans its queries, more than most of them work, and small jobs last fill the
-gaps the large ones leave (at 16x, `--jobs 2` from 4.6 to 4.2 s).
+one a zoom, z0..z6, each a fraction of a second's work) share processes: a
+job process, even one forked from the job server (forkserver.py), loads its
+schema, connects and plans its queries, more than most of them work. Within
+one queue-zoom tile whose meta-low job is not cut, they run in that job's
+process, before it, as a Batch job does them (enqueue.job_units): at 16x,
+two processes of 0.12 and 0.17 s became 0.22 s more of the z7 job's, and
+`--jobs 2` took 1.96 s where it took 2.02 (medians of eight). Otherwise they
+run a process a worker (`groups_of`), after meta-low's other jobs, small jobs
+last filling the gaps the large ones leave.
 
 `cut` decides both for a build. The kinds that read no other kind's output
 (rawr, meta-low) start together, so each is cut only for the workers that
@@ -70,6 +74,11 @@ def cut(todo: dict[str, list[Tile]], bbox: Bbox | None, workers: int, queue_zoom
         at_once = not BY_NAME[kind].after
         idle = workers - (starting + len(groups[kind]) if at_once else 0)
         parts[kind] = {} if bbox is None else parts_of(kind, jobs, bbox, idle, queue_zoom, group_zoom)
+        whole = [t for t in jobs if t.z == queue_zoom]
+        if groups[kind] and len(whole) == 1 and not parts[kind]:
+            # A box within one queue-zoom tile, its job left whole: its few low-zoom jobs
+            # go in that job's process, before it, as on Batch (enqueue.job_units).
+            groups[kind] = [few_low_jobs(kind, jobs, queue_zoom) + whole]
         if at_once:  # its parts, and its jobs neither cut (they wait for their parts) nor grouped
             grouped = {t for g in groups[kind] for t in g}
             alone = [t for t in jobs if t not in parts[kind] and t not in grouped]

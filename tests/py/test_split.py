@@ -55,13 +55,16 @@ def test_meta_low_is_cut_only_for_the_workers_rawr_and_its_own_jobs_leave():
     todo = {"rawr": [Z7], "meta-high": [Z7], "meta-low": [*LOW, Z7]}
     meta_low_parts = {Z7: [Tile(145, 74, 8), Tile(291, 148, 9)]}
     # rawr's two parts start beside meta-low's z7 job and its low-zoom jobs' processes (one a worker,
-    # up to seven): only from eleven workers on are two left idle for meta-low's parts.
-    for workers, cut_meta_low in ((2, {}), (4, {}), (10, {}), (11, meta_low_parts)):
+    # up to seven): only from eleven workers on are two left idle for meta-low's parts. Till then the
+    # z7 job is whole, and its low-zoom jobs go in its process, before it.
+    for workers, cut_meta_low in ((1, {}), (2, {}), (4, {}), (10, {}), (11, meta_low_parts)):
         parts, groups = split.cut(todo, box, workers, 7, 10)
-        assert parts == {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]}, "meta-high": {Z7: [DATA_Z10, EMPTY_Z10]},
+        assert parts == {"rawr": {Z7: [DATA_Z10, EMPTY_Z10]} if workers > 1 else {},
+                         "meta-high": {Z7: [DATA_Z10, EMPTY_Z10]} if workers > 1 else {},
                          "meta-low": cut_meta_low}, workers
-        assert groups == {"rawr": [], "meta-high": [], "meta-low": split.groups_of("meta-low", LOW, 7, workers)}
-        assert len(groups["meta-low"]) == min(workers, 7)
+        low_groups = split.groups_of("meta-low", LOW, 7, workers) if cut_meta_low else [LOW + [Z7]]
+        assert groups == {"rawr": [], "meta-high": [], "meta-low": low_groups}, workers
+    assert len(low_groups) == 7
     assert split.cut(todo, None, 16, 7, 10)[0] == {"rawr": {}, "meta-high": {}, "meta-low": {}}
 
 
@@ -105,8 +108,8 @@ def meta_low_metatiles(root) -> dict:
     return {k: v for k, v in metatiles(root).items() if k.startswith("out/") and int(k.split("/")[1]) < 10}
 
 
-def test_a_build_runs_the_low_zoom_jobs_in_one_process_writing_what_they_write_alone(whole, tmp_path,
-                                                                                       monkeypatch):
+def test_a_build_runs_the_low_zoom_jobs_in_the_z7_jobs_process_writing_what_they_write_alone(whole, tmp_path,
+                                                                                               monkeypatch):
     root, run_id = whole
     for key, value in build_env(tmp_path).items():
         monkeypatch.setenv(key, value)
@@ -117,7 +120,7 @@ def test_a_build_runs_the_low_zoom_jobs_in_one_process_writing_what_they_write_a
     box = make_bbox(*map(float, BBOX.split(",")))
     runner = local.Runner(config.load("config.yaml"), "config.yaml", "grouped", 1, quiet=True, split_within=box)
     runner.run({"meta-low": build_jobs(7, bbox=box)["meta-low"]})
-    assert started == ["7/72/37", ",".join(map(format_tile, LOW))]  # the small jobs last, to fill gaps
+    assert started == [",".join(map(format_tile, [*LOW, Z7]))]  # the small jobs first, then the z7 job
     assert sorted(runner.ran) == sorted(("meta-low", t) for t in [*LOW, Z7])
     for tile in LOW:  # each recorded as a job of its own
         assert record(tmp_path, "grouped", "meta-low", tile)["counts"] == record(root, run_id, "meta-low", tile)["counts"]
