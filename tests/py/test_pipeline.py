@@ -590,3 +590,6 @@ def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
     assert got[3].is_valid and got[3].equals(full[3])
     assert list(got[4:].astype(str)) == list(full[4:].astype(str))
     assert got[5].is_empty
+    # A line is rounded point by point: a point it repeats stays, and is not written.
+    line = shapely.from_wkt(["LINESTRING (0 0, 10.2 0, 10.4 0.1, 20 0)"])
+    assert render._snapped(line)[0].wkt == "LINESTRING (0 0, 10 0, 10 0, 20 0)"
