@@ -258,7 +258,8 @@ def _snapped(geoms: np.ndarray) -> np.ndarray:
     rounded[collapsed] = shapely.set_precision(geoms[lines][collapsed], 1.0)
     out[lines] = rounded
     rounded = shapely.set_precision(geoms[polygonal], 1.0, mode="pointwise")
-    redo = (shapely.area(rounded) < _SMALL_POLYGON) | ~shapely.is_valid(rounded)
+    redo = shapely.area(rounded) < _SMALL_POLYGON  # redone whatever they are: only the others are checked
+    redo[~redo] = ~shapely.is_valid(rounded[~redo])
     if redo.any():
         polygons = geoms[polygonal][redo]
         try:
