@@ -51,7 +51,10 @@ class DatabaseCpu:
     A backend's CPU lands in its postmaster's children's time once it exits and
     is reaped, so the difference over a job, after its backends are gone, is
     what the job cost the database (plus any other backend that ended meanwhile:
-    keep the cluster otherwise idle while benchmarking).
+    keep the cluster otherwise idle while benchmarking). Gone means reaped, not
+    only out of pg_stat_activity: a backend leaves that before it exits, and a
+    large one (a 256x rawr job's) took long enough about it for its seconds to
+    land in the next job's.
     """
 
     def __init__(self, conn):
@@ -63,15 +66,33 @@ class DatabaseCpu:
             self.postmaster = int(f.read().rsplit(")", 1)[1].split()[1])
 
     def _settled(self) -> float:
-        """The postmaster's children's CPU once no other backend is connected to this database."""
-        for _ in range(100):
+        """The postmaster's children's CPU once no other backend is connected to this database, nor
+        exiting (its CPU not yet counted)."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT current_database()")
+            title = f" {cur.fetchone()[0]} "  # in a backend's title: postgres: user database host ...
+        for _ in range(500):
             with self.conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
                             (self.own,))
-                if cur.fetchone()[0] == 0:
+                if cur.fetchone()[0] == 0 and not self._exiting(title):
                     break
             time.sleep(0.02)
         return proc_cpu(self.postmaster, children=True)
+
+    def _exiting(self, title: str) -> bool:
+        """Whether a backend of the database besides this one is still a process, or one not yet reaped."""
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            if int(ppid) == self.postmaster and int(pid) != self.own and (state == "Z" or title in cmdline):
+                return True
+        return False
 
     def start(self) -> None:
         self.started = self._settled()

@@ -147,3 +147,24 @@ def test_the_report_reads_a_saved_run_and_refuses_an_older_format_in_one_line(tm
                           (tmp_path / "none.json", f"benchmark results {tmp_path / 'none.json'}: No such file or directory")]:
         proc = report_cli(path)
         assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"bench.report: {message}\n")
+
+
+def test_the_database_cpu_of_a_job_is_counted_once_its_backends_are_reaped(db_url):
+    """A backend's CPU comes from its postmaster once it has exited: a connection that worked a quarter of a
+    second and closed counts for that much, measured as soon as it closed."""
+    import psycopg2
+
+    from bench import measure
+
+    own = psycopg2.connect(db_url)
+    own.autocommit = True
+    try:
+        cpu = measure.DatabaseCpu(own)
+        cpu.start()
+        job = psycopg2.connect(db_url)
+        with job.cursor() as cur:
+            cur.execute("SELECT sum(sqrt(i)) FROM generate_series(1, 4000000) AS i")
+        job.close()
+        assert cpu.seconds() >= 0.1
+    finally:
+        own.close()
