@@ -28,6 +28,12 @@ def write(tmp_path, text: str) -> str:
     return str(path)
 
 
+def point_layers(tmp_path, layers: str) -> schemas.Schema:
+    """A schema (max zoom 14) of osm2pgsql's points alone and these layers (YAML, as under `layers:`)."""
+    head = "name: deeper\nmax_zoom: 14\ntables:\n  point: {name: planet_osm_point}\nlayers:\n"
+    return schemas.load(write(tmp_path, head + textwrap.indent(textwrap.dedent(layers), "  ")))
+
+
 @pytest.mark.parametrize("text, line, says", [
     (GOOD.replace("max_zoom: 12", "max_zoom: 20"), 2, "max_zoom: expected a zoom in 3..16"),
     (GOOD.replace("kind: cafe, ", "kind: cafe, colour: red, "), 9, "unknown keys ['colour']"),
@@ -168,25 +174,20 @@ def test_the_tags_a_table_reads_are_every_form_of_values(tmp_path):
 def test_properties_that_appear_deeper_than_the_tiles_made_are_not_made(tmp_path):
     """As in a tile above their zoom: absent, the layer's property of the same name taken back with the
     rule's; but one the layer sorts by is made at every zoom, since it orders the features above it too."""
-    schema = schemas.load(write(tmp_path, """\
-        name: deeper
-        max_zoom: 14
-        tables:
-          point: {name: planet_osm_point}
-        layers:
-          things:
-            sort: [-rank]
-            properties:
-              name: {tag: name}
-              rank: {tag: population, type: int, min_zoom: 13}
-              detail: {tag: detail, min_zoom: 12}
-            rules:
-              - table: point
-                where: {amenity: true}
-                min_zoom: 5
-                properties:
-                  name: {tag: official_name, min_zoom: 11}
-        """))
+    schema = point_layers(tmp_path, """\
+        things:
+          sort: [-rank]
+          properties:
+            name: {tag: name}
+            rank: {tag: population, type: int, min_zoom: 13}
+            detail: {tag: detail, min_zoom: 12}
+          rules:
+            - table: point
+              where: {amenity: true}
+              min_zoom: 5
+              properties:
+                name: {tag: official_name, min_zoom: 11}
+        """)
     tags = {"amenity": "cafe", "name": "Kuppi", "official_name": "Virallinen", "population": "7", "detail": "d"}
     [every] = classify.classify(schema, "point", tags, 1)
     assert every.props == {"name": "Virallinen", "rank": 7, "detail": "d"}
@@ -200,24 +201,19 @@ def test_properties_that_appear_deeper_than_the_tiles_made_are_not_made(tmp_path
 def test_matches_that_appear_deeper_than_the_tiles_made_are_not_made_yet_still_count_for_unless(tmp_path):
     """A row's match in a layer it enters only deeper than the last zoom made is left out (no tile holds it),
     while a layer whose `unless` names that layer still leaves the row out, as it does at every zoom."""
-    schema = schemas.load(write(tmp_path, """\
-        name: deeper
-        max_zoom: 14
-        tables:
-          point: {name: planet_osm_point}
-        layers:
-          labels:
-            rules:
-              - {table: point, where: {amenity: true}, min_zoom: 13}
-          dots:
-            unless: [labels]
-            rules:
-              - {table: point, where: {amenity: true}, min_zoom: 5}
-          places:
-            rules:
-              - {table: point, where: {place: true}, min_zoom: 13}
-              - {table: point, where: {amenity: true}, min_zoom: 3}
-        """))
+    schema = point_layers(tmp_path, """\
+        labels:
+          rules:
+            - {table: point, where: {amenity: true}, min_zoom: 13}
+        dots:
+          unless: [labels]
+          rules:
+            - {table: point, where: {amenity: true}, min_zoom: 5}
+        places:
+          rules:
+            - {table: point, where: {place: true}, min_zoom: 13}
+            - {table: point, where: {amenity: true}, min_zoom: 3}
+        """)
     layers = lambda tags, last: [(schema.layers[m.layer].name, m.min_zoom)  # noqa: E731
                                  for m in classify.classify(schema, "point", tags, 1, last_zoom=last)]
     cafe = {"amenity": "cafe"}
