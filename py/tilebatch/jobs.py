@@ -8,7 +8,7 @@ AWS_BATCH_JOB_ARRAY_INDEX, so one submission covers thousands of tiles.
 One process may do several jobs of a kind (`--tile 0/0/0,1/1/0`, or such a
 line in a list), one after another, each recorded as if it ran alone: a box's
 low-zoom meta-low jobs are a fraction of a second's work each, less than a
-process costs to start, load the schema and connect (split.groups_of; on Batch
+process costs to start, load the schema and connect (split.cut; on Batch
 enqueue.job_units puts them in a few array children, a line of several tiles each).
 """
 

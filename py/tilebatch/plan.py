@@ -41,16 +41,16 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.153, 3.51e-06), "memory": (32, 6.13e-05)},
-    "meta-high": {"cpu": (0.0583, 8.88e-06), "memory": (49.2, 0.000859)},
-    "meta-low/0": {"cpu": (0.134, 4.76e-09), "memory": (46.3, 0)},
-    "meta-low/1": {"cpu": (0.15, 3.08e-09), "memory": (49.6, 1.43e-07)},
-    "meta-low/2": {"cpu": (0.144, 4.76e-09), "memory": (49.7, 1.26e-07)},
-    "meta-low/3": {"cpu": (0.139, 9.23e-09), "memory": (49.6, 1.57e-07)},
-    "meta-low/4": {"cpu": (0.16, 0), "memory": (49.6, 1.12e-07)},
-    "meta-low/5": {"cpu": (0.095, 7.76e-07), "memory": (50.8, 4.45e-05)},
-    "meta-low/6": {"cpu": (0.142, 6.17e-07), "memory": (52, 6.95e-05)},
-    "meta-low/7": {"cpu": (0.107, 3.91e-06), "memory": (55.2, 0.000181)},
+    "rawr": {"cpu": (0.146, 3.25e-06), "memory": (34.5, 3.01e-05)},
+    "meta-high": {"cpu": (0.128, 8.02e-06), "memory": (50.4, 0.000847)},
+    "meta-low/0": {"cpu": (0.134, 7.83e-09), "memory": (46.5, 1.4e-08)},
+    "meta-low/1": {"cpu": (0.15, 3.08e-09), "memory": (49.8, 2.04e-07)},
+    "meta-low/2": {"cpu": (0.143, 0), "memory": (49.9, 1.87e-07)},
+    "meta-low/3": {"cpu": (0.15, 3.08e-09), "memory": (50, 9.51e-08)},
+    "meta-low/4": {"cpu": (0.153, 0), "memory": (49.9, 1.12e-07)},
+    "meta-low/5": {"cpu": (0.142, 3.42e-07), "memory": (50.9, 3.83e-05)},
+    "meta-low/6": {"cpu": (0.145, 5.42e-07), "memory": (52.3, 5.67e-05)},
+    "meta-low/7": {"cpu": (0.147, 2.73e-06), "memory": (55.7, 0.000131)},
     START_UP: {"cpu": (0.146, 0), "memory": (0, 0)},
 }
 

@@ -32,7 +32,7 @@ class Task(NamedTuple):
     tile: Tile
     parts: tuple = ()     # a job's parts, done before it (its --after-parts): not its area
     part: bool = False    # a part of a job, not a job
-    more: tuple = ()      # jobs the same process does after this one (split.groups_of: meta-low, which has no inputs)
+    more: tuple = ()      # jobs the same process does after this one (split.cut: meta-low, which has no inputs)
 
 
 def _within(tile: Tile, area: Tile) -> bool:
