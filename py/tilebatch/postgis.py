@@ -141,6 +141,7 @@ class Tables:
         self._columns: dict[str, dict[str, str]] = {}  # table key -> {column: data type, with its modifier}
         self._wheres: dict[tuple, str | None] = {}  # (table key, zooms) -> the rows' condition (`_where`)
         self._reads: dict[str, tuple] = {}  # table key -> the tags its rows hand on (`_read`)
+        self._arrays: dict[str, str] = {}  # table key -> the SQL of its rows' tags (`_tags_array`)
         try:
             self._find_tables(conn, schema)
         except psycopg2.Error as e:
@@ -235,7 +236,14 @@ class Tables:
         (addresses, names in other languages, ...) were most of what the
         database sent for a row, and the client parsed and dropped. A key
         prefix (Tilezen's `name:`) is no key to look for: then all its pairs come.
+
+        Made once a table: a job queries a table for each of its tiles with it.
         """
+        if table_key not in self._arrays:
+            self._arrays[table_key] = self._tags_array_sql(table_key)
+        return self._arrays[table_key]
+
+    def _tags_array_sql(self, table_key: str) -> str:
         if not self.tables[table_key].tags:
             return "ARRAY[]::text[]"
         tag_columns, always = self._tag_pairs(table_key, read=True)
