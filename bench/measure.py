@@ -54,34 +54,31 @@ class DatabaseCpu:
     keep the cluster otherwise idle while benchmarking). Gone means reaped, not
     only out of pg_stat_activity: a backend leaves that before it exits, and a
     large one (a 256x rawr job's) took long enough about it for its seconds to
-    land in the next job's.
+    land in the next job's. So the postmaster's children are looked at in /proc:
+    a backend of the database (its title names it), or a child exiting or not
+    yet reaped.
     """
 
     def __init__(self, conn):
-        self.conn = conn
         with conn.cursor() as cur:
             cur.execute("SELECT pg_backend_pid()")
             self.own = cur.fetchone()[0]
+            cur.execute("SELECT current_database()")
+            self.title = f" {cur.fetchone()[0]} "  # in a backend's title: postgres: user database host ...
         with open(f"/proc/{self.own}/stat") as f:
             self.postmaster = int(f.read().rsplit(")", 1)[1].split()[1])
 
     def _settled(self) -> float:
-        """The postmaster's children's CPU once no other backend is connected to this database, nor
-        exiting (its CPU not yet counted)."""
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT current_database()")
-            title = f" {cur.fetchone()[0]} "  # in a backend's title: postgres: user database host ...
+        """The postmaster's children's CPU once no other backend of this database is there, nor a child
+        that has exited unreaped (its CPU not yet counted)."""
         for _ in range(500):
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
-                            (self.own,))
-                if cur.fetchone()[0] == 0 and not self._exiting(title):
-                    break
+            if not self._others():
+                break
             time.sleep(0.02)
         return proc_cpu(self.postmaster, children=True)
 
-    def _exiting(self, title: str) -> bool:
-        """Whether a backend of the database besides this one is still a process, or one not yet reaped."""
+    def _others(self) -> bool:
+        """Whether a backend of the database besides this one is still a process, or a child not yet reaped."""
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 with open(f"/proc/{pid}/stat") as f:
@@ -90,7 +87,9 @@ class DatabaseCpu:
                     cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
             except OSError:  # gone meanwhile
                 continue
-            if int(ppid) == self.postmaster and int(pid) != self.own and (state == "Z" or title in cmdline):
+            # An exiting process has no command line left, then is a zombie until reaped.
+            if int(ppid) == self.postmaster and int(pid) != self.own and (
+                    state == "Z" or not cmdline.strip() or self.title in cmdline):
                 return True
         return False
 

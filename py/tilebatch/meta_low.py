@@ -38,7 +38,7 @@ def features_at(src: postgis.Tables, schema: Schema, area: Tile, zooms: list[int
 def job_tolerance(schema: Schema, job: Tile, queue_zoom: int, max_zoom: int) -> float:
     """What the database simplifies the rows of the meta-low job at `job` (z0..z7) by, in metres: the
     deepest tile zoom it renders needs the finest, and each tile simplifies its features for its own
-    zoom after. None from RAWR_RENDER_ZOOM on, where RAWR tiles hold the rows whole.
+    zoom after. 0 from RAWR_RENDER_ZOOM on, where RAWR tiles hold the rows whole.
 
     One geometry a row for all the job's zooms, the same whichever part of the job
     reads them. A geometry a zoom, each simplified in the database, cost it 60%

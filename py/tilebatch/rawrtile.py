@@ -2,10 +2,10 @@
 
 A RAWR tile holds the raw rows of the source tables that touch one z10 tile
 (plus a margin) and that some rule of the schema may hold for, with the tags
-its rules read (postgis.Tables.rows): a
-zip with one member per table, each a msgpack stream of `[id, WKB, tags]`
-records in id order, compressed with zstd (the member stored as it is). The high zooms are built from these alone, with no
-database. Geometry is clipped to the tile and its margin, so a
+its rules read (postgis.Tables.rows): a zip with one member per table, each a
+msgpack stream of `[id, WKB, tags]` records in id order, compressed with zstd
+(the member stored as it is). The high zooms are built from these alone, with
+no database. Geometry is clipped to the tile and its margin, so a
 continent-sized polygon does not travel whole into every tile it touches; the
 margin is wider than any tile buffer at z13..z16, so the clip never shows.
 
