@@ -22,7 +22,8 @@ from tilebatch import config, metatile
 from tilebatch.store import metatile_store
 from tilebatch.tiles import metatile_members, parse_tile
 
-POINT = vector_tile_pb2.tile.Point
+POINT, LINESTRING, POLYGON = vector_tile_pb2.tile.Point, vector_tile_pb2.tile.LineString, vector_tile_pb2.tile.Polygon
+MOVE_TO, CLOSE_PATH = 1, 7
 
 
 class Summary(NamedTuple):
@@ -38,17 +39,63 @@ class Summary(NamedTuple):
 
 
 def layer_features(data: bytes) -> dict[str, int]:
-    """Features per layer of one MVT tile, a MultiPoint counting as its points, without decoding geometry.
+    """Features per layer of one MVT tile, a multi-geometry counting as its parts.
 
-    tilemaker 3 merges the points of a layer that have the same attributes
-    into one MultiPoint feature; the reference build and tilebatch write them
-    one by one. Counting points keeps the counts comparable: a point
-    feature's geometry starts with one MoveTo whose count is its points.
+    Producers split content into features differently: tilemaker 3 merges
+    the points of a layer that have the same attributes into one MultiPoint
+    feature, where the Shortbread reference build writes them one by one;
+    tilebatch joins a tile's lines of equal properties into one
+    MultiLineString, where tilemaker joins only neighbours. Counting points,
+    lines and polygons (exterior rings) keeps the counts comparable.
     """
     tile = vector_tile_pb2.tile()
     tile.ParseFromString(data)
-    return {layer.name: sum(f.geometry[0] >> 3 if f.type == POINT and f.geometry else 1 for f in layer.features)
-            for layer in tile.layers}
+    return {layer.name: sum(geometry_parts(f.type, f.geometry) for f in layer.features) for layer in tile.layers}
+
+
+def geometry_parts(kind: int, geometry) -> int:
+    """Points, lines or polygons in one feature's MVT geometry commands.
+
+    A point feature starts with one MoveTo whose count is its points; each
+    line starts with a MoveTo. Each polygon starts with an exterior ring,
+    told from a hole by its winding: that of the feature's first ring, as
+    MapLibre reads them (tilemaker 3.1 winds its simplified rings against
+    the MVT spec), rings with no area left aside.
+    """
+    if kind == POINT:
+        return geometry[0] >> 3 if geometry else 0
+    if kind == LINESTRING:
+        return sum(1 for i in _commands(geometry) if geometry[i] & 7 == MOVE_TO)
+    parts, i, first = 0, 0, 0
+    x = y = x0 = y0 = area = 0  # the cursor, the ring's start, and twice its signed area so far
+    while i < len(geometry):
+        command, count = geometry[i] & 7, geometry[i] >> 3
+        i += 1
+        if command == CLOSE_PATH:
+            area += (x0 - x) * (y0 + y)  # the ring's closing edge, back to its start
+            first = first or area
+            parts += area * first > 0
+            continue
+        if command == MOVE_TO:
+            area = 0
+        for _ in range(count):
+            dx, dy = geometry[i], geometry[i + 1]
+            i += 2
+            nx, ny = x + ((dx >> 1) ^ -(dx & 1)), y + ((dy >> 1) ^ -(dy & 1))
+            if command == MOVE_TO:
+                x0, y0 = nx, ny
+            else:
+                area += (nx - x) * (ny + y)
+            x, y = nx, ny
+    return parts
+
+
+def _commands(geometry):
+    """Where each command of MVT geometry commands is, skipping their coordinates."""
+    i = 0
+    while i < len(geometry):
+        yield i
+        i += 1 + (2 * (geometry[i] >> 3) if geometry[i] & 7 != CLOSE_PATH else 0)
 
 
 def summarize(tiles: Iterable[tuple[int, bytes]]) -> Summary:

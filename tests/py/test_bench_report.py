@@ -8,12 +8,13 @@ import json
 import subprocess
 import sys
 
+import mapbox_vector_tile
 import pytest
 
 from conftest import TOP
 
 sys.path.insert(0, str(TOP))  # bench/ is beside the installed package, not in it
-from bench import report, run  # noqa: E402
+from bench import counts, report, run  # noqa: E402
 
 
 def kind(cpu, seconds, peak, tiles, features, nbytes, jobs=1, **more):
@@ -56,6 +57,37 @@ def results(sizes):
 
 def by_name(targets):
     return {t.name: t for t in targets}
+
+
+def polygon_commands(*rings):
+    """MVT commands of closed rings through their corners, one after another: MoveTo, LineTo, ClosePath each."""
+    out, cursor = [], (0, 0)
+    for corners in rings:
+        deltas = [(x - px, y - py) for (px, py), (x, y) in zip([cursor, *corners], corners)]
+        zigzag = [(d << 1) ^ (d >> 31) for delta in deltas for d in delta]
+        out += [1 | 1 << 3, *zigzag[:2], 2 | (len(corners) - 1) << 3, *zigzag[2:], 7 | 1 << 3]
+        cursor = corners[-1]
+    return out
+
+
+def test_a_multi_geometry_counts_as_its_parts_and_a_hole_does_not():
+    tile = mapbox_vector_tile.encode([{"name": "a", "features": [
+        {"geometry": "MULTIPOINT(1 1, 2 2, 3 3)", "properties": {}},
+        {"geometry": "MULTILINESTRING((0 0, 10 10), (20 20, 30 30))", "properties": {}},
+        {"geometry": "LINESTRING(0 0, 10 10)", "properties": {}}]}, {"name": "b", "features": [
+        {"geometry": "MULTIPOLYGON(((0 0, 100 0, 100 100, 0 100, 0 0), (10 10, 20 10, 20 20, 10 20, 10 10)),"
+                     " ((200 200, 300 200, 300 300, 200 200)))", "properties": {}},
+        {"geometry": "POLYGON((0 0, 100 0, 100 100, 0 100, 0 0), (10 10, 20 10, 20 20, 10 20, 10 10),"
+                     " (30 30, 40 30, 40 40, 30 30))", "properties": {}}]}])
+    assert counts.layer_features(tile) == {"a": 3 + 2 + 1, "b": 2 + 1}
+
+
+@pytest.mark.parametrize("winding", [1, -1])
+def test_polygons_are_told_from_holes_by_the_first_rings_winding_either_way(winding):
+    outer, other = [(0, 0), (90, 0), (90, 90), (0, 90)], [(100, 100), (110, 100), (110, 110)]  # wound alike
+    hole = [(10, 10), (10, 20), (20, 20)]  # wound against them
+    geometry = polygon_commands(outer[::winding], hole[::winding], other[::winding])
+    assert counts.geometry_parts(counts.POLYGON, geometry) == 2
 
 
 def test_targets_at_16x_read_the_peers_and_growth_reads_256x():
