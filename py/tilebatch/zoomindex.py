@@ -11,8 +11,8 @@ PostgreSQL inlines the call, finds it the same as the query's filter, which
 is the function's body (postgis.Tables.zoom_filter), and reads the index.
 `tilebatch load` makes them for the configured schema, one an OSM table and
 span of zooms meta-low queries (meta_low.query_zooms), and drops those of
-another schema or an older filter. Queries run the same without them, only
-slower.
+another schema, an older filter or an older form of function. Queries run
+the same without them, only slower.
 """
 
 import psycopg2
@@ -37,9 +37,13 @@ def wanted(src: postgis.Tables, spans: list[tuple[int, int]]) -> dict[str, ZoomF
 
 def _ddl(function: ZoomFunction, geometry_column: str) -> list[str]:
     params = ", ".join(f"{postgis._identifier(c)} {t}" for c, t in function.params)
-    # IMMUTABLE, not STRICT, one SELECT: what PostgreSQL inlines (and an index predicate needs).
+    # IMMUTABLE, not STRICT, one expression: what PostgreSQL inlines (and an index predicate
+    # needs). A RETURN body is parsed once, here: a body given as a string is parsed each
+    # time the function runs, in the caller's search_path, and autovacuum's ANALYZE (and
+    # from PostgreSQL 17 every VACUUM, ANALYZE and REINDEX) has only pg_catalog on it,
+    # where hstore's -> is not: it failed on every table with such an index.
     return [f"CREATE OR REPLACE FUNCTION {function.name}({params}) RETURNS boolean LANGUAGE sql IMMUTABLE "
-            f"AS $tilebatch$ SELECT {function.predicate} $tilebatch$",
+            f"RETURN {function.predicate}",
             f"CREATE INDEX IF NOT EXISTS {function.name} ON {function.table} USING gist ({geometry_column}) "
             f"WHERE {function.call}"]
 
@@ -55,8 +59,9 @@ def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
     columns = {t.name: t.geometry_column for t in src.tables.values()}
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT proname FROM pg_proc WHERE proname LIKE %s", (postgis.ZOOM_NAMES,))
-            stale = sorted({r[0] for r in cur.fetchall()} - set(functions))
+            cur.execute("SELECT proname, prosqlbody IS NULL FROM pg_proc WHERE proname LIKE %s", (postgis.ZOOM_NAMES,))
+            found = cur.fetchall()  # a function with a string body (made before RETURN ones) is stale too
+            stale = sorted({name for name, _ in found} - set(functions) | {name for name, string in found if string})
             for name in stale:  # its index goes with it
                 cur.execute(f"DROP FUNCTION IF EXISTS {name} CASCADE")
             cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))

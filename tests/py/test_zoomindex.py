@@ -91,6 +91,38 @@ def test_a_load_drops_the_indexes_of_another_filter(admin):
         assert cur.fetchone()[0] == 0
 
 
+def _analyze_as_autovacuum(conn, table: str) -> None:
+    """ANALYZE with only pg_catalog on the search_path, as autovacuum runs it (and PostgreSQL 17 every ANALYZE)."""
+    with conn.cursor() as cur:
+        cur.execute("SET search_path = pg_catalog")
+        try:
+            cur.execute(f"ANALYZE public.{table}")
+        finally:
+            cur.execute("RESET search_path")
+
+
+def test_autovacuum_can_analyze_the_tables_and_a_load_replaces_a_function_that_it_could_not(admin):
+    cfg = config.load("config.yaml")
+    schema = schemas.load(schemas.schema_path("shortbread"))
+    spans = query_zooms(cfg["batch"]["queue-zoom"], schema.max_zoom)
+    zoomindex.ensure(admin, schema, spans)
+    functions = zoomindex.wanted(postgis.Tables(admin, schema), spans)
+    for table in {f.table for f in functions.values()}:
+        _analyze_as_autovacuum(admin, table)
+    # One made as before: its body a string, parsed in the search_path of whoever runs it.
+    old = next(f for f in functions.values() if "tags->" in f.predicate)
+    params = ", ".join(f"{postgis._identifier(c)} {t}" for c, t in old.params)
+    with admin.cursor() as cur:
+        cur.execute(f"DROP FUNCTION {old.name} CASCADE")
+        cur.execute(f"CREATE FUNCTION {old.name}({params}) RETURNS boolean LANGUAGE sql IMMUTABLE "
+                    f"AS $$ SELECT {old.predicate} $$")
+        cur.execute(f"CREATE INDEX {old.name} ON {old.table} USING gist (way) WHERE {old.call}")
+    with pytest.raises(psycopg2.errors.UndefinedFunction, match="operator does not exist"):
+        _analyze_as_autovacuum(admin, old.table)
+    assert zoomindex.ensure(admin, schema, spans) == {"made": 1, "dropped": 1, "kept": len(functions) - 1}
+    _analyze_as_autovacuum(admin, old.table)
+
+
 def test_zoom_indexes_command_makes_them_in_a_database_loaded_elsewhere(admin, db_url):
     """The Batch runbook loads with osm2pgsql itself: `tilebatch zoom-indexes` makes what a load would."""
     cfg = config.load("config.yaml")
