@@ -574,6 +574,16 @@ def test_what_tile_layers_leaves_out_would_be_a_copy():
     assert shapely.equals_identical(shapely.orient_polygons(others, exterior_cw=False), others).all()
 
 
+def test_points_are_rounded_as_geos_rounds_them_to_the_grid():
+    import numpy as np
+    import shapely
+    values = np.array([-2.5, -2.4, -2.6, -0.5, 0.5, 1.5, 2.5, 0.49999999999999994, 4095.5, -64.5, 1e6 + 0.5, 7.0])
+    points = shapely.points(values, values[::-1])
+    assert shapely.equals_identical(render._on_grid(points, lambda coords: coords),
+                                    shapely.set_precision(points, 1.0)).all()
+    assert list(render._round_half_up(values)) != list(np.round(values))  # numpy rounds a half to even
+
+
 def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
     import shapely
     wkts = ["POLYGON ((10.2 10.2, 40.4 10.2, 40.4 40.4, 10.2 40.4, 10.2 10.2))",      # rounds point by point
@@ -583,7 +593,7 @@ def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
             "POLYGON ((0.6 0, 100 0, 100 100, 0.6 100, 0.6 0), (0.9 10, 50 10, 50 90, 0.9 90, 0.9 10))",
             "LINESTRING (500.2 500.2, 600.7 600.7)", "LINESTRING (700.1 700.1, 700.2 700.2)", "POINT (5.5 6.4)"]
     full = shapely.set_precision(shapely.from_wkt(wkts), 1.0)
-    got = render._snapped(shapely.from_wkt(wkts))
+    got = render._on_grid(shapely.from_wkt(wkts), lambda coords: coords)
     assert got[0].equals(shapely.from_wkt("POLYGON ((10 10, 40 10, 40 40, 10 40, 10 10))"))
     # Snap-rounded in full, both collapse (rounded point by point, the sliver would stay).
     assert got[1].is_empty and got[2].is_empty and full[1].is_empty and full[2].is_empty
@@ -592,4 +602,4 @@ def test_snapping_rounds_polygons_and_snap_rounds_only_those_that_need_it():
     assert got[5].is_empty
     # A line is rounded point by point: a point it repeats stays, and is not written.
     line = shapely.from_wkt(["LINESTRING (0 0, 10.2 0, 10.4 0.1, 20 0)"])
-    assert render._snapped(line)[0].wkt == "LINESTRING (0 0, 10 0, 10 0, 20 0)"
+    assert render._on_grid(line, lambda coords: coords)[0].wkt == "LINESTRING (0 0, 10 0, 10 0, 20 0)"
