@@ -129,3 +129,11 @@ def sql_candidates(schema: Schema, table: str, tag_sql=hstore_tag) -> str | None
     tests += [_test(key, "in", by_value, tag_sql) for key, (any_value, by_value) in sorted(index.items())
               if not any_value]
     return " OR ".join(tests) or "FALSE"
+
+
+def sql_label_rows(schema: Schema, table: str, tag_sql=hstore_tag) -> str:
+    """A WHERE clause keeping every row of `table` some rule may draw at its label point (`geometry:
+    label`): the rows that need one."""
+    tests = [condition_sql(rule.where, tag_sql) for layer in schema.layers for rule in layer.rules
+             if rule.table == table and rule.geometry == "label"]
+    return " OR ".join(f"({test})" for test in tests) or "FALSE"
