@@ -86,9 +86,13 @@ def connect(cfg: dict, section: str = "postgresql"):
             # all of them, so it is planned as the plain query. No parallel workers:
             # a job is one process a core beside other jobs, and a parallel plan
             # spends CPU for wall time (it also priced a partial index of zoomindex
-            # above a parallel scan of the whole table).
+            # above a parallel scan of the whole table). work_mem 16 MB: `rows` sorts
+            # a table's rows in a box, and in the default 4 MB the densest 16x RAWR
+            # tile's sorts went to disk, 8% of the database's CPU for it (a
+            # connection runs one such query at a time).
             conn = psycopg2.connect(**params, application_name="tilebatch",
-                                    options="-c jit=off -c cursor_tuple_fraction=1 -c max_parallel_workers_per_gather=0")
+                                    options="-c jit=off -c cursor_tuple_fraction=1 -c max_parallel_workers_per_gather=0"
+                                            " -c work_mem=16MB")
             # Read-only transactions: the server-side cursors of `rows` live in one,
             # and a job reads one snapshot of the data (`end_job` ends it).
             conn.set_session(readonly=True, isolation_level="REPEATABLE READ")
