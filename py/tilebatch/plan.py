@@ -41,17 +41,17 @@ MEMORY_MARGIN, MEMORY_STEP_MB = 1.5, 256
 # of the job and of the database for it): used when no results file is given.
 # Per model key: CPU seconds and peak MiB as (base, per row); START_UP's CPU base as the docstring says.
 DEFAULT_MODEL = {
-    "rawr": {"cpu": (0.146, 3.25e-06), "memory": (34.5, 3.01e-05)},
-    "meta-high": {"cpu": (0.128, 8.02e-06), "memory": (50.4, 0.000847)},
-    "meta-low/0": {"cpu": (0.134, 7.83e-09), "memory": (46.5, 1.4e-08)},
-    "meta-low/1": {"cpu": (0.15, 3.08e-09), "memory": (49.8, 2.04e-07)},
-    "meta-low/2": {"cpu": (0.143, 0), "memory": (49.9, 1.87e-07)},
-    "meta-low/3": {"cpu": (0.15, 3.08e-09), "memory": (50, 9.51e-08)},
-    "meta-low/4": {"cpu": (0.153, 0), "memory": (49.9, 1.12e-07)},
-    "meta-low/5": {"cpu": (0.142, 3.42e-07), "memory": (50.9, 3.83e-05)},
-    "meta-low/6": {"cpu": (0.145, 5.42e-07), "memory": (52.3, 5.67e-05)},
-    "meta-low/7": {"cpu": (0.147, 2.73e-06), "memory": (55.7, 0.000131)},
-    START_UP: {"cpu": (0.146, 0), "memory": (0, 0)},
+    "rawr": {"cpu": (0.051, 3.46e-06), "memory": (34.4, 2.65e-05)},
+    "meta-high": {"cpu": (0.0867, 7.09e-06), "memory": (50.1, 0.000845)},
+    "meta-low/0": {"cpu": (0.135, 1.4e-09), "memory": (46.5, 4.48e-08)},
+    "meta-low/1": {"cpu": (0.134, 4.76e-09), "memory": (49.7, 1.43e-07)},
+    "meta-low/2": {"cpu": (0.143, 0), "memory": (49.6, 1.45e-07)},
+    "meta-low/3": {"cpu": (0.14, 3.08e-09), "memory": (49.7, 1.29e-07)},
+    "meta-low/4": {"cpu": (0.14, 3.08e-09), "memory": (49.6, 2.07e-07)},
+    "meta-low/5": {"cpu": (0.134, 3.21e-07), "memory": (51, 3.72e-05)},
+    "meta-low/6": {"cpu": (0.135, 4.97e-07), "memory": (52.2, 5.52e-05)},
+    "meta-low/7": {"cpu": (0.131, 2.43e-06), "memory": (55.1, 0.000127)},
+    START_UP: {"cpu": (0.136, 0), "memory": (0, 0)},
 }
 
 
