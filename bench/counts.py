@@ -4,10 +4,11 @@
     .venv/bin/python -m bench.counts file:///path      metatiles tilebatch wrote (a store URL)
 
 prints features per layer and zoom in the layout of the Shortbread reference's
-layer-counts.txt, so the two can be put side by side. Bytes are those of the
-MVT tiles themselves, uncompressed (tilemaker gzips its tiles, tilebatch's
-metatile zips deflate theirs), so both sides count the same thing; features
-count a MultiPoint as its points (layer_features says why).
+layer-counts.txt, so the two can be put side by side (that file counts MVT
+features; these count a multi-geometry as its parts, points, lines or
+polygons: layer_features says why). Bytes are those of the MVT tiles
+themselves, uncompressed (tilemaker gzips its tiles, tilebatch's metatile
+zips deflate theirs), so both sides count the same thing.
 """
 
 import gzip
