@@ -61,7 +61,7 @@ def ensure(conn, schema: Schema, spans: list[tuple[int, int]]) -> dict:
         with conn.cursor() as cur:
             cur.execute("SELECT proname, prosqlbody IS NULL FROM pg_proc WHERE proname LIKE %s", (postgis.ZOOM_NAMES,))
             found = cur.fetchall()  # a function with a string body (made before RETURN ones) is stale too
-            stale = sorted({name for name, _ in found} - set(functions) | {name for name, string in found if string})
+            stale = sorted(({name for name, _ in found} - set(functions)) | {name for name, string in found if string})
             for name in stale:  # its index goes with it
                 cur.execute(f"DROP FUNCTION IF EXISTS {name} CASCADE")
             cur.execute("SELECT relname FROM pg_class WHERE relkind = 'i' AND relname LIKE %s", (postgis.ZOOM_NAMES,))

@@ -399,10 +399,10 @@ def test_a_rawr_tile_holds_zstd_members_and_one_that_does_not_decompress_is_corr
 
 def test_a_rows_tags_are_its_tags_column_and_its_tag_columns_with_values(db_url):
     """A tag column's value is the tag's (osm2pgsql keeps it out of the hstore, or under --hstore-all holds the
-    same there); way_area and the label point (of a row a label rule may draw) come along; no key has a NULL value; a tag no rule reads (roof,
-    in the hstore; access, a column) does not come. A key with a column is looked for in it alone: a row with
-    it only in the hstore, which osm2pgsql never makes, is not chosen for it. Checked on rows made for it, in
-    temporary tables that hide the real ones from this connection only."""
+    same there); way_area and the label point (of a row a label rule may draw) come along; no key has a NULL
+    value; a tag no rule reads (roof, in the hstore; access, a column) does not come. A key with a column is
+    looked for in it alone: a row with it only in the hstore, which osm2pgsql never makes, is not chosen for
+    it. Checked on rows made for it, in temporary tables that hide the real ones from this connection only."""
     schema = schemas.load(schemas.schema_path("shortbread"))
     conn = psycopg2.connect(db_url)  # a job's connection is read-only
     try:
@@ -515,9 +515,9 @@ def test_clipping_leaves_out_only_what_gets_a_copy_of_itself():
     assert got[0] is geoms[0] and got[7] is not geoms[7]  # left out, and clipped
 
 
-def _streets_points(zoom: int) -> dict[int, int]:
-    """The points each of five streets keeps in a shortbread tile at `zoom`: two straight ones of two
-    points, two with a bend of 1 m, one with a bend of 50 m (all apart: none merge)."""
+def _points_kept(zoom: int, table: str, layer: str, shapes: dict[int, tuple[str, dict]]) -> dict[int, int]:
+    """The points each of `shapes` (id: (WKT in metres from the corner of a Shortbread tile at `zoom`,
+    tags)) keeps in that tile's `layer`, by id."""
     import shapely
     import shapely.affinity
 
@@ -526,40 +526,35 @@ def _streets_points(zoom: int) -> dict[int, int]:
     schema = schemas.load(schemas.schema_path("shortbread"))
     tile = tile_at(*CENTRAL, zoom)
     x, y = tile_bounds_3857(tile)[:2]
-    lines = {1: "LINESTRING (100 100, 900 100)", 2: "LINESTRING (100 300, 500 301, 900 300)",
-             3: "LINESTRING (100 600, 500 650, 900 600)", 4: "MULTILINESTRING ((100 800, 500 801, 900 800))",
-             5: "MULTILINESTRING ((100 1000, 900 1000))"}
-    kinds = {1: "residential", 2: "service", 3: "tertiary", 4: "unclassified", 5: "track"}
-    rows = [(row_id, shapely.to_wkb(shapely.affinity.translate(shapely.from_wkt(wkt), x, y)), {"highway": kinds[row_id]})
-            for row_id, wkt in lines.items()]
-    [streets] = [layer for layer in render.tile_layers(schema, render.collect(schema, [("line", rows)]), tile)
-                 if layer.name == "streets"]
-    return dict(zip(streets.ids.tolist(), shapely.get_num_coordinates(streets.geoms).tolist()))
+    rows = [(row_id, shapely.to_wkb(shapely.affinity.translate(shapely.from_wkt(wkt), x, y)), tags)
+            for row_id, (wkt, tags) in shapes.items()]
+    [drawn] = [found for found in render.tile_layers(schema, render.collect(schema, [(table, rows)]), tile)
+               if found.name == layer]
+    return dict(zip(drawn.ids.tolist(), shapely.get_num_coordinates(drawn.geoms).tolist()))
+
+
+# Five streets: two straight ones of two points, two with a bend of 1 m, one with a bend of 50 m (all
+# of other kinds: none merge).
+STREETS = {1: ("LINESTRING (100 100, 900 100)", {"highway": "residential"}),
+           2: ("LINESTRING (100 300, 500 301, 900 300)", {"highway": "service"}),
+           3: ("LINESTRING (100 600, 500 650, 900 600)", {"highway": "tertiary"}),
+           4: ("MULTILINESTRING ((100 800, 500 801, 900 800))", {"highway": "unclassified"}),
+           5: ("MULTILINESTRING ((100 1000, 900 1000))", {"highway": "track"})}
 
 
 def test_a_tile_simplifies_every_line_but_those_of_two_points():
     """tile_layers leaves a line of two points as it is; a longer one is simplified (a bend under the z13
     tolerance of the streets layer, ~9.6 m, goes; one of 50 m stays), a multi-line of one part too."""
-    assert _streets_points(13) == {1: 2, 2: 2, 3: 3, 4: 2, 5: 2}
+    assert _points_kept(13, "line", "streets", STREETS) == {1: 2, 2: 2, 3: 3, 4: 2, 5: 2}
 
 
 def test_the_max_zoom_and_a_layer_without_a_tolerance_are_not_simplified():
     """Clients overzoom the schema's max zoom: its tiles keep a street's bend of 1 m, and a building's
     point on a straight wall (a node it shares with its neighbour), which simplifying by 0 would drop."""
-    import shapely
-    import shapely.affinity
-
-    from tilebatch.tiles import tile_bounds_3857
-
-    assert _streets_points(14) == {1: 2, 2: 3, 3: 3, 4: 3, 5: 2}
+    assert _points_kept(14, "line", "streets", STREETS) == {1: 2, 2: 3, 3: 3, 4: 3, 5: 2}
+    building = {1: ("POLYGON ((100 100, 150 100, 200 100, 200 200, 100 200, 100 100))", {"building": "yes"})}
+    assert _points_kept(14, "polygon", "buildings", building) == {1: 6}
     schema = schemas.load(schemas.schema_path("shortbread"))
-    tile = tile_at(*CENTRAL, 14)
-    x, y = tile_bounds_3857(tile)[:2]
-    building = shapely.from_wkt("POLYGON ((100 100, 150 100, 200 100, 200 200, 100 200, 100 100))")
-    rows = [(1, shapely.to_wkb(shapely.affinity.translate(building, x, y)), {"building": "yes"})]
-    [buildings] = [layer for layer in render.tile_layers(schema, render.collect(schema, [("polygon", rows)]), tile)
-                   if layer.name == "buildings"]
-    assert shapely.get_num_coordinates(buildings.geoms).tolist() == [6]
     assert schemas.simplify_tolerance(schema, schema.layers[0], 13) > 0
     assert schemas.simplify_tolerance(schema, schema.layers[0], 14) == 0
 

@@ -12,10 +12,10 @@ from previewserver import serving
 
 ARTIFACTS = TOP / "tests" / "artifacts"
 
-# Resolves once the map has drawn everything it asked for; rejects on the first map error.
-# Resolved once the page's map is at ZOOM and has drawn it. A navigation to another
-# #zoom/lat/lng of the same page moves the map a moment later (on hashchange): until
-# then it is still idle at the view before, which a screenshot would show.
+# Resolves once the page's map is at ZOOM and has drawn it; rejects on the first map
+# error. A navigation to another #zoom/lat/lng of the same page moves the map a moment
+# later (on hashchange): until then it is still idle at the view before, which a
+# screenshot would show.
 WAIT_FOR_IDLE = """new Promise((resolve, reject) => {
   const started = Date.now();
   const check = () => {
